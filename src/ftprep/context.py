@@ -1,0 +1,95 @@
+"""What a check sees: the project, the ingested datasets, cached signals and a progress hook."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import yaml
+
+from ftprep.decisions import Ledger
+from ftprep.examples import Dataset
+from ftprep.formats.readers import Reject
+from ftprep.project import Project
+from ftprep.store import Workspace
+
+# progress(description, total) -> context manager yielding advance(n)
+ProgressFactory = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]]
+
+
+@contextlib.contextmanager
+def no_progress(_desc: str, _total: int | None) -> Iterator[Callable[[int], None]]:
+    yield lambda _n=1: None
+
+
+@dataclass
+class Context:
+    project: Project
+    workspace: Workspace
+    ledger: Ledger
+    train: Dataset
+    production: Dataset | None = None
+    benchmarks: dict[str, Dataset] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    progress: ProgressFactory = no_progress
+    # results other checks published in this run (e.g. duplicate clusters for the splitter)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+
+    # ------------------------------------------------------------------ config
+    def params(self, check: str) -> dict[str, Any]:
+        return dict(self.project.checks.get(check, {}))
+
+    def gate_overrides(self, check: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.project.gates.get(check, {}).items()}  # type: ignore[misc]
+
+    def has(self, requirement: str) -> bool:
+        p = self.project
+        if requirement == "production":
+            return self.production is not None and len(self.production) > 0
+        if requirement == "benchmarks":
+            return bool(self.benchmarks)
+        if requirement in ("spec", "rubric", "capabilities", "objectives"):
+            path = p.path(getattr(p, requirement))
+            return path is not None and path.exists()
+        if requirement == "annotations":
+            return p.annotations is not None
+        if requirement == "labels":
+            return any(v is not None for v in self.train.table.column("label").to_pylist()[:100000])
+        if requirement == "collected_at":
+            return any(v is not None for v in self.train.table.column("collected_at").to_pylist()[:100000])
+        if requirement == "calibration":
+            return False
+        return False
+
+    def load_yaml(self, key: str) -> Any:
+        """Load the YAML file the project names under ``key`` (rubric, capabilities…)."""
+        path = self.project.path(getattr(self.project, key))
+        if path is None:
+            raise FileNotFoundError(f"ftprep.yaml has no {key!r}")
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+    def resolve(self, p: str | None) -> Path | None:
+        return self.project.path(p)
+
+    # ------------------------------------------------------------------ signals
+    def embeddings(self, dataset: Dataset, field: str = "prompt", model: str | None = None) -> np.ndarray:
+        """Embeddings of ``dataset.texts(field)``, cached by text hash and model."""
+        from ftprep.signals.cache import cached_embeddings
+
+        return cached_embeddings(self.workspace, dataset.texts(field), model or self.project.embeddings,
+                                 progress=self.progress)
+
+    def token_counts(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """(total tokens, assistant tokens) per example, cached by content hash."""
+        from ftprep.signals.cache import cached_token_counts
+
+        return cached_token_counts(self.workspace, self.project, dataset, progress=self.progress)
+
+    def messages(self, dataset: Dataset) -> list[list[dict[str, Any]]]:
+        return [orjson.loads(m) for m in dataset.column("messages")]

@@ -1,0 +1,419 @@
+"""Read a source file of any supported container into a :class:`~ftprep.examples.Dataset`
+plus a list of rejects, each pinned to file and line.
+
+Containers: JSONL (``.jsonl``/``.ndjson``), JSON array (``.json``), CSV/TSV, Parquet, and a
+Hugging Face ``datasets`` directory saved with ``save_to_disk``. JSONL is parsed line by line
+(orjson, in parallel on large files) so that every malformed line is reported with its number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from ftprep.examples import SCHEMA, Dataset, content_hash, prompt_text, response_text, system_text
+from ftprep.formats.records import FieldMap, RejectError, get_path, to_messages, validate_messages
+
+CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet", "hf")
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+
+
+class InputError(Exception):
+    """A source that cannot be read at all (missing file, unknown container). Exit code 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    source: str
+    file: str
+    line: int
+    code: str
+    reason: str
+    snippet: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class ReadOptions:
+    source: str
+    record_format: str = "auto"
+    fields: FieldMap = field(default_factory=FieldMap)
+    mode: str = "train"  # "train" or "inputs"
+    max_record_bytes: int = 1_000_000
+    defaults: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ReadResult:
+    dataset: Dataset
+    rejects: list[Reject]
+    n_records: int
+    formats: dict[str, int]
+
+
+def detect_container(path: Path) -> str:
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            return "hf"
+        raise InputError(f"{path}: a directory, but not a Hugging Face dataset saved to disk")
+    name = path.name.lower()
+    for suffix in (".gz",):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    if ext in ("jsonl", "ndjson"):
+        return "jsonl"
+    if ext == "json":
+        with _open_bytes(path) as fh:
+            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        return "json" if head.startswith(b"[") else "jsonl"
+    if ext in ("csv", "tsv", "parquet"):
+        return ext
+    raise InputError(f"{path}: cannot tell the format from the extension {ext!r}; set 'format'")
+
+
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    if path.name.endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")  # noqa: SIM115
+
+
+# --------------------------------------------------------------------------- record -> row
+
+
+class _Rows:
+    """Column lists for one chunk of records (cheap to pickle between processes)."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {n: [] for n in SCHEMA.names}
+        self.rejects: list[Reject] = []
+        self.formats: dict[str, int] = {}
+        self.n = 0
+
+
+def _str_or_none(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+def _add_record(rows: _Rows, rec: Any, opts: ReadOptions, file: str, line: int, raw_len: int) -> None:
+    rows.n += 1
+    try:
+        if raw_len > opts.max_record_bytes:
+            raise RejectError(
+                "oversized_record", f"record is {raw_len} bytes (limit {opts.max_record_bytes})"
+            )
+        messages, fmt = to_messages(rec, opts.record_format, opts.fields)
+        validate_messages(messages, opts.mode)
+    except RejectError as e:
+        snippet = rec if isinstance(rec, str) else orjson.dumps(rec, default=str).decode()
+        rows.rejects.append(Reject(opts.source, file, line, e.code, e.reason, snippet[:200]))
+        return
+    rows.formats[fmt] = rows.formats.get(fmt, 0) + 1
+    f = opts.fields
+    d = opts.defaults
+
+    def pick(key: str | None, name: str) -> str | None:
+        v = _str_or_none(get_path(rec, key)) if key else None
+        return v if v is not None else d.get(name)
+
+    c = rows.cols
+    c["id"].append(pick(f.id, "id"))
+    c["source"].append(opts.source)
+    c["file"].append(file)
+    c["line"].append(line)
+    c["group"].append(pick(f.group, "group"))
+    c["collected_at"].append(pick(f.collected_at, "collected_at"))
+    c["spec_version"].append(pick(f.spec_version, "spec_version"))
+    c["label"].append(pick(f.label, "label"))
+    c["annotator"].append(pick(f.annotator, "annotator"))
+    c["area"].append(pick(f.area, "area"))
+    c["messages"].append(orjson.dumps(messages).decode())
+    c["prompt"].append(prompt_text(messages))
+    c["response"].append(response_text(messages))
+    c["system"].append(system_text(messages))
+    c["n_turns"].append(len(messages))
+    c["content_hash"].append(content_hash(messages))
+    outcome = {k: get_path(rec, k) for k in f.outcome} if f.outcome else {}
+    meta = {k: get_path(rec, k) for k in f.meta} if f.meta else {}
+    c["outcome"].append(orjson.dumps(outcome, default=str).decode())
+    c["meta"].append(orjson.dumps(meta, default=str).decode())
+
+
+def _jsonl_chunk(args: tuple[str, int, int, int, ReadOptions]) -> _Rows:
+    path, start, end, first_line, opts = args
+    rows = _Rows()
+    with _open_bytes(Path(path)) as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    line_no = first_line - 1
+    for raw in data.split(b"\n"):
+        line_no += 1
+        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        _parse_line(rows, raw, opts, path, line_no)
+    return rows
+
+
+def _parse_line(rows: _Rows, raw: bytes, opts: ReadOptions, file: str, line_no: int) -> None:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        rows.n += 1
+        rows.rejects.append(
+            Reject(opts.source, file, line_no, "bad_encoding", f"not valid UTF-8 ({e.reason} at byte {e.start})",
+                   raw[:200].decode("utf-8", "replace"))
+        )
+        return
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        rows.n += 1
+        rows.rejects.append(
+            Reject(opts.source, file, line_no, "malformed_json", f"invalid JSON: {e}",
+                   raw[:200].decode("utf-8", "replace"))
+        )
+        return
+    _add_record(rows, rec, opts, file, line_no, len(raw))
+
+
+def _read_jsonl(path: Path, opts: ReadOptions, workers: int) -> list[_Rows]:
+    size = path.stat().st_size
+    if path.name.endswith(".gz") or size < PARALLEL_MIN_BYTES or workers <= 1:
+        return [_jsonl_chunk((str(path), 0, size if not path.name.endswith(".gz") else 1 << 62, 1, opts))]
+    # split at newline boundaries; count lines before each boundary for exact line numbers
+    n_chunks = workers * 4
+    bounds = [0]
+    with open(path, "rb") as fh:
+        for k in range(1, n_chunks):
+            fh.seek(size * k // n_chunks)
+            fh.readline()
+            pos = fh.tell()
+            if pos > bounds[-1] and pos < size:
+                bounds.append(pos)
+        bounds.append(size)
+        first_lines = [1]
+        for a, b in zip(bounds[:-2], bounds[1:-1], strict=True):
+            fh.seek(a)
+            first_lines.append(first_lines[-1] + fh.read(b - a).count(b"\n"))
+    tasks = [(str(path), a, b, fl, opts) for a, b, fl in zip(bounds[:-1], bounds[1:], first_lines, strict=True)]
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(_jsonl_chunk, tasks))
+
+
+def _read_json_array(path: Path, opts: ReadOptions) -> list[_Rows]:
+    rows = _Rows()
+    with _open_bytes(path) as fh:
+        raw = fh.read()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        # orjson reports the character position; convert it to a line number
+        pos = getattr(e, "pos", 0) or 0
+        line = raw[:pos].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: invalid JSON ({e})") from None
+    if isinstance(data, dict):
+        data = next((v for v in data.values() if isinstance(v, list)), [data])
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON array of records")
+    # line numbers: the line on which each top-level element starts
+    starts = _array_element_lines(raw, len(data))
+    for i, rec in enumerate(data):
+        _add_record(rows, rec, opts, str(path), starts[i], len(orjson.dumps(rec, default=str)))
+    return [rows]
+
+
+def _array_element_lines(raw: bytes, n: int) -> list[int]:
+    """Line number of the start of each top-level array element (a light scanner that tracks
+    strings and nesting depth)."""
+    lines: list[int] = []
+    depth = 0
+    in_str = False
+    esc = False
+    line = 1
+    expecting = False
+    for ch in raw:
+        if ch == 0x0A:
+            line += 1
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == 0x5C:
+                esc = True
+            elif ch == 0x22:
+                in_str = False
+            continue
+        if expecting and ch not in (0x20, 0x09, 0x0A, 0x0D, 0x5D):
+            lines.append(line)
+            expecting = False
+        if ch == 0x22:
+            in_str = True
+        elif ch in (0x5B, 0x7B):
+            depth += 1
+            if depth == 1 and ch == 0x5B:
+                expecting = True
+        elif ch in (0x5D, 0x7D):
+            depth -= 1
+        elif ch == 0x2C and depth == 1:
+            expecting = True
+    while len(lines) < n:
+        lines.append(line)
+    return lines[:n]
+
+
+def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
+    rows = _Rows()
+    with _open_bytes(path) as fb:
+        raw = fb.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not valid UTF-8 ({e.reason}); re-encode the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if not reader.fieldnames:
+        raise InputError(f"{path}: empty CSV (no header row)")
+    prev_line = 1
+    for rec in reader:
+        line = prev_line + 1
+        prev_line = reader.line_num
+        if None in rec:
+            rows.n += 1
+            rows.rejects.append(Reject(opts.source, str(path), line, "bad_row", "more fields than the header"))
+            continue
+        _add_record(rows, dict(rec), opts, str(path), line, sum(len(v or "") for v in rec.values()))
+    return [rows]
+
+
+def _read_table_rows(table: pa.Table, path: Path, opts: ReadOptions, first: int = 1) -> list[_Rows]:
+    rows = _Rows()
+    i = first - 1
+    for batch in table.to_batches(max_chunksize=8192):
+        for rec in batch.to_pylist():
+            i += 1
+            _add_record(rows, rec, opts, str(path), i, 0)
+    return [rows]
+
+
+def _read_parquet(path: Path, opts: ReadOptions) -> list[_Rows]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - any parse failure is an input error
+        raise InputError(f"{path}: unreadable Parquet ({e})") from None
+    return _read_table_rows(table, path, opts)
+
+
+def _read_hf(path: Path, opts: ReadOptions) -> list[_Rows]:
+    """A ``datasets`` directory saved with ``save_to_disk``: its Arrow stream files are read
+    with pyarrow directly (the ``datasets`` package is not needed). A ``DatasetDict``
+    directory (``dataset_dict.json``) reads its ``train`` split unless ``path`` names one."""
+    if (path / "dataset_dict.json").exists():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        path = path / ("train" if "train" in splits else splits[0])
+    files = sorted(path.glob("data-*.arrow")) or sorted(path.glob("*.arrow"))
+    if not files:
+        raise InputError(f"{path}: no .arrow files in this Hugging Face dataset directory")
+    tables = []
+    for f in files:
+        with pa.memory_map(str(f)) as src:
+            try:
+                tables.append(pa.ipc.open_stream(src).read_all())
+            except pa.ArrowInvalid:
+                tables.append(pa.ipc.open_file(src).read_all())
+    return _read_table_rows(pa.concat_tables(tables), path, opts)
+
+
+# --------------------------------------------------------------------------- public
+
+
+def read_file(path: str | os.PathLike[str], opts: ReadOptions, container: str = "auto",
+              workers: int | None = None) -> ReadResult:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    if p.is_file() and not os.access(p, os.R_OK):
+        raise InputError(f"{p}: not readable (permission denied)")
+    kind = detect_container(p) if container == "auto" else container
+    if kind not in CONTAINERS:
+        raise InputError(f"{p}: unknown format {kind!r}; expected one of {', '.join(CONTAINERS)}")
+    w = workers if workers is not None else min(2, os.cpu_count() or 1)
+    if kind == "jsonl":
+        parts = _read_jsonl(p, opts, w)
+    elif kind == "json":
+        parts = _read_json_array(p, opts)
+    elif kind in ("csv", "tsv"):
+        parts = _read_csv(p, opts, "\t" if kind == "tsv" else ",")
+    elif kind == "parquet":
+        parts = _read_parquet(p, opts)
+    else:
+        parts = _read_hf(p, opts)
+    return _assemble(parts, opts)
+
+
+def _assemble(parts: Iterable[_Rows], opts: ReadOptions) -> ReadResult:
+    cols: dict[str, list[Any]] = {n: [] for n in SCHEMA.names}
+    rejects: list[Reject] = []
+    formats: dict[str, int] = {}
+    n = 0
+    for part in parts:
+        for k in cols:
+            cols[k].extend(part.cols[k])
+        rejects.extend(part.rejects)
+        for k, v in part.formats.items():
+            formats[k] = formats.get(k, 0) + v
+        n += part.n
+    keep = _assign_ids(cols, rejects, opts.source)
+    if keep is not None:
+        cols = {k: [v[i] for i in keep] for k, v in cols.items()}
+    table = pa.table(cols, schema=SCHEMA)
+    rejects.sort(key=lambda r: (r.file, r.line))
+    return ReadResult(Dataset(table), rejects, n, formats)
+
+
+def _assign_ids(cols: dict[str, list[Any]], rejects: list[Reject], source: str) -> list[int] | None:
+    """Fill missing ids with ``source:hash`` (``#k`` for repeated content); reject duplicate
+    explicit ids (the ledger needs unique ids). Groups default to the id."""
+    ids = cols["id"]
+    seen: dict[str, int] = {}
+    drop: list[int] = []
+    for i, v in enumerate(ids):
+        if v is None:
+            base = f"{source}:{cols['content_hash'][i][:16]}"
+            k = seen.get(base, 0)
+            seen[base] = k + 1
+            ids[i] = base if k == 0 else f"{base}#{k + 1}"
+        else:
+            if v in seen:
+                drop.append(i)
+                rejects.append(Reject(source, cols["file"][i], cols["line"][i], "duplicate_id",
+                                      f"id {v!r} already used at an earlier record"))
+                continue
+            seen[v] = 1
+    for i, g in enumerate(cols["group"]):
+        if g is None:
+            cols["group"][i] = ids[i]
+    if not drop:
+        return None
+    dropset = set(drop)
+    return [i for i in range(len(ids)) if i not in dropset]

@@ -1,0 +1,252 @@
+"""``ftprep.yaml``: the project file, its schema and its validation.
+
+Errors name the key path and the line in the file, and say what was expected::
+
+    ftprep.yaml:14: sources[0].format: expected one of auto, openai, ... (got 'chatml')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ftprep.formats.records import FieldMap
+
+PROJECT_FILE = "ftprep.yaml"
+SOURCE_FORMATS = ("auto", "openai", "sharegpt", "alpaca", "prompt_completion", "text",
+                  "jsonl", "json", "csv", "tsv", "parquet", "hf")
+
+
+class ProjectError(Exception):
+    """An invalid or unreadable project file (exit code 2)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Fields(_Model):
+    """Which record fields carry the canonical attributes (dotted paths allowed)."""
+
+    id: str | None = None
+    group: str | None = None
+    collected_at: str | None = None
+    spec_version: str | None = None
+    label: str | None = None
+    annotator: str | None = None
+    area: str | None = None
+    outcome: list[str] = Field(default_factory=list)
+    meta: list[str] = Field(default_factory=list)
+    input: str | None = None
+    output: str | None = None
+    system: str | None = None
+
+    def to_fieldmap(self) -> FieldMap:
+        return FieldMap(
+            id=self.id, group=self.group, collected_at=self.collected_at,
+            spec_version=self.spec_version, label=self.label, annotator=self.annotator,
+            area=self.area, outcome=tuple(self.outcome), meta=tuple(self.meta),
+            input=self.input, output=self.output, system=self.system,
+        )
+
+
+class Source(_Model):
+    name: str
+    path: str
+    format: str = "auto"  # a record format or a container (see SOURCE_FORMATS)
+    container: str = "auto"
+    fields: Fields = Field(default_factory=Fields)
+    defaults: dict[str, str] = Field(default_factory=dict)
+    max_record_bytes: int = 1_000_000
+
+    @field_validator("format")
+    @classmethod
+    def _fmt(cls, v: str) -> str:
+        if v not in SOURCE_FORMATS:
+            raise ValueError(f"expected one of {', '.join(SOURCE_FORMATS)} (got {v!r})")
+        return v
+
+    def record_format(self) -> str:
+        return self.format if self.format in ("auto", "openai", "sharegpt", "alpaca",
+                                              "prompt_completion", "text") else "auto"
+
+    def container_kind(self) -> str:
+        if self.container != "auto":
+            return self.container
+        return self.format if self.format in ("jsonl", "json", "csv", "tsv", "parquet", "hf") else "auto"
+
+
+class Production(Source):
+    """A sample of real production inputs (user turns only is fine)."""
+
+    name: str = "production"
+    sample: int | None = None  # reservoir-sample this many records (reproducible with seed)
+    seed: int = 0
+    holdout: float = 0.0  # share held out for validation/test when split.eval_from: production
+
+
+class Benchmark(Source):
+    pass
+
+
+class Tokenizer(_Model):
+    """``kind``: ``cl100k`` / ``o200k`` (offline tiktoken encodings, default cl100k), ``hf`` (a
+    ``tokenizer.json`` file given by ``path``), or ``chars4`` (characters / 4, no tokenizer)."""
+
+    kind: str = "cl100k"
+    path: str | None = None
+
+
+class Split(_Model):
+    by: str = "group"  # group | source | id-free field name (never by row)
+    validation: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+    stratify: str | None = None
+    eval_from: Literal["train", "production", "source"] = "train"
+    eval_source: str | None = None  # with eval_from: source
+
+    @field_validator("validation", "test")
+    @classmethod
+    def _frac(cls, v: float) -> float:
+        if not 0 <= v < 1:
+            raise ValueError("expected a fraction in [0, 1)")
+        return v
+
+
+class BuildConfig(_Model):
+    format: Literal["openai", "sharegpt", "alpaca", "prompt_completion", "parquet"] = "openai"
+    out: str = "out/build"
+
+
+class Workspace(_Model):
+    dir: str = ".ftprep"
+    database_url: str | None = None  # default: sqlite in the workspace dir
+
+
+class Project(_Model):
+    version: int = 1
+    name: str = "ftprep-project"
+    sources: list[Source]
+    production: Production | None = None
+    benchmarks: list[Benchmark] = Field(default_factory=list)
+    annotations: dict[str, Any] | None = None
+    spec: str | None = None
+    rubric: str | None = None
+    capabilities: str | None = None
+    objectives: str | None = None
+    tokenizer: Tokenizer = Field(default_factory=Tokenizer)
+    context_limit: int = 4096
+    embeddings: str = "static"
+    split: Split = Field(default_factory=Split)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    workspace: Workspace = Field(default_factory=Workspace)
+    gates: dict[str, dict[str, dict[str, Any] | None]] = Field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    disabled_checks: list[str] = Field(default_factory=list)
+    out: str = "out"
+
+    # set after loading
+    root: Path = Field(default=Path("."), exclude=True)
+    file_hash: str = Field(default="", exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique(cls, v: list[Source]) -> list[Source]:
+        names = [s.name for s in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"source names must be unique (repeated: {', '.join(sorted(dup))})")
+        if not v:
+            raise ValueError("at least one source is needed")
+        return v
+
+    def path(self, p: str | None) -> Path | None:
+        if p is None:
+            return None
+        q = Path(p)
+        return q if q.is_absolute() else self.root / q
+
+    @property
+    def workspace_dir(self) -> Path:
+        d = self.path(self.workspace.dir)
+        assert d is not None
+        return d
+
+    @property
+    def out_dir(self) -> Path:
+        d = self.path(self.out)
+        assert d is not None
+        return d
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Walk the composed YAML node tree along a pydantic error location."""
+    cur = node
+    best = cur.start_mark.line + 1 if cur is not None else None
+    for key in loc:
+        if isinstance(cur, yaml.MappingNode):
+            nxt = None
+            for k, v in cur.value:
+                if k.value == key:
+                    nxt = v
+                    best = k.start_mark.line + 1
+                    break
+            cur = nxt
+        elif isinstance(cur, yaml.SequenceNode) and isinstance(key, int) and key < len(cur.value):
+            cur = cur.value[key]
+            best = cur.start_mark.line + 1
+        else:
+            break
+        if cur is None:
+            break
+    return best
+
+
+def _loc_str(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for k in loc:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out or "(top level)"
+
+
+def load_project(path: str | Path = PROJECT_FILE) -> Project:
+    p = Path(path)
+    if p.is_dir():
+        p = p / PROJECT_FILE
+    if not p.exists():
+        raise ProjectError(f"{p}: no project file here (run `ftprep init DIR` to create one)")
+    text = p.read_bytes()
+    try:
+        node = yaml.compose(text.decode("utf-8"))
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ProjectError(f"{p}: not valid UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ProjectError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ProjectError(f"{p}: expected a mapping of settings at the top level")
+    try:
+        project = Project.model_validate(data)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            line = _line_of(node, loc)
+            got = err.get("input")
+            got_s = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling; `ftprep init` writes a commented example)"
+                got_s = ""
+            msgs.append(f"{p}:{line}: {_loc_str(loc)}: {msg}{got_s}")
+        raise ProjectError("\n".join(msgs)) from None
+    project.root = p.parent.resolve()
+    project.file_hash = hashlib.sha256(text).hexdigest()
+    return project
