@@ -40,6 +40,7 @@ class Context:
     # results other checks published in this run (e.g. duplicate clusters for the splitter)
     artifacts: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    strict: bool = False  # --strict: any rejected record fails the audit
 
     # ------------------------------------------------------------------ config
     def params(self, check: str) -> dict[str, Any]:

@@ -1,0 +1,32 @@
+"""ftprep: audit a supervised fine-tuning dataset against the eight ways such data fails, and
+build the dataset that should actually be trained on, with the evidence for every decision.
+
+Python API::
+
+    import ftprep
+    result = ftprep.audit("path/to/project")      # -> AuditResult (.status, .exit_code, .findings)
+    built = ftprep.build("path/to/project")       # -> BuildResult (.manifest, .out_dir)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ftprep.api import AuditResult, audit, ingest  # noqa: E402
+from ftprep.build import BuildResult, build  # noqa: E402
+from ftprep.examples import Dataset, Example  # noqa: E402
+from ftprep.project import Project, ProjectError, load_project  # noqa: E402
+
+__all__ = [
+    "AuditResult",
+    "BuildResult",
+    "Dataset",
+    "Example",
+    "Project",
+    "ProjectError",
+    "__version__",
+    "audit",
+    "build",
+    "ingest",
+    "load_project",
+]

@@ -1,0 +1,325 @@
+"""The public Python API: ``ingest``, ``audit`` and ``build``.
+
+``audit`` = ingest every input -> run every registered check (a check whose inputs are missing
+is reported as *not run*; an exception becomes ERROR for that check) -> judge gates -> replace the
+automatic decisions in the ledger -> write ``findings.json``, ``report.html`` and
+``rejects.jsonl``. Exit code: 0 when every gate passes, 1 when a gate failed (or warned, with
+``fail_on="warn"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ftprep import __version__
+from ftprep.checks import registry
+from ftprep.checks.base import (
+    REQUIREMENTS,
+    Action,
+    CheckResult,
+    Status,
+    error_result,
+    judge,
+)
+from ftprep.context import Context, ProgressFactory, no_progress
+from ftprep.decisions import Ledger
+from ftprep.examples import Dataset
+from ftprep.formats.readers import ReadOptions, ReadResult, Reject, read_file
+from ftprep.project import Project, Source, load_project
+from ftprep.store import Workspace, atomic_write_bytes, atomic_write_text
+
+FINDINGS_SCHEMA_VERSION = "1.0"
+
+
+@dataclass
+class SourceStats:
+    name: str
+    path: str
+    role: str  # train | production | benchmark
+    records: int
+    examples: int
+    rejects: int
+    formats: dict[str, int]
+    fingerprint: str
+
+
+@dataclass
+class Ingested:
+    train: Dataset
+    production: Dataset | None
+    benchmarks: dict[str, Dataset]
+    rejects: list[Reject]
+    sources: list[SourceStats]
+
+    @property
+    def n_records(self) -> int:
+        return sum(s.records for s in self.sources if s.role == "train")
+
+
+@dataclass
+class AuditResult:
+    project: Project
+    run_id: str
+    results: list[CheckResult]
+    ingested: Ingested
+    status: Status
+    exit_code: int
+    findings_path: Path | None = None
+    report_path: Path | None = None
+    findings: dict[str, Any] = field(default_factory=dict)
+
+
+def fingerprint(path: Path) -> str:
+    """Cheap identity of an input: size + mtime + hash of the first and last 64 KiB."""
+    if path.is_dir():
+        parts = [fingerprint(p) for p in sorted(path.rglob("*")) if p.is_file()]
+        return hashlib.sha1("".join(parts).encode()).hexdigest()
+    st = path.stat()
+    h = hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(65536))
+        if st.st_size > 65536:
+            fh.seek(max(65536, st.st_size - 65536))
+            h.update(fh.read(65536))
+    return h.hexdigest()
+
+
+def _read_source(project: Project, src: Source, mode: str) -> tuple[ReadResult, Path]:
+    path = project.path(src.path)
+    assert path is not None
+    opts = ReadOptions(
+        source=src.name,
+        record_format=src.record_format(),
+        fields=src.fields.to_fieldmap(),
+        mode=mode,
+        max_record_bytes=src.max_record_bytes,
+        defaults=dict(src.defaults),
+    )
+    return read_file(path, opts, container=src.container_kind()), path
+
+
+def _sample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """Reproducible sample independent of file order: the ``n`` examples with the smallest
+    seeded hash of their content."""
+    if n is None or n >= len(ds):
+        return ds
+    ranked = sorted(
+        ds.ids,
+        key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(),
+    )
+    return ds.filter_ids(set(ranked[:n]))
+
+
+def ingest(project: Project, progress: ProgressFactory = no_progress) -> Ingested:
+    stats: list[SourceStats] = []
+    rejects: list[Reject] = []
+    parts: list[Dataset] = []
+    with progress("reading sources", len(project.sources)) as advance:
+        for src in project.sources:
+            res, path = _read_source(project, src, "train")
+            parts.append(res.dataset)
+            rejects.extend(res.rejects)
+            stats.append(SourceStats(src.name, str(path), "train", res.n_records, len(res.dataset),
+                                     len(res.rejects), res.formats, fingerprint(path)))
+            advance(1)
+    train = parts[0]
+    for p in parts[1:]:
+        train = train.concat(p)
+    seen: set[str] = set()
+    dup = [i for i in train.ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    if dup:
+        from ftprep.project import ProjectError
+
+        raise ProjectError(f"example id {dup[0]!r} occurs in more than one source; ids must be unique")
+    train.name = "train"
+    production = None
+    if project.production is not None:
+        res, path = _read_source(project, project.production, "inputs")
+        production = _sample(res.dataset, project.production.sample, project.production.seed)
+        production.name = "production"
+        stats.append(SourceStats(project.production.name, str(path), "production", res.n_records,
+                                 len(production), len(res.rejects), res.formats, fingerprint(path)))
+        rejects.extend(res.rejects)
+    benchmarks: dict[str, Dataset] = {}
+    for b in project.benchmarks:
+        res, path = _read_source(project, b, "inputs")
+        res.dataset.name = f"benchmark:{b.name}"
+        benchmarks[b.name] = res.dataset
+        stats.append(SourceStats(b.name, str(path), "benchmark", res.n_records, len(res.dataset),
+                                 len(res.rejects), res.formats, fingerprint(path)))
+        rejects.extend(res.rejects)
+    return Ingested(train, production, benchmarks, rejects, stats)
+
+
+def open_workspace(project: Project) -> tuple[Workspace, Ledger]:
+    ws = Workspace(project.workspace_dir, project.workspace.database_url)
+    return ws, Ledger(ws.engine)
+
+
+def _preflight(project: Project, ws: Workspace) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ftprep.spec") is None:
+        return
+    from ftprep import spec
+
+    spec.preflight(project, ws)
+
+
+def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    checks = registry.load_all()
+    names = [n for n in sorted(checks) if n not in ctx.project.disabled_checks]
+    if only:
+        names = [n for n in names if any(n == o or n.startswith(o + ".") for o in only)]
+    for name in names:
+        cls = checks[name]
+        check = cls({**ctx.params(name)})
+        missing = [r for r in cls.requires if not ctx.has(r)]
+        if missing:
+            results.append(CheckResult(
+                check=name, failure_mode=cls.failure_mode, status=Status.NOT_RUN,
+                summary="not run: missing " + "; ".join(REQUIREMENTS.get(m, m) for m in missing),
+                missing=missing,
+            ))
+            continue
+        t0 = time.perf_counter()
+        try:
+            res = check.run(ctx)
+            for d in res.decisions:
+                d.check = name
+            for f in res.findings:
+                f.check = name
+            conds = check.conditions(ctx)
+            judge(res, conds)
+        except Exception as e:  # noqa: BLE001 - a failing check must not crash the audit
+            res = error_result(check, e)
+        res.seconds = time.perf_counter() - t0
+        results.append(res)
+    return results
+
+
+def _overall(results: list[CheckResult]) -> Status:
+    worst = Status.PASS
+    for r in results:
+        if r.status != Status.NOT_RUN:
+            worst = max(worst, r.status)
+    return worst
+
+
+def exit_code_for(status: Status, fail_on: str = "fail") -> int:
+    if status >= Status.FAIL:
+        return 1
+    if fail_on == "warn" and status == Status.WARN:
+        return 1
+    return 0
+
+
+def audit(project: Project | str | Path = ".", *, progress: ProgressFactory = no_progress,
+          strict: bool = False, fail_on: str = "fail", only: list[str] | None = None,
+          write: bool = True) -> AuditResult:
+    if not isinstance(project, Project):
+        project = load_project(project)
+    ws, ledger = open_workspace(project)
+    _preflight(project, ws)
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    ledger.start_run(run_id, "audit", project.file_hash)
+    ing = ingest(project, progress)
+    ws.save_table("train", ing.train.table)
+    if ing.production is not None:
+        ws.save_table("production", ing.production.table)
+    ctx = Context(project=project, workspace=ws, ledger=ledger, train=ing.train,
+                  production=ing.production, benchmarks=ing.benchmarks, rejects=ing.rejects,
+                  progress=progress, run_id=run_id, strict=strict)
+    results = run_checks(ctx, only=only)
+    train_ids = set(ing.train.ids)
+    for r in results:
+        if r.status in (Status.NOT_RUN, Status.ERROR):
+            continue
+        ledger.replace_auto(r.check, [d for d in r.decisions if d.example_id in train_ids], run_id)
+    status = _overall(results)
+    code = exit_code_for(status, fail_on)
+    res = AuditResult(project, run_id, results, ing, status, code)
+    res.findings = findings_document(res)
+    if write:
+        _write_outputs(res, ctx)
+    ledger.finish_run(run_id, str(status), {
+        "exit_code": code,
+        "fingerprints": {s.name: s.fingerprint for s in ing.sources},
+        "project_hash": project.file_hash,
+    })
+    return res
+
+
+def findings_document(res: AuditResult) -> dict[str, Any]:
+    ing = res.ingested
+    decisions = [d.to_dict() for r in res.results for d in r.decisions]
+    counts: dict[str, int] = {}
+    for d in decisions:
+        counts[d["action"]] = counts.get(d["action"], 0) + 1
+    return {
+        "schema_version": FINDINGS_SCHEMA_VERSION,
+        "ftprep_version": __version__,
+        "run_id": res.run_id,
+        "project": {"name": res.project.name, "file_hash": res.project.file_hash},
+        "status": str(res.status),
+        "exit_code": res.exit_code,
+        "inputs": [s.__dict__ for s in ing.sources],
+        "totals": {
+            "records": ing.n_records,
+            "examples": len(ing.train),
+            "rejects": sum(1 for r in ing.rejects),
+        },
+        "rejects": [r.to_dict() for r in ing.rejects],
+        "checks": [r.to_dict() for r in res.results],
+        "decisions": {"counts": counts, "items": decisions},
+    }
+
+
+def _write_outputs(res: AuditResult, ctx: Context) -> None:
+    from ftprep.report.html import render_html
+
+    out = res.project.out_dir / "audit"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "findings.json", orjson.dumps(res.findings, option=orjson.OPT_INDENT_2,
+                                                           default=_json_default))
+    atomic_write_bytes(out / "rejects.jsonl", b"".join(
+        orjson.dumps(r.to_dict()) + b"\n" for r in res.ingested.rejects))
+    for key, value in ctx.artifacts.items():
+        try:
+            data = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                                default=_json_default)
+        except TypeError:
+            continue
+        atomic_write_bytes(out / "artifacts" / f"{key}.json", data)
+    links = ctx.artifacts.get("link_clusters")
+    if links is not None:
+        atomic_write_bytes(res.project.workspace_dir / "link_clusters.json", orjson.dumps(links))
+    atomic_write_text(out / "report.html", render_html(res))
+    res.findings_path = out / "findings.json"
+    res.report_path = out / "report.html"
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Action | Status):
+        return str(o)
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, set):
+        return sorted(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

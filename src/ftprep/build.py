@@ -1,0 +1,220 @@
+"""``build``: apply the decisions ledger, split by group (never by row), write the training files
+and ``manifest.json``.
+
+Every input record is accounted for exactly once in the manifest: in a split, excluded (with the
+check and reason code), or rejected at ingest (with file, line and reason). Outputs are written
+to temporary files and renamed; the same inputs and ledger give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from ftprep import __version__
+from ftprep.api import _preflight, ingest, open_workspace
+from ftprep.checks.base import Action
+from ftprep.context import ProgressFactory, no_progress
+from ftprep.decisions import LedgerEntry
+from ftprep.examples import Dataset, response_text
+from ftprep.formats.writers import EXTENSIONS, write_split
+from ftprep.project import Project, ProjectError, load_project
+from ftprep.splits import assign_splits
+from ftprep.store import atomic_write_bytes
+
+MANIFEST_SCHEMA_VERSION = "1.0"
+
+
+class StaleAuditError(ProjectError):
+    """The inputs changed since the last audit (exit code 2)."""
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _apply_patch(row: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A reviewer's correction: ``label``, ``response`` (replaces the final assistant turn) or
+    whole ``messages``."""
+    row = dict(row)
+    msgs = orjson.loads(row["messages"])
+    if "messages" in patch:
+        msgs = patch["messages"]
+    if "response" in patch:
+        for m in reversed(msgs):
+            if m.get("role") == "assistant":
+                m["content"] = patch["response"]
+                break
+    if "label" in patch:
+        old = row.get("label")
+        row["label"] = patch["label"]
+        # a classification example whose answer was the label gets the new label as answer
+        if old is not None and response_text(msgs).strip() == str(old).strip() and "response" not in patch:
+            for m in reversed(msgs):
+                if m.get("role") == "assistant":
+                    m["content"] = str(patch["label"])
+                    break
+    row["messages"] = orjson.dumps(msgs).decode()
+    return row
+
+
+def _last_audit_fingerprints(ledger_engine: Any) -> dict[str, str] | None:
+    import sqlalchemy as sa
+
+    from ftprep.decisions import runs_t
+
+    with ledger_engine.connect() as conn:
+        row = conn.execute(
+            sa.select(runs_t.c.summary).where(runs_t.c.kind == "audit", runs_t.c.finished_at.is_not(None))
+            .order_by(runs_t.c.finished_at.desc(), runs_t.c.started_at.desc()).limit(1)
+        ).first()
+    if row is None or not row.summary:
+        return None
+    return dict(orjson.loads(row.summary).get("fingerprints", {}))
+
+
+def build(project: Project | str | Path = ".", *, progress: ProgressFactory = no_progress,
+          out: str | Path | None = None, fmt: str | None = None) -> BuildResult:
+    if not isinstance(project, Project):
+        project = load_project(project)
+    ws, ledger = open_workspace(project)
+    _preflight(project, ws)
+    ing = ingest(project, progress)
+    last = _last_audit_fingerprints(ws.engine)
+    if last is None:
+        raise StaleAuditError("no audit has been run for this project: run `ftprep audit` first")
+    changed = [s.name for s in ing.sources if last.get(s.name) != s.fingerprint]
+    if changed:
+        raise StaleAuditError(
+            f"inputs changed since the last audit ({', '.join(changed)}): run `ftprep audit` again"
+        )
+
+    effective = ledger.effective()
+    train = ing.train
+    rows = train.table.to_pylist()
+    blocked: dict[str, tuple[Action, list[LedgerEntry]]] = {}
+    kept: list[dict[str, Any]] = []
+    for row in rows:
+        eff = effective.get(row["id"])
+        if eff is not None and eff[0].blocks_build:
+            blocked[row["id"]] = eff
+            continue
+        if eff is not None:
+            for e in sorted(eff[1], key=lambda e: (e.updated_at, e.check)):
+                if e.patch and e.actor_kind == "human" and e.action == Action.INCLUDE:
+                    row = _apply_patch(row, e.patch)
+        kept.append(row)
+    kept_ds = Dataset(pa.Table.from_pylist(kept, schema=train.table.schema))
+
+    links_path = project.workspace_dir / "link_clusters.json"
+    links = orjson.loads(links_path.read_bytes()) if links_path.exists() else []
+    assignment = assign_splits(kept_ds, project.split, links)
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "validation": [], "test": []}
+    for row in kept:
+        splits[assignment[row["id"]]].append(row)
+    _eval_from_elsewhere(project, ing, splits)
+
+    fmt = fmt or project.build.format
+    out_dir = Path(out) if out is not None else (project.path(project.build.out) or project.out_dir / "build")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed = project.split.seed
+    manifest_splits: dict[str, Any] = {}
+    for name, members in splits.items():
+        members.sort(key=lambda r: hashlib.blake2b(f"{seed}:{r['id']}".encode(), digest_size=8).digest())
+        path = out_dir / f"{name}{EXTENSIONS[fmt]}"
+        digest = write_split(members, path, fmt)
+        manifest_splits[name] = {
+            "file": path.name,
+            "count": len(members),
+            "sha256": digest,
+            "ids": [r["id"] for r in members],
+            "spec_versions": [r.get("spec_version") for r in members],
+            "sources": _counts(r["source"] for r in members),
+        }
+    excluded = []
+    for eid in sorted(blocked):
+        action, entries = blocked[eid]
+        blocking = [e for e in entries if e.action.blocks_build]
+        excluded.append({
+            "id": eid,
+            "action": str(action),
+            "reasons": [{"check": e.check, "reason": e.reason, "detail": e.detail,
+                         "action": str(e.action), "by": e.actor} for e in blocking],
+        })
+    rejected = [r.to_dict() for r in ing.rejects if r.source in {s.name for s in project.sources}]
+    n_in_splits = sum(v["count"] for k, v in manifest_splits.items())
+    n_eval_external = sum(1 for k in ("validation", "test") for r in splits[k] if r.get("_external"))
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "ftprep_version": __version__,
+        "project": {"name": project.name, "file_hash": project.file_hash},
+        "spec_version": _current_spec_version(project),
+        "format": fmt,
+        "split_policy": project.split.model_dump(),
+        "inputs": [{"name": s.name, "role": s.role, "path": s.path, "records": s.records,
+                    "fingerprint": s.fingerprint} for s in ing.sources],
+        "accounting": {
+            "records": ing.n_records,
+            "in_splits": n_in_splits - n_eval_external,
+            "from_eval_pool": n_eval_external,
+            "excluded": len(excluded),
+            "rejected": len(rejected),
+        },
+        "splits": manifest_splits,
+        "excluded": excluded,
+        "rejected": rejected,
+    }
+    atomic_write_bytes(out_dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return BuildResult(out_dir, manifest, {k: v["count"] for k, v in manifest_splits.items()})
+
+
+def _eval_from_elsewhere(project: Project, ing: Any, splits: dict[str, list[dict[str, Any]]]) -> None:
+    """``split.eval_from: source`` moves the named source to validation/test; ``production``
+    takes them from the production sample's holdout (inputs only)."""
+    pol = project.split
+    if pol.eval_from == "train":
+        return
+    if pol.eval_from == "source":
+        if not pol.eval_source:
+            raise ProjectError("split.eval_from: source needs split.eval_source (a source name)")
+        pool = [r for r in splits["train"] if r["source"] == pol.eval_source]
+        splits["train"] = [r for r in splits["train"] if r["source"] != pol.eval_source]
+    else:
+        if ing.production is None:
+            raise ProjectError("split.eval_from: production needs a production sample in ftprep.yaml")
+        pool = [dict(r, _external=True) for r in ing.production.table.to_pylist()]
+    from ftprep.splits import eval_from_pool
+
+    assignment = eval_from_pool(Dataset(pa.Table.from_pylist(
+        [{k: v for k, v in r.items() if k != "_external"} for r in pool],
+        schema=ing.train.table.schema)) if pool else Dataset(), pol)
+    for r in pool:
+        dest = assignment.get(r["id"])
+        if dest in ("validation", "test"):
+            splits[dest].append(r)
+
+
+def _counts(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _current_spec_version(project: Project) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("ftprep.spec") is None:
+        return None
+    from ftprep import spec
+
+    fn = getattr(spec, "current_version", None)
+    return fn(project) if fn else None

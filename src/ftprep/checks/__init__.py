@@ -1,0 +1,1 @@
+"""Checks, one module per failure mode; see :mod:`ftprep.checks.base` and ``ftprep checks``."""

@@ -1,0 +1,220 @@
+"""The ``ftprep`` command line. Thin: every command calls the Python API.
+
+Exit codes: 0 = every gate passed, 1 = a gate failed, 2 = bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ftprep import __version__
+
+err = Console(stderr=True)
+console = Console()
+
+STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "magenta", "NOT_RUN": "dim"}
+
+
+def _progress_factory(quiet: bool) -> Callable[[str, int | None], Any]:
+    if quiet or not err.is_terminal:
+        from ftprep.context import no_progress
+
+        return no_progress
+    prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+    @contextlib.contextmanager
+    def factory(desc: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        with prog:
+            task = prog.add_task(desc, total=total)
+            try:
+                yield lambda n=1: prog.advance(task, n)
+            finally:
+                prog.remove_task(task)
+
+    return factory
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[red]error:[/red] {msg}", markup=True, highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Map expected errors to one clear line and exit code 2 (never a traceback)."""
+    from ftprep.formats.readers import InputError
+    from ftprep.project import ProjectError
+
+    try:
+        yield
+    except (ProjectError, InputError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing half-written was left behind")
+        sys.exit(130)
+
+
+class _Group(click.Group):
+    """Lists commands in the order they were added (the order a user runs them)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="ftprep")
+def main() -> None:
+    """Audit a supervised fine-tuning dataset and build the dataset that should be trained on.
+
+    \b
+    Typical session:
+      ftprep init my-project      scaffold ftprep.yaml + spec, rubric, capabilities, objectives
+      ftprep audit                ingest + every check -> out/audit/report.html, findings.json
+      ftprep review serve         experts label, arbitrate escalations, clear quarantine
+      ftprep build                -> out/build/{train,validation,test}.jsonl + manifest.json
+
+    Exit codes: 0 all gates pass, 1 a gate failed, 2 bad usage or unreadable input.
+    """
+
+
+project_option = click.option("--project", "-p", default=".", show_default=True,
+                              type=click.Path(path_type=Path), help="Project directory or ftprep.yaml.")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init(directory: Path, force: bool) -> None:
+    """Scaffold a project: a commented ftprep.yaml and templates for the task spec, rubric,
+    capability inventory and objectives."""
+    src = Path(__file__).parent / "templates"
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in sorted(src.iterdir()):
+        if not f.is_file():
+            continue
+        target = directory / f.name
+        if target.exists() and not force:
+            err.print(f"kept existing {target}")
+            continue
+        shutil.copyfile(f, target)
+        written.append(target.name)
+    (directory / "data").mkdir(exist_ok=True)
+    console.print(f"created {directory}: {', '.join(written) or 'nothing new'}")
+    console.print("next: put your data in data/, list it under `sources:` in ftprep.yaml, then run "
+              f"`ftprep audit -p {directory}`")
+
+
+@main.command()
+@project_option
+@click.option("--strict", is_flag=True, help="Any rejected record fails the audit.")
+@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True,
+              help="Exit 1 on FAIL only, or on WARN too.")
+@click.option("--check", "only", multiple=True, help="Run only this check (or check prefix); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print findings.json to stdout instead of a table.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars, no summary table.")
+def audit(project: Path, strict: bool, fail_on: str, only: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Ingest every source and run every check; write out/audit/report.html and findings.json."""
+    from ftprep.api import audit as run_audit
+
+    with _errors():
+        res = run_audit(project, progress=_progress_factory(quiet or as_json), strict=strict,
+                        fail_on=fail_on, only=list(only) or None)
+    if as_json:
+        sys.stdout.write(orjson.dumps(res.findings, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    elif not quiet:
+        _print_summary(res)
+    sys.exit(res.exit_code)
+
+
+def _print_summary(res: Any) -> None:
+    t = Table(title=f"ftprep audit — {res.project.name}", show_lines=False)
+    t.add_column("check")
+    t.add_column("status")
+    t.add_column("summary", overflow="fold")
+    for r in res.results:
+        s = str(r.status)
+        t.add_row(r.check, f"[{STATUS_STYLE[s]}]{s}[/]", r.summary)
+    console.print(t)
+    f = res.findings
+    console.print(f"{f['totals']['records']} records → {f['totals']['examples']} examples, "
+              f"{f['totals']['rejects']} rejected; decisions: "
+              + ", ".join(f"{k} {v}" for k, v in f["decisions"]["counts"].items()))
+    if res.report_path:
+        console.print(f"report: {res.report_path}\nfindings: {res.findings_path}")
+    s = str(res.status)
+    console.print(f"overall: [{STATUS_STYLE[s]}]{s}[/] (exit {res.exit_code})")
+
+
+@main.command()
+@project_option
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory (default: build.out).")
+@click.option("--format", "fmt", type=click.Choice(["openai", "sharegpt", "alpaca", "prompt_completion", "parquet"]),
+              default=None, help="Output format (default: build.format, openai chat JSONL).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True)
+def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet: bool) -> None:
+    """Apply the decisions ledger and write train/validation/test + manifest.json."""
+    from ftprep.build import build as run_build
+
+    with _errors():
+        res = run_build(project, progress=_progress_factory(quiet or as_json), out=out, fmt=fmt)
+    acc = res.manifest["accounting"]
+    if as_json:
+        sys.stdout.write(orjson.dumps({"out_dir": str(res.out_dir), "counts": res.counts,
+                                       "accounting": acc}).decode() + "\n")
+    elif not quiet:
+        console.print(
+            f"wrote {res.out_dir}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items())
+            + f"; excluded {acc['excluded']}, rejected {acc['rejected']} (of {acc['records']} records)")
+
+
+@main.command("checks")
+@click.option("--json", "as_json", is_flag=True)
+def list_checks(as_json: bool) -> None:
+    """List every check with its failure mode, required inputs and documentation."""
+    from ftprep.checks import registry
+    from ftprep.checks.base import FAILURE_MODES
+
+    checks = registry.load_all()
+    if as_json:
+        sys.stdout.write(orjson.dumps([
+            {"name": n, "failure_mode": c.failure_mode, "requires": list(c.requires),
+             "description": c.description, "gates": [g.to_dict() for g in c.default_conditions]}
+            for n, c in sorted(checks.items())], option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    for mode, title in FAILURE_MODES.items():
+        items = [(n, c) for n, c in sorted(checks.items()) if c.failure_mode == mode]
+        if not items:
+            continue
+        console.print(f"\n[bold]{title}[/bold]")
+        for n, c in items:
+            req = f"  [dim](requires: {', '.join(c.requires)})[/dim]" if c.requires else ""
+            console.print(f"  [cyan]{n}[/cyan]{req}")
+            console.print(f"    {' '.join(c.description.split())}", soft_wrap=True, highlight=False)
+
+
+# Command groups that live with their capability.
+for _mod, _attr in (("ftprep.spec_cli", "spec"), ("ftprep.review.cli", "review")):
+    try:
+        main.add_command(getattr(importlib.import_module(_mod), _attr))
+    except ModuleNotFoundError as _e:
+        if _e.name is None or not _mod.startswith(_e.name):
+            raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Audit outputs: ``findings.json`` (api), ``report.html`` (html) and the terminal summary."""

@@ -1,0 +1,1 @@
+"""Per-example derived values (token counts, embeddings…), cached by content hash."""
