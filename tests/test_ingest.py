@@ -1,0 +1,192 @@
+"""Ingest: every format becomes canonical examples; every bad record is a reject with its line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ftprep.formats.readers import InputError, ReadOptions, read_file
+from ftprep.formats.records import FieldMap
+
+from util import chat, shared, write_jsonl
+
+
+def read(path: Path, mode: str = "train", **kw):
+    return read_file(path, ReadOptions(source="s", mode=mode, **kw), workers=1)
+
+
+def test_openai_chat_with_tools_and_system(tmp_path: Path) -> None:
+    rec = {"messages": [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+        {"role": "assistant", "content": "It is 18C."},
+    ]}
+    res = read(write_jsonl(tmp_path / "a.jsonl", [rec]))
+    assert not res.rejects
+    ex = next(res.dataset.examples())
+    assert ex.prompt == "weather in Paris?" and ex.response == "It is 18C."
+    assert ex.messages[2]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert res.formats == {"openai": 1}
+
+
+def test_sharegpt_alpaca_prompt_completion(tmp_path: Path) -> None:
+    recs = [
+        {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},
+        {"instruction": "Translate", "input": "chat", "output": "cat"},
+        {"prompt": "2+2=", "completion": "4"},
+    ]
+    res = read(write_jsonl(tmp_path / "m.jsonl", recs))
+    assert not res.rejects
+    exs = list(res.dataset.examples())
+    assert [e.response for e in exs] == ["hello", "cat", "4"]
+    assert exs[1].prompt == "Translate\n\nchat"
+    assert res.formats == {"sharegpt": 1, "alpaca": 1, "prompt_completion": 1}
+
+
+def test_json_array_with_line_numbers(tmp_path: Path) -> None:
+    p = tmp_path / "a.json"
+    p.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c"},\n  {"instruction": "e", "output": "f"}\n]\n')
+    res = read(p)
+    assert len(res.dataset) == 2
+    assert [(r.line, r.code) for r in res.rejects] == [(3, "no_assistant_turn")]
+
+
+def test_csv_parquet_and_hf(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    with open(p, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "category"])
+        w.writerow(["card lost", "lost_card"])
+        w.writerow(["", "x"])
+    res = read(p, fields=FieldMap(label="category"))
+    assert len(res.dataset) == 1 and res.dataset.column("label") == ["lost_card"]
+    assert res.dataset.column("response") == ["lost_card"]
+    assert [(r.line, r.code) for r in res.rejects] == [(3, "empty_content")]
+
+    t = pa.table({"prompt": ["a", "b"], "completion": ["1", "2"]})
+    pq.write_table(t, tmp_path / "x.parquet")
+    assert len(read(tmp_path / "x.parquet").dataset) == 2
+
+    hf = tmp_path / "hfds"
+    hf.mkdir()
+    (hf / "dataset_info.json").write_text("{}")
+    with pa.OSFile(str(hf / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, t.schema) as w2:
+        w2.write_table(t)
+    assert read(hf).dataset.column("response") == ["1", "2"]
+
+
+def test_mixed_valid_and_malformed_lines(tmp_path: Path) -> None:
+    lines = [
+        json.dumps(chat(1)),
+        "{not json",
+        json.dumps({"messages": [{"role": "user", "content": "q"}]}),
+        "",
+        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "more"}]}),
+        json.dumps({"messages": [{"role": "wizard", "content": "q"}, {"role": "assistant", "content": "a"}]}),
+        json.dumps({"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "a"}]}),
+        json.dumps({"foo": 1}),
+        json.dumps(chat(2)),
+        json.dumps([1, 2]),
+    ]
+    p = tmp_path / "mixed.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    with open(p, "ab") as fh:
+        fh.write(b'{"messages": "\xff\xfe"}\n')
+        fh.write(json.dumps(chat(3, answer="x" * 5000)).encode() + b"\n")
+    res = read(p, max_record_bytes=2000)
+    assert res.dataset.ids == ["s:" + h[:16] for h in res.dataset.column("content_hash")]
+    assert len(res.dataset) == 2
+    got = [(r.line, r.code) for r in res.rejects]
+    assert got == [(2, "malformed_json"), (3, "no_assistant_turn"),
+                   (5, "assistant_not_last"), (6, "unknown_role"), (7, "empty_content"),
+                   (8, "unknown_format"), (10, "not_an_object"), (11, "bad_encoding"),
+                   (12, "oversized_record")]
+    assert all(r.file == str(p) for r in res.rejects)
+    assert res.n_records == len(res.dataset) + len(res.rejects)
+
+
+def test_inputs_mode_allows_missing_answer(tmp_path: Path) -> None:
+    p = write_jsonl(tmp_path / "prod.jsonl", [{"text": "where is my card"}, {"text": ""}])
+    res = read(p, mode="inputs")
+    assert len(res.dataset) == 1 and res.rejects[0].code == "no_user_turn"
+
+
+def test_missing_file_is_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        read(tmp_path / "nope.jsonl")
+
+
+def test_parallel_chunks_keep_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ftprep.formats.readers as r
+
+    monkeypatch.setattr(r, "PARALLEL_MIN_BYTES", 1000)
+    lines = [json.dumps(chat(i)) if i % 97 else "{oops" for i in range(1, 3000)]
+    p = tmp_path / "big.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    res = read_file(p, ReadOptions(source="s"), workers=2)
+    assert [x.line for x in res.rejects] == [i for i in range(1, 3000) if i % 97 == 0]
+    assert res.dataset.column("line")[:3] == [1, 2, 3]
+    assert len(res.dataset) + len(res.rejects) == 2999
+
+
+def test_real_shared_files() -> None:
+    toy = shared("sft", "openai_chat_format", "toy_chat_fine_tuning.jsonl")
+    res = read(toy)
+    assert res.n_records == len(res.dataset) + len(res.rejects)
+    assert len(res.dataset) > 0
+    sg = shared("sft", "sharegpt_fastchat", "dummy_conversation.json")
+    res2 = read(sg)
+    assert len(res2.dataset) > 0 and res2.n_records == len(res2.dataset) + len(res2.rejects)
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40)
+_record = st.one_of(
+    st.fixed_dictionaries({"messages": st.lists(st.fixed_dictionaries({
+        "role": st.sampled_from(["system", "user", "assistant", "robot"]), "content": _text}), max_size=4)}),
+    st.fixed_dictionaries({"instruction": _text, "output": _text}),
+    st.fixed_dictionaries({"prompt": _text, "completion": _text}),
+    st.just("{broken"),
+    st.integers(),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(_record, max_size=25))
+def test_every_record_is_an_example_or_a_reject(tmp_path: Path, records: list) -> None:
+    p = tmp_path / "h.jsonl"
+    p.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    res = read(p)
+    assert res.n_records == len(records)
+    assert len(res.dataset) + len(res.rejects) == len(records)
+    ex_lines = set(res.dataset.column("line"))
+    rej_lines = {r.line for r in res.rejects}
+    assert ex_lines.isdisjoint(rej_lines) and ex_lines | rej_lines == set(range(1, len(records) + 1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(turns=st.lists(st.tuples(_text.filter(lambda s: s.strip()), _text.filter(lambda s: s.strip())), min_size=1, max_size=3))
+def test_write_then_read_round_trips(tmp_path: Path, turns: list) -> None:
+    from ftprep.formats.writers import to_record
+
+    msgs = []
+    for u, a in turns:
+        msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+    res = read(write_jsonl(tmp_path / "in.jsonl", [{"messages": msgs}]))
+    row = res.dataset.table.to_pylist()[0]
+    for fmt in ("openai", "sharegpt", "alpaca", "prompt_completion"):
+        back = read(write_jsonl(tmp_path / f"{fmt}.jsonl", [to_record(row, fmt)]))
+        assert len(back.dataset) == 1, (fmt, back.rejects)
+        ex = next(back.dataset.examples())
+        assert ex.response == turns[-1][1]
+        if fmt in ("openai", "sharegpt", "alpaca"):
+            assert [m["content"] for m in ex.messages] == [m["content"] for m in msgs] or fmt == "alpaca"

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftprep.project import ProjectError, load_project
+
+
+def test_errors_name_key_path_and_line(tmp_path: Path) -> None:
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: x\n"
+        "sources:\n"
+        "  - name: a\n"
+        "    path: a.jsonl\n"
+        "    format: chatml\n"
+        "split:\n"
+        "  validation: 2\n"
+        "  colour: blue\n"
+    )
+    with pytest.raises(ProjectError) as e:
+        load_project(tmp_path)
+    msg = str(e.value)
+    assert "ftprep.yaml:5: sources[0].format: expected one of" in msg and "'chatml'" in msg
+    assert "ftprep.yaml:7: split.validation: expected a fraction" in msg
+    assert "ftprep.yaml:8: split.colour: unknown key" in msg
+
+
+def test_missing_required_and_bad_yaml(tmp_path: Path) -> None:
+    (tmp_path / "ftprep.yaml").write_text("name: x\n")
+    with pytest.raises(ProjectError, match="sources: Field required"):
+        load_project(tmp_path)
+    (tmp_path / "ftprep.yaml").write_text("name: x\nsources: [\n")
+    with pytest.raises(ProjectError, match=r"ftprep.yaml:\d+: invalid YAML"):
+        load_project(tmp_path)
+    with pytest.raises(ProjectError, match="no project file"):
+        load_project(tmp_path / "elsewhere")
+
+
+def test_init_template_is_valid(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ftprep.cli import main
+
+    r = CliRunner().invoke(main, ["init", str(tmp_path / "proj")])
+    assert r.exit_code == 0, r.output
+    p = load_project(tmp_path / "proj")
+    assert p.sources[0].name == "main" and p.split.by == "group"
+    for f in ("spec.md", "rubric.yaml", "capabilities.yaml", "objectives.yaml"):
+        if (Path(__file__).resolve().parents[1] / "src" / "ftprep" / "templates" / f).exists():
+            assert (tmp_path / "proj" / f).exists()
