@@ -170,7 +170,9 @@ def _preflight(project: Project, ws: Workspace) -> None:
         return
     from ftprep import spec
 
-    spec.preflight(project, ws)
+    hook = getattr(spec, "preflight", None)
+    if hook is not None:
+        hook(project, ws)
 
 
 def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]:

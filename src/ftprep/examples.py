@@ -30,8 +30,6 @@ outcome, meta   JSON objects
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,28 +145,29 @@ def system_text(messages: Sequence[dict[str, Any]]) -> str:
     )
 
 
-_WS = re.compile(r"\s+")
-_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+def normalize_column(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
+    """Normalisation used for exact-duplicate detection, vectorised (Arrow, RE2): Unicode NFKC,
+    lower case, every run of characters that are not letters, digits or whitespace becomes a
+    space, whitespace collapsed and trimmed."""
+    import pyarrow.compute as pc
+
+    arr = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(list(texts), pa.string())
+    t = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
+    t = pc.replace_substring_regex(t, r"[^\p{L}\p{N}\s]+", " ")
+    # collapse whitespace; matching only runs of 2+ or non-space whitespace keeps this fast
+    t = pc.replace_substring_regex(t, r"\s\s+|[^\S ]", " ")
+    out = pc.utf8_trim_whitespace(t)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def normalize_text(text: str) -> str:
-    """Normalisation used for exact-duplicate detection: NFKC, casefold, punctuation removed,
-    whitespace collapsed."""
-    t = unicodedata.normalize("NFKC", text).casefold()
-    t = _PUNCT.sub(" ", t)
-    return _WS.sub(" ", t).strip()
+    """:func:`normalize_column` for one string."""
+    return str(normalize_column([text])[0].as_py())
 
 
 def content_hash(messages: Sequence[dict[str, Any]]) -> str:
-    h = hashlib.sha1()
-    for m in messages:
-        h.update(str(m.get("role", "")).encode())
-        h.update(b"\x1f")
-        h.update(_content(m).encode("utf-8", "surrogatepass"))
-        if m.get("tool_calls"):
-            h.update(orjson.dumps(m["tool_calls"], option=orjson.OPT_SORT_KEYS))
-        h.update(b"\x1e")
-    return h.hexdigest()
+    """sha1 of the canonical messages JSON (what the ``messages`` column holds)."""
+    return hashlib.sha1(orjson.dumps(list(messages))).hexdigest()
 
 
 def text_hash(text: str) -> str:

@@ -139,28 +139,28 @@ class SignalCache:
     def get_or_compute(self, keys: Sequence[str],
                        compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
         index, vals = self._load()
-        missing = [i for i, k in enumerate(keys) if k not in index]
-        new: np.ndarray | None = None
-        if missing:
-            # compute unique missing keys once
-            first: dict[str, int] = {}
-            for i in missing:
-                first.setdefault(keys[i], i)
-            uniq = list(first.values())
-            new = np.asarray(compute(uniq))
-            self._append([keys[i] for i in uniq], new)
-            new_index = {keys[i]: j for j, i in enumerate(uniq)}
-        if vals is None and new is None:
-            return np.zeros((0,), dtype=np.float32)
-        sample = new if new is not None else vals
-        assert sample is not None
-        out = np.empty((len(keys), *sample.shape[1:]), dtype=sample.dtype)
-        for i, k in enumerate(keys):
-            if k in index and vals is not None:
-                out[i] = vals[index[k]]
-            else:
-                assert new is not None
-                out[i] = new[new_index[k]]
+        pos = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        missing = np.flatnonzero(pos < 0)
+        if len(missing) == 0:
+            if vals is None:
+                return np.zeros((0,), dtype=np.float32)
+            return vals[pos]
+        # compute each missing key once
+        first: dict[str, int] = {}
+        for i in missing.tolist():
+            first.setdefault(keys[i], i)
+        uniq = list(first.values())
+        new = np.asarray(compute(uniq))
+        self._append([keys[i] for i in uniq], new)
+        if vals is None and len(uniq) == len(keys):
+            return new
+        new_pos = {keys[i]: j for j, i in enumerate(uniq)}
+        out = np.empty((len(keys), *new.shape[1:]), dtype=new.dtype)
+        have = pos >= 0
+        if vals is not None and have.any():
+            out[have] = vals[pos[have]]
+        idx = np.fromiter((new_pos[keys[i]] for i in missing.tolist()), dtype=np.int64, count=len(missing))
+        out[missing] = new[idx]
         return out
 
     def _append(self, keys: list[str], values: np.ndarray) -> None:

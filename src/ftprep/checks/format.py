@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ftprep.checks.base import (
     Action,
@@ -19,7 +21,7 @@ from ftprep.checks.base import (
     Status,
 )
 from ftprep.checks.registry import register
-from ftprep.examples import normalize_text
+from ftprep.examples import normalize_column
 
 if TYPE_CHECKING:
     from ftprep.context import Context
@@ -212,25 +214,26 @@ class ExactDuplicates(Check):
 
     def run(self, ctx: Context) -> CheckResult:
         ds = ctx.train
+        t = ds.table
         ids = ds.ids
-        prompts = ds.texts("prompt")
-        full = ds.texts("full")
-        first: dict[str, int] = {}
-        dups: list[Decision] = []
+        s = _codes(normalize_column(t.column("system")))
+        p = _codes(normalize_column(t.column("prompt")))
+        r = _codes(normalize_column(t.column("response")))
+        # one code per distinct (system, prompt, response)
+        keys = np.stack([s, p, r], axis=1) if len(s) else np.zeros((0, 3), dtype=np.int64)
+        _, first_idx, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        firsts = first_idx[inverse]  # for each row, the row of the first copy
+        dup_rows = np.flatnonzero(firsts != np.arange(len(s)))
+        dups = [Decision(ids[i], Action.EXCLUDE, "exact_duplicate", f"duplicate of {ids[firsts[i]]}")
+                for i in dup_rows]
         clusters: dict[int, list[int]] = {}
-        for i, t in enumerate(full):
-            key = normalize_text(t)
-            if key in first:
-                j = first[key]
-                dups.append(Decision(ids[i], Action.EXCLUDE, "exact_duplicate", f"duplicate of {ids[j]}"))
-                clusters.setdefault(j, [j]).append(i)
-            else:
-                first[key] = i
-        by_prompt: dict[str, set[str]] = {}
-        responses = ds.texts("response")
-        for i, p in enumerate(prompts):
-            by_prompt.setdefault(normalize_text(p), set()).add(normalize_text(responses[i]))
-        conflicting = sum(1 for v in by_prompt.values() if len(v) > 1)
+        for i in dup_rows:
+            clusters.setdefault(int(firsts[i]), [int(firsts[i])]).append(int(i))
+        # identical prompts with different answers
+        pairs = np.unique(p.astype(np.int64) * (int(r.max(initial=0)) + 1) + r)
+        per_prompt = np.bincount(pairs // (int(r.max(initial=0)) + 1)) if len(pairs) else np.zeros(0)
+        conflicting = int((per_prompt > 1).sum())
         n = len(ds)
         res = self.result(
             summary=f"{len(dups)} exact duplicate(s) in {len(clusters)} cluster(s); {conflicting} prompt(s) with conflicting answers",
@@ -239,16 +242,23 @@ class ExactDuplicates(Check):
             decisions=dups,
         )
         if dups:
+            texts = ds.texts("full")
             res.findings.append(Finding("info", "exact_duplicate", f"{len(dups)} duplicate example(s) excluded",
                                         example_ids=[d.example_id for d in dups], action="excluded (first copy kept)"))
             res.sections.append(Section("Duplicate clusters (first 10)", "examples", {"items": [
                 {"id": ids[j], "title": f"{len(members)} copies: " + ", ".join(ids[m] for m in members[:6]),
-                 "fields": {"conversation": full[j][:1500]}}
+                 "fields": {"conversation": texts[j][:1500]}}
                 for j, members in list(clusters.items())[:10]]}))
         # clusters must stay inside one split
         ctx.artifacts.setdefault("link_clusters", []).extend(
             [[ids[m] for m in members] for members in clusters.values()])
         return res
+
+
+def _codes(arr: pa.Array) -> np.ndarray:
+    """Dense integer code per distinct string."""
+    enc = pc.dictionary_encode(arr)
+    return enc.indices.to_numpy(zero_copy_only=False)
 
 
 @register

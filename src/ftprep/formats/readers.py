@@ -9,6 +9,7 @@ Hugging Face ``datasets`` directory saved with ``save_to_disk``. JSONL is parsed
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -21,8 +22,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ftprep.examples import SCHEMA, Dataset, content_hash, prompt_text, response_text, system_text
-from ftprep.formats.records import FieldMap, RejectError, get_path, to_messages, validate_messages
+from ftprep.examples import SCHEMA, Dataset
+from ftprep.formats.records import FieldMap, RejectError, analyse, get_path, to_messages
 
 CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet", "hf")
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
@@ -96,10 +97,23 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
 
 
 class _Rows:
-    """Column lists for one chunk of records (cheap to pickle between processes)."""
+    """Column lists for one chunk of records (cheap to pickle between processes). Only the
+    configured provenance fields get per-record lists; the rest are filled at assembly."""
 
-    def __init__(self) -> None:
-        self.cols: dict[str, list[Any]] = {n: [] for n in SCHEMA.names}
+    def __init__(self, opts: ReadOptions) -> None:
+        f = opts.fields
+        self.picks: list[tuple[str, str]] = [
+            (name, key) for name, key in (("id", f.id), ("group", f.group), ("collected_at", f.collected_at),
+                                          ("spec_version", f.spec_version), ("label", f.label),
+                                          ("annotator", f.annotator), ("area", f.area)) if key
+        ]
+        self.cols: dict[str, list[Any]] = {n: [] for n, _ in self.picks}
+        for n in ("file", "line", "messages", "prompt", "response", "system", "n_turns", "content_hash"):
+            self.cols[n] = []
+        if f.outcome:
+            self.cols["outcome"] = []
+        if f.meta:
+            self.cols["meta"] = []
         self.rejects: list[Reject] = []
         self.formats: dict[str, int] = {}
         self.n = 0
@@ -119,45 +133,34 @@ def _add_record(rows: _Rows, rec: Any, opts: ReadOptions, file: str, line: int, 
                 "oversized_record", f"record is {raw_len} bytes (limit {opts.max_record_bytes})"
             )
         messages, fmt = to_messages(rec, opts.record_format, opts.fields)
-        validate_messages(messages, opts.mode)
+        prompt, response, system = analyse(messages, opts.mode)
     except RejectError as e:
         snippet = rec if isinstance(rec, str) else orjson.dumps(rec, default=str).decode()
         rows.rejects.append(Reject(opts.source, file, line, e.code, e.reason, snippet[:200]))
         return
     rows.formats[fmt] = rows.formats.get(fmt, 0) + 1
-    f = opts.fields
-    d = opts.defaults
-
-    def pick(key: str | None, name: str) -> str | None:
-        v = _str_or_none(get_path(rec, key)) if key else None
-        return v if v is not None else d.get(name)
-
     c = rows.cols
-    c["id"].append(pick(f.id, "id"))
-    c["source"].append(opts.source)
+    for name, key in rows.picks:
+        c[name].append(_str_or_none(rec.get(key) if key in rec else get_path(rec, key)))
+    mj = orjson.dumps(messages)
     c["file"].append(file)
     c["line"].append(line)
-    c["group"].append(pick(f.group, "group"))
-    c["collected_at"].append(pick(f.collected_at, "collected_at"))
-    c["spec_version"].append(pick(f.spec_version, "spec_version"))
-    c["label"].append(pick(f.label, "label"))
-    c["annotator"].append(pick(f.annotator, "annotator"))
-    c["area"].append(pick(f.area, "area"))
-    c["messages"].append(orjson.dumps(messages).decode())
-    c["prompt"].append(prompt_text(messages))
-    c["response"].append(response_text(messages))
-    c["system"].append(system_text(messages))
+    c["messages"].append(mj.decode())
+    c["prompt"].append(prompt)
+    c["response"].append(response)
+    c["system"].append(system)
     c["n_turns"].append(len(messages))
-    c["content_hash"].append(content_hash(messages))
-    outcome = {k: get_path(rec, k) for k in f.outcome} if f.outcome else {}
-    meta = {k: get_path(rec, k) for k in f.meta} if f.meta else {}
-    c["outcome"].append(orjson.dumps(outcome, default=str).decode())
-    c["meta"].append(orjson.dumps(meta, default=str).decode())
+    c["content_hash"].append(hashlib.sha1(mj).hexdigest())
+    f = opts.fields
+    if f.outcome:
+        c["outcome"].append(orjson.dumps({k: get_path(rec, k) for k in f.outcome}, default=str).decode())
+    if f.meta:
+        c["meta"].append(orjson.dumps({k: get_path(rec, k) for k in f.meta}, default=str).decode())
 
 
 def _jsonl_chunk(args: tuple[str, int, int, int, ReadOptions]) -> _Rows:
     path, start, end, first_line, opts = args
-    rows = _Rows()
+    rows = _Rows(opts)
     with _open_bytes(Path(path)) as fh:
         fh.seek(start)
         data = fh.read(end - start)
@@ -219,7 +222,7 @@ def _read_jsonl(path: Path, opts: ReadOptions, workers: int) -> list[_Rows]:
 
 
 def _read_json_array(path: Path, opts: ReadOptions) -> list[_Rows]:
-    rows = _Rows()
+    rows = _Rows(opts)
     with _open_bytes(path) as fh:
         raw = fh.read()
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -281,7 +284,7 @@ def _array_element_lines(raw: bytes, n: int) -> list[int]:
 
 
 def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
-    rows = _Rows()
+    rows = _Rows(opts)
     with _open_bytes(path) as fb:
         raw = fb.read()
     try:
@@ -305,7 +308,7 @@ def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
 
 
 def _read_table_rows(table: pa.Table, path: Path, opts: ReadOptions, first: int = 1) -> list[_Rows]:
-    rows = _Rows()
+    rows = _Rows(opts)
     i = first - 1
     for batch in table.to_batches(max_chunksize=8192):
         for rec in batch.to_pylist():
@@ -372,21 +375,34 @@ def read_file(path: str | os.PathLike[str], opts: ReadOptions, container: str = 
 
 
 def _assemble(parts: Iterable[_Rows], opts: ReadOptions) -> ReadResult:
-    cols: dict[str, list[Any]] = {n: [] for n in SCHEMA.names}
+    parts = list(parts)
     rejects: list[Reject] = []
     formats: dict[str, int] = {}
     n = 0
+    cols: dict[str, list[Any]] = {}
     for part in parts:
-        for k in cols:
-            cols[k].extend(part.cols[k])
+        for k, v in part.cols.items():
+            cols.setdefault(k, []).extend(v)
         rejects.extend(part.rejects)
         for k, v in part.formats.items():
             formats[k] = formats.get(k, 0) + v
         n += part.n
+    size = len(cols.get("line", []))
+    for name in ("id", "group", "collected_at", "spec_version", "label", "annotator", "area"):
+        default = opts.defaults.get(name)
+        if name not in cols:
+            cols[name] = [default] * size
+        elif default is not None:
+            cols[name] = [default if v is None else v for v in cols[name]]
+    for name in ("outcome", "meta"):
+        cols.setdefault(name, ["{}"] * size)
+    cols.setdefault("source", [opts.source] * size)
+    for name in SCHEMA.names:
+        cols.setdefault(name, [])
     keep = _assign_ids(cols, rejects, opts.source)
     if keep is not None:
         cols = {k: [v[i] for i in keep] for k, v in cols.items()}
-    table = pa.table(cols, schema=SCHEMA)
+    table = pa.table({k: cols[k] for k in SCHEMA.names}, schema=SCHEMA)
     rejects.sort(key=lambda r: (r.file, r.line))
     return ReadResult(Dataset(table), rejects, n, formats)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ftprep.examples import ROLES
 
+_ROLESET = frozenset(ROLES)
 RECORD_FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion", "text")
 
 SHAREGPT_ROLES = {
@@ -109,6 +110,12 @@ def _openai(rec: dict[str, Any]) -> list[dict[str, Any]]:
     msgs = rec.get("messages")
     if not isinstance(msgs, list):
         raise RejectError("bad_type", "'messages' must be a list")
+    # fast path: plain {"role", "content": str} turns are already canonical
+    for m in msgs:
+        if not (type(m) is dict and len(m) == 2 and type(m.get("content")) is str and m.get("role") in _ROLESET):
+            break
+    else:
+        return msgs
     out: list[dict[str, Any]] = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
@@ -219,29 +226,39 @@ def to_messages(rec: Any, fmt: str, fields: FieldMap) -> tuple[list[dict[str, An
     raise RejectError("unknown_format", f"unknown record format {fmt!r}")
 
 
-def validate_messages(messages: list[dict[str, Any]], mode: str) -> None:
-    """``mode='train'``: a full training conversation (≥1 user turn, final turn by the
-    assistant, no empty turns). ``mode='inputs'``: production/benchmark inputs, which only need
-    some non-empty user text."""
+def analyse(messages: list[dict[str, Any]], mode: str) -> tuple[str, str, str]:
+    """Validate a normalised conversation and return ``(prompt, response, system)`` texts in
+    one pass. ``mode='train'``: a full training conversation (a non-empty user turn, the final
+    turn by the assistant, no empty turns). ``mode='inputs'``: production/benchmark inputs,
+    which only need some non-empty user text."""
     if not messages:
         raise RejectError("empty_messages", "no messages")
-    has_user = False
+    users: list[str] = []
+    systems: list[str] = []
+    response = ""
+    has_user = has_assistant = False
+    train = mode == "train"
     for i, m in enumerate(messages):
+        role = m["role"]
         content = m.get("content") or ""
-        empty = not content.strip()
-        if m["role"] == "user":
-            has_user = has_user or not empty
-        if empty and mode == "train":
-            if m["role"] == "assistant" and (m.get("tool_calls") or m.get("function_call")):
-                continue
-            raise RejectError("empty_content", f"message {i} ({m['role']}) has empty content")
+        if not content.strip():
+            if train and not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
+                raise RejectError("empty_content", f"message {i} ({role}) has empty content")
+        if role == "user":
+            users.append(content)
+            has_user = has_user or bool(content.strip())
+        elif role == "assistant":
+            has_assistant = True
+            response = content
+        elif role in ("system", "developer"):
+            systems.append(content)
     if not has_user:
         raise RejectError("no_user_turn", "no non-empty user turn")
-    if mode != "train":
-        return
-    if not any(m["role"] == "assistant" for m in messages):
-        raise RejectError("no_assistant_turn", "no assistant turn to train on")
-    if messages[-1]["role"] != "assistant":
-        raise RejectError(
-            "assistant_not_last", f"last message is from {messages[-1]['role']!r}, not the assistant"
-        )
+    if train:
+        if not has_assistant:
+            raise RejectError("no_assistant_turn", "no assistant turn to train on")
+        if messages[-1]["role"] != "assistant":
+            raise RejectError(
+                "assistant_not_last", f"last message is from {messages[-1]['role']!r}, not the assistant"
+            )
+    return "\n\n".join(users), response, "\n\n".join(systems)
