@@ -1,0 +1,348 @@
+"""Leakage between a training set and one fixed reference set (a benchmark, validation/test,
+a production holdout), and duplicate clusters inside the training set.
+
+Stages, cheapest first; each training record keeps its strongest match per reference item:
+
+=============  ===================================================================  ==========
+method         rule                                                                 category
+=============  ===================================================================  ==========
+``exact``      normalised text equal (any compared field vs the item's input or     exact
+               input+answer)
+``near``       >= ``near_containment`` of the item's word ``shingle``-grams occur   near
+               in the record (containment: robust to the record being longer)
+``ngram13``    a word 13-gram (``ngram_sizes``) of the item's input+answer occurs   near
+               in the record's full text, spanning the prompt/answer boundary
+``paraphrase`` embedding candidate + verifier score >= the calibrated threshold     paraphrase
+=============  ===================================================================  ==========
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ftprep.contamination.index import ShingleIndex
+from ftprep.contamination.minhash import (
+    MinHasher,
+    band_keys,
+    choose_bands,
+    estimated_jaccard,
+    self_pairs,
+)
+from ftprep.contamination.semantic import PairScorer, VerifierWeights, calibrate, topk, windows
+from ftprep.contamination.text import Tokens, ngram_hashes, normalize_array, tokenize
+
+Embed = Callable[[list[str]], np.ndarray]
+CATEGORY = {"exact": "exact", "near": "near", "paraphrase": "paraphrase"}
+RANK = {"exact": 0, "near": 1, "paraphrase": 2}
+
+
+@dataclass(slots=True)
+class LeakParams:
+    """Parameters of the leakage search (``checks: <check>: {...}`` in ftprep.yaml)."""
+
+    fields: tuple[str, ...] = ("prompt", "full")
+    shingle: int = 2
+    near_containment: float = 0.5
+    near_min_shingles: int = 4
+    near_max_df: int = 20
+    ngram_sizes: tuple[int, ...] = (13,)
+    ngram_max_df: int = 10
+    semantic: bool = True
+    candidate_k: int = 5
+    candidate_cos: float = 0.5
+    lexical_candidate: float = 0.5
+    lexical_max_df: int = 50
+    window: int | None = None
+    max_windows: int = 16
+    null_quantile: float = 0.99
+    null_k: int = 5
+    min_null_items: int = 200
+    min_score: float = 2.2
+    default_score: float = 2.4
+    weights: VerifierWeights = field(default_factory=VerifierWeights)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LeakParams:
+        p = cls()
+        for k, v in d.items():
+            if k == "weights" and isinstance(v, dict):
+                p.weights = (
+                    VerifierWeights(**{**p.weights.__dict__, **v})
+                    if hasattr(p.weights, "__dict__")
+                    else VerifierWeights(**v)
+                )
+            elif hasattr(p, k):
+                setattr(p, k, tuple(v) if isinstance(v, list) else v)
+        return p
+
+
+@dataclass(slots=True)
+class Leak:
+    train: int  # row in the training texts
+    item: int  # row in the reference set
+    method: str  # exact | near | ngram13 | ngram8 | paraphrase
+    score: float  # containment, n-gram count, verifier score; 1.0 for exact
+    detail: str = ""
+
+    @property
+    def category(self) -> str:
+        return "near" if self.method.startswith("ngram") else self.method
+
+
+@dataclass(slots=True)
+class LeakReport:
+    leaks: list[Leak]
+    threshold: float
+    seconds: dict[str, float]
+    n_candidates: int = 0
+
+
+def _norm_list(texts: Sequence[str]) -> list[str]:
+    return [t or "" for t in normalize_array(texts).to_pylist()]
+
+
+def _windows_size(ref_tokens: Tokens, params: LeakParams) -> int:
+    if params.window:
+        return int(params.window)
+    lens = ref_tokens.lengths
+    p90 = float(np.percentile(lens, 90)) if len(lens) else 32.0
+    return int(min(256, max(32, 2 * p90)))
+
+
+def find_leaks(
+    train: dict[str, list[str]],
+    ref_input: list[str],
+    ref_full: list[str],
+    params: LeakParams,
+    embed: Embed | None = None,
+    train_emb: np.ndarray | None = None,
+    ref_emb: np.ndarray | None = None,
+    train_tokens: Tokens | None = None,
+) -> LeakReport:
+    """Leaks of the reference items (``ref_input``: user text; ``ref_full``: input + answer)
+    into the training texts ``train`` (field -> texts, same rows). ``train_emb`` are the
+    embeddings of ``train['prompt']`` and ``ref_emb`` of ``ref_input`` (computed with
+    ``embed`` when absent)."""
+    secs: dict[str, float] = {}
+    n_train = len(next(iter(train.values()))) if train else 0
+    n_ref = len(ref_input)
+    best: dict[tuple[int, int], Leak] = {}
+
+    def add(leak: Leak) -> None:
+        key = (leak.train, leak.item)
+        cur = best.get(key)
+        if cur is None or RANK[leak.category] < RANK[cur.category]:
+            best[key] = leak
+
+    if n_train == 0 or n_ref == 0:
+        return LeakReport([], float("nan"), secs)
+    # -- exact --------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    ref_keys: dict[str, int] = {}
+    for texts in (ref_input, ref_full):
+        for i, t in enumerate(_norm_list(texts)):
+            if t:
+                ref_keys.setdefault(t, i)
+    for fld in params.fields:
+        for r, t in enumerate(_norm_list(train[fld])):
+            j = ref_keys.get(t) if t else None
+            if j is not None:
+                add(Leak(r, j, "exact", 1.0, f"normalised {fld} equals the item"))
+    secs["exact"] = time.perf_counter() - t0
+    # -- lexical: containment and n-grams on the widest field --------------------------
+    t0 = time.perf_counter()
+    lex_field = "full" if "full" in params.fields else params.fields[0]
+    tt = train_tokens if train_tokens is not None else tokenize(train[lex_field])
+    rt = tokenize(ref_input)
+    secs["tokenize"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rh, ro = ngram_hashes(rt, params.shingle)
+    idx = ShingleIndex(rh, ro, n_ref, max_df=params.near_max_df)
+    th, to = ngram_hashes(tt, params.shingle)
+    pc = idx.query(th, to)
+    ok = (pc.containment >= params.near_containment) & (
+        idx.size[pc.item] >= params.near_min_shingles
+    )
+    for r, j, c in zip(
+        pc.record[ok].tolist(), pc.item[ok].tolist(), pc.containment[ok].tolist(), strict=True
+    ):
+        add(Leak(r, j, "near", float(c), f"{c:.0%} of the item's word {params.shingle}-grams"))
+    secs["near"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rft = tokenize(ref_full) if ref_full is not ref_input else rt
+    for n in params.ngram_sizes:
+        rh, ro = ngram_hashes(rft, n)
+        nidx = ShingleIndex(rh, ro, n_ref, max_df=params.ngram_max_df)
+        th, to = ngram_hashes(tt, n)
+        pcn = nidx.query(th, to)
+        for r, j, s in zip(
+            pcn.record.tolist(), pcn.item.tolist(), pcn.shared.tolist(), strict=True
+        ):
+            add(Leak(r, j, f"ngram{n}", float(s), f"{s} shared word {n}-gram(s)"))
+    secs["ngram"] = time.perf_counter() - t0
+    # -- semantic ---------------------------------------------------------------------------
+    threshold = float("nan")
+    n_cand = 0
+    if params.semantic and (embed is not None or (train_emb is not None and ref_emb is not None)):
+        t0 = time.perf_counter()
+        if ref_emb is None:
+            assert embed is not None
+            ref_emb = embed(ref_input)
+        if train_emb is None:
+            assert embed is not None
+            train_emb = embed(train["prompt"] if "prompt" in train else train[lex_field])
+        scorer = PairScorer(ref_input, params.weights)
+        lexical_pairs = {(leak.train, leak.item) for leak in best.values()}
+        if n_ref >= params.min_null_items:
+            null = calibrate(
+                scorer,
+                ref_input,
+                ref_emb,
+                params.null_k,
+                params.null_quantile,
+                exclude=_ref_self_dups(rt, params),
+            )
+            threshold = max(params.min_score, float(np.quantile(null, params.null_quantile)))
+        else:
+            threshold = params.default_score
+        secs["calibrate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        qi, ri, _cos = topk(train_emb, ref_emb, k=params.candidate_k, min_cos=params.candidate_cos)
+        cand: dict[int, set[int]] = {}
+        for q, r in zip(qi.tolist(), ri.tolist(), strict=True):
+            cand.setdefault(q, set()).add(r)
+        # buried items: rare-word containment of the item in the record's full text
+        uh, uo = ngram_hashes(rt, 1)
+        uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df)
+        th1, to1 = ngram_hashes(tt, 1)
+        pcu = uidx.query(th1, to1, min_shared=2)
+        oku = (pcu.containment >= params.lexical_candidate) & (uidx.size[pcu.item] >= 3)
+        for q, r in zip(pcu.record[oku].tolist(), pcu.item[oku].tolist(), strict=True):
+            cand.setdefault(q, set()).add(r)
+        secs["candidates"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        size = _windows_size(rt, params)
+        stride = max(1, size // 2)
+        rows, texts, owners = [], [], []
+        for q in sorted(cand):
+            items = [r for r in cand[q] if (q, r) not in lexical_pairs]
+            if not items:
+                continue
+            wins = windows(train[lex_field][q], size, stride, params.max_windows)
+            for r in items:
+                rows.append((q, r, len(texts), len(wins)))
+            texts.extend(wins)
+            owners.extend([q] * len(wins))
+            n_cand += len(items)
+        if rows:
+            assert embed is not None or not texts
+            wemb = (
+                embed(texts) if embed is not None else np.zeros((0, ref_emb.shape[1]), np.float32)
+            )
+            for q, r, start, nw in rows:
+                prompt = train["prompt"][q] if "prompt" in train else ""
+                best_s = (
+                    scorer.score(r, prompt, float(train_emb[q] @ ref_emb[r])) if prompt else -1.0
+                )
+                for w in range(start, start + nw):
+                    s = scorer.score(r, texts[w], float(wemb[w] @ ref_emb[r]))
+                    best_s = max(best_s, s)
+                if best_s >= threshold:
+                    add(
+                        Leak(
+                            q,
+                            r,
+                            "paraphrase",
+                            float(best_s),
+                            f"verifier score {best_s:.2f} >= {threshold:.2f}",
+                        )
+                    )
+        secs["verify"] = time.perf_counter() - t0
+    return LeakReport(
+        sorted(best.values(), key=lambda x: (x.train, x.item)), threshold, secs, n_cand
+    )
+
+
+def _ref_self_dups(rt: Tokens, params: LeakParams) -> set[tuple[int, int]]:
+    """Pairs of reference items that are near-duplicates of each other (kept out of the null
+    distribution: a benchmark that repeats an item is not a paraphrase baseline)."""
+    h, o = ngram_hashes(rt, params.shingle)
+    idx = ShingleIndex(h, o, rt.n_texts, max_df=params.near_max_df)
+    pc = idx.query(h, o)
+    ok = (pc.record != pc.item) & (pc.containment >= params.near_containment)
+    return set(zip(pc.record[ok].tolist(), pc.item[ok].tolist(), strict=True))
+
+
+# ------------------------------------------------------------------------ inside the train set
+@dataclass(slots=True)
+class ClusterParams:
+    shingle: int = 2
+    num_perm: int = 32
+    target_jaccard: float = 0.5
+    recall: float = 0.99
+    seed: int = 1
+
+
+def duplicate_clusters(
+    tokens: Tokens, params: ClusterParams | None = None, exact_keys: Sequence[str] | None = None
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """Clusters (lists of row numbers, size >= 2) of near-duplicate records: MinHash LSH on word
+    ``shingle``-grams, candidates verified by estimated Jaccard >= ``target_jaccard``, plus
+    records with equal ``exact_keys``; connected components by union-find."""
+    p = params or ClusterParams()
+    n = tokens.n_texts
+    bands, rows = choose_bands(p.num_perm, p.target_jaccard, p.recall)
+    h, o = ngram_hashes(tokens, p.shingle, short=True)
+    sig = MinHasher(p.num_perm, p.seed).signatures(h, o, n)
+    keys = band_keys(sig, bands, rows)
+    a, b = self_pairs(keys)
+    if len(a):
+        est = estimated_jaccard(sig[a], sig[b])
+        keep = est >= p.target_jaccard
+        a, b = a[keep], b[keep]
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = int(parent[x])
+        return x
+
+    def union(x: int, y: int) -> None:
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        union(x, y)
+    n_exact = 0
+    if exact_keys is not None:
+        first: dict[str, int] = {}
+        for i, k in enumerate(exact_keys):
+            if not k:
+                continue
+            j = first.setdefault(k, i)
+            if j != i:
+                union(i, j)
+                n_exact += 1
+    roots = np.array([find(i) for i in range(n)], dtype=np.int64)
+    order = np.argsort(roots, kind="stable")
+    sr = roots[order]
+    cuts = np.flatnonzero(np.r_[True, sr[1:] != sr[:-1], True])
+    clusters = [order[s:e].tolist() for s, e in itertools.pairwise(cuts) if e - s > 1]
+    info = {
+        "bands": bands,
+        "rows": rows,
+        "num_perm": p.num_perm,
+        "shingle": p.shingle,
+        "target_jaccard": p.target_jaccard,
+        "verified_pairs": len(a),
+        "exact_pairs": n_exact,
+    }
+    return clusters, info

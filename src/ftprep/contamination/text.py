@@ -1,0 +1,203 @@
+"""Normalisation, word tokens and n-gram shingles, vectorised over whole columns.
+
+Every text goes through the same normalisation before any comparison: Unicode NFKC, lower
+case, every run of characters that is neither a letter nor a digit replaced by a space, and
+whitespace collapsed. Words are then mapped to stable 64-bit hashes (BLAKE2b of the word), so
+the same word has the same hash in every run and every dataset.
+
+A batch of texts becomes one :class:`Tokens` object: a flat ``uint64`` array of word hashes
+plus CSR ``offsets`` (text ``i`` owns ``ids[offsets[i]:offsets[i+1]]``). Word n-grams are
+hashed with a polynomial over the word hashes followed by a 64-bit finaliser; an n-gram never
+spans two texts. All of this runs in pyarrow / numpy, not in a Python loop per word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_NON_WORD = r"[^\p{L}\p{N}]+"
+_U64 = np.uint64
+_POLY = _U64(0x9E3779B97F4A7C15)
+
+
+@dataclass(slots=True)
+class Tokens:
+    """Word hashes of many texts in CSR form."""
+
+    ids: np.ndarray  # uint64 word hashes, all texts concatenated
+    offsets: np.ndarray  # int64, len = n_texts + 1
+
+    @property
+    def n_texts(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def owner(self) -> np.ndarray:
+        """Text index of every word."""
+        return np.repeat(np.arange(self.n_texts, dtype=np.int64), self.lengths)
+
+
+def normalize_array(texts: Sequence[str] | pa.Array) -> pa.Array:
+    """NFKC, lower case, non-alphanumeric runs -> one space, trimmed (as a pyarrow array)."""
+    arr = (
+        texts
+        if isinstance(texts, pa.Array | pa.ChunkedArray)
+        else pa.array(list(texts), pa.large_string())
+    )
+    arr = pc.fill_null(arr, "")
+    arr = pc.utf8_normalize(arr, "NFKC")
+    arr = pc.utf8_lower(arr)
+    arr = pc.replace_substring_regex(arr, _NON_WORD, " ")
+    return pc.utf8_trim_whitespace(arr)
+
+
+def normalize(text: str) -> str:
+    """The normalisation of one text (same result as :func:`normalize_array`)."""
+    return str(normalize_array([text])[0].as_py())
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    out = np.empty(len(words), dtype=_U64)
+    for i, w in enumerate(words):
+        out[i] = int.from_bytes(
+            hashlib.blake2b(w.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
+        )
+    return out
+
+
+def tokenize(texts: Sequence[str] | pa.Array) -> Tokens:
+    """Normalise and split ``texts`` into word hashes."""
+    norm = normalize_array(texts)
+    lists = pc.utf8_split_whitespace(norm)
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    offsets = np.asarray(lists.offsets, dtype=np.int64)
+    offsets = offsets - offsets[0]
+    flat = lists.flatten()
+    if len(flat) == 0:
+        return Tokens(np.zeros(0, _U64), offsets)
+    enc = pc.dictionary_encode(flat)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.combine_chunks()
+    table = _word_hashes(enc.dictionary.to_pylist())
+    idx = np.asarray(enc.indices, dtype=np.int64)
+    return Tokens(table[idx], offsets)
+
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3 64-bit finaliser (a bijection that spreads every input bit)."""
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> _U64(33))
+
+
+def ngram_hashes(tokens: Tokens, n: int, *, short: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every word ``n``-gram and the text each belongs to (``owner``, nondecreasing).
+
+    ``short=True`` also gives a text with 1..n-1 words one shingle: the hash of all its words
+    (so a very short question still has a fingerprint). The same word sequence always hashes
+    the same, whichever text it comes from.
+    """
+    ids, off = tokens.ids, tokens.offsets
+    total = len(ids)
+    lengths = tokens.lengths
+    parts_h: list[np.ndarray] = []
+    parts_o: list[np.ndarray] = []
+    if total >= n:
+        m = total - n + 1
+        with np.errstate(over="ignore"):
+            h = np.zeros(m, dtype=_U64)
+            for k in range(n):
+                h = h * _POLY + ids[k : k + m]
+        starts = np.arange(m, dtype=np.int64)
+        owner = tokens.owner()[:m]
+        valid = starts + n <= off[1:][owner]
+        parts_h.append(fmix64(h[valid] ^ _U64(n)))
+        parts_o.append(owner[valid])
+    if short:
+        small = np.nonzero((lengths > 0) & (lengths < n))[0]
+        if len(small):
+            hs = np.empty(len(small), dtype=_U64)
+            with np.errstate(over="ignore"):
+                for j, t in enumerate(small):
+                    acc = _U64(0)
+                    for w in ids[off[t] : off[t + 1]]:
+                        acc = acc * _POLY + w
+                    hs[j] = acc
+            parts_h.append(fmix64(hs ^ _U64(n)))
+            parts_o.append(small.astype(np.int64))
+    if not parts_h:
+        return np.zeros(0, _U64), np.zeros(0, np.int64)
+    h_all = np.concatenate(parts_h)
+    o_all = np.concatenate(parts_o)
+    if len(parts_h) > 1:
+        order = np.argsort(o_all, kind="stable")
+        h_all, o_all = h_all[order], o_all[order]
+    return h_all, o_all
+
+
+# ----------------------------------------------------------------------------- verifier features
+_NUM = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER_WORDS = {
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "thirteen": "13",
+    "fourteen": "14",
+    "fifteen": "15",
+    "sixteen": "16",
+    "seventeen": "17",
+    "eighteen": "18",
+    "nineteen": "19",
+    "twenty": "20",
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "sixty": "60",
+    "seventy": "70",
+    "eighty": "80",
+    "ninety": "90",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "half": "0.5",
+    "twice": "2",
+    "thrice": "3",
+    "double": "2",
+    "triple": "3",
+    "dozen": "12",
+    "quarter": "0.25",
+    "once": "1",
+}
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers a text mentions (digits, with 1,000 = 1000; number words as digits)."""
+    out = {m.group().replace(",", "").rstrip(".").lstrip("0") or "0" for m in _NUM.finditer(text)}
+    for w in _WORD.findall(text.lower()):
+        if w in _NUMBER_WORDS:
+            out.add(_NUMBER_WORDS[w])
+    return out
