@@ -1,0 +1,204 @@
+"""Per-example spec provenance: which version an example was collected under, and which area of
+the spec it belongs to.
+
+Version, in order of precedence:
+
+1. ``field`` — the source names a ``spec_version`` field and the record has a value;
+2. ``collected_at`` — the record's timestamp against the effective dates in the history;
+3. ``default`` — the source's ``defaults: {spec_version: ...}``;
+4. ``missing``.
+
+When the source names a ``spec_version`` field, its default fills records that lack the field
+(the reader applies it), so it counts as ``field``/``default`` before ``collected_at``.
+
+Area, in order: ``field`` (the source's ``area`` field, when it names an area of the spec),
+``rules`` (keywords/patterns in the spec: the area with the most hits, ties are left to the
+next step), ``embedding`` (the nearest area profile by cosine similarity; its confidence is a
+softmax over the similarities, and every area within ``margin`` of the best is a *candidate*).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ftprep.examples import Dataset
+from ftprep.project import Project
+from ftprep.spec.document import Spec
+from ftprep.spec.history import History, parse_time, version_key
+
+
+@dataclass
+class Versions:
+    values: list[str | None]  # the recorded version (history spelling) or the raw value
+    sources: list[str]  # field | collected_at | default | missing
+    unknown: list[int] = field(default_factory=list)  # indices whose version is not in the history
+    unparseable_dates: int = 0
+
+
+def resolve_versions(project: Project, dataset: Dataset, history: History | None) -> Versions:
+    by_source = {s.name: s for s in project.sources}
+    raw = dataset.column("spec_version")
+    sources = dataset.column("source")
+    collected = dataset.column("collected_at")
+    values: list[str | None] = []
+    how: list[str] = []
+    unknown: list[int] = []
+    bad_dates = 0
+    canon = {version_key(v): v for v in history.versions} if history else {}
+    for i, (v, s, c) in enumerate(zip(raw, sources, collected, strict=True)):
+        src = by_source.get(s)
+        has_field = src is not None and src.fields.spec_version is not None
+        default = src.defaults.get("spec_version") if src is not None else None
+        out: str | None = None
+        kind = "missing"
+        if v is not None and has_field:
+            out, kind = v, ("default" if default is not None and v == default else "field")
+        if out is None and c is not None and history is not None and history.locked:
+            t = parse_time(c)
+            if t is None:
+                bad_dates += 1
+            else:
+                out, kind = history.version_at(t), "collected_at"
+        if out is None and v is not None:
+            out, kind = v, ("default" if not has_field else "field")
+        if out is not None and canon:
+            k = version_key(out)
+            if k in canon:
+                out = canon[k]
+            else:
+                unknown.append(i)
+        values.append(out)
+        how.append(kind)
+    return Versions(values, how, unknown, bad_dates)
+
+
+@dataclass
+class Areas:
+    values: list[str | None]
+    sources: list[str]  # field | rules | embedding | none
+    confidence: np.ndarray  # 1.0 for field, hit share for rules, softmax probability for embedding
+    candidates: list[tuple[str, ...]]  # areas an example may plausibly belong to
+    unknown_field_values: dict[str, int] = field(default_factory=dict)
+
+
+def rule_assign(spec: Spec, texts: Sequence[str]) -> tuple[list[str | None], np.ndarray]:
+    """The area with the most rule hits (``None`` when no area, or several equally, match)."""
+    names = [n for n, a in spec.areas.items() if a.keywords or a.patterns]
+    out: list[str | None] = []
+    conf = np.zeros(len(texts), dtype=np.float32)
+    for i, t in enumerate(texts):
+        hits = [(spec.areas[n].rule_hits(t), n) for n in names]
+        hits = [h for h in hits if h[0] > 0]
+        if not hits:
+            out.append(None)
+            continue
+        hits.sort(reverse=True)
+        if len(hits) > 1 and hits[0][0] == hits[1][0]:
+            out.append(None)
+            continue
+        out.append(hits[0][1])
+        conf[i] = hits[0][0] / sum(h for h, _ in hits)
+    return out, conf
+
+
+def nearest_area(
+    example_emb: np.ndarray,
+    area_emb: np.ndarray,
+    *,
+    temperature: float = 0.05,
+    margin: float = 0.03,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+    """For L2-normalised rows: index of the most similar area, its softmax probability at
+    ``temperature``, and the indices of every area whose similarity is within ``margin`` of it."""
+    sims = example_emb @ area_emb.T
+    best = sims.argmax(axis=1)
+    z = (sims - sims.max(axis=1, keepdims=True)) / max(temperature, 1e-6)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    conf = p[np.arange(len(best)), best]
+    top = sims.max(axis=1, keepdims=True)
+    cands = [tuple(int(j) for j in np.flatnonzero(row)) for row in (sims >= top - margin)]
+    return best, conf.astype(np.float32), cands
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(m, axis=1, keepdims=True)
+    n[n == 0] = 1.0
+    return (m / n).astype(np.float32)
+
+
+def assign_areas(
+    spec: Spec,
+    dataset: Dataset,
+    *,
+    text_field: str = "prompt",
+    embed_examples: Callable[[], np.ndarray] | None = None,
+    embed_texts: Callable[[list[str]], np.ndarray] | None = None,
+    use_seeds: bool = True,
+    temperature: float = 0.05,
+    margin: float = 0.03,
+) -> Areas:
+    """Assign every example an area. ``embed_examples()`` returns the embeddings of
+    ``dataset.texts(text_field)``; ``embed_texts`` embeds area profiles. Without them, examples
+    that neither a field nor a rule places stay unassigned. With ``use_seeds``, an area's
+    profile is its description plus the centroid of the examples already placed by field or rule."""
+    n = len(dataset)
+    names = list(spec.areas)
+    lookup = {a.casefold(): a for a in names}
+    values: list[str | None] = [None] * n
+    sources = ["none"] * n
+    conf = np.zeros(n, dtype=np.float32)
+    cands: list[tuple[str, ...]] = [()] * n
+    unknown_field: dict[str, int] = {}
+    for i, a in enumerate(dataset.column("area")):
+        if a is None:
+            continue
+        name = lookup.get(str(a).strip().casefold())
+        if name is None:
+            unknown_field[str(a)] = unknown_field.get(str(a), 0) + 1
+            continue
+        values[i], sources[i], conf[i], cands[i] = name, "field", 1.0, (name,)
+    todo = [i for i in range(n) if values[i] is None]
+    texts = dataset.texts(text_field)
+    if todo and any(a.keywords or a.patterns for a in spec.areas.values()):
+        ra, rc = rule_assign(spec, [texts[i] for i in todo])
+        for j, i in enumerate(todo):
+            if ra[j] is not None:
+                values[i], sources[i], conf[i], cands[i] = ra[j], "rules", rc[j], (ra[j],)  # type: ignore[assignment]
+        todo = [i for i in range(n) if values[i] is None]
+    if todo and names and embed_examples is not None and embed_texts is not None:
+        ex = np.asarray(embed_examples(), dtype=np.float32)
+        prof = _normalise(
+            np.asarray(embed_texts([spec.areas[a].profile for a in names]), dtype=np.float32)
+        )
+        if use_seeds:
+            for k, a in enumerate(names):
+                seeds = [i for i in range(n) if values[i] == a]
+                if seeds:
+                    centroid = _normalise(ex[seeds].mean(axis=0, keepdims=True))[0]
+                    prof[k] = _normalise((prof[k] + centroid)[None, :])[0]
+        best, pc, cidx = nearest_area(ex[todo], prof, temperature=temperature, margin=margin)
+        for j, i in enumerate(todo):
+            values[i] = names[int(best[j])]
+            sources[i], conf[i] = "embedding", pc[j]
+            cands[i] = tuple(names[k] for k in cidx[j])
+    return Areas(values, sources, conf, cands, unknown_field)
+
+
+def month(value: str | None) -> str | None:
+    t = parse_time(value)
+    return None if t is None else f"{t.year:04d}-{t.month:02d}"
+
+
+def derive_spec_versions(project: Project, dataset: Dataset) -> list[str | None]:
+    """Every example's spec version (field, collected_at, or default), for writers such as the
+    build manifest. Uses the project's spec history when the spec is locked."""
+    from ftprep.spec.control import spec_path
+    from ftprep.spec.history import history_path
+
+    p = spec_path(project)
+    hist = History.load(history_path(p)) if p is not None and p.exists() else None
+    return resolve_versions(project, dataset, hist).values
