@@ -10,6 +10,7 @@ the seed, so no group and no duplicate cluster can straddle two splits.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 
 from ftprep.examples import Dataset
@@ -47,7 +48,9 @@ def _unit_keys(ds: Dataset, by: str) -> list[str]:
         col = "group" if by == "group" else by
         vals = ds.column(col)
         ids = ds.ids
-        return [f"{col}={v}" if v is not None else f"id={i}" for v, i in zip(vals, ids, strict=True)]
+        return [
+            f"{col}={v}" if v is not None else f"id={i}" for v, i in zip(vals, ids, strict=True)
+        ]
     raise ValueError(f"split.by: unknown field {by!r}")
 
 
@@ -61,7 +64,7 @@ def units(ds: Dataset, by: str, links: Sequence[Sequence[str]] = ()) -> dict[str
     known = set(ids)
     for cluster in links:
         members = [m for m in cluster if m in known]
-        for a, b in zip(members, members[1:], strict=False):
+        for a, b in itertools.pairwise(members):
             uf.union(f"ex:{a}", f"ex:{b}")
     return {i: uf.find(f"ex:{i}") for i in ids}
 
@@ -71,45 +74,126 @@ def _rank(seed: int, key: str) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
-def assign_splits(ds: Dataset, policy: Split, links: Sequence[Sequence[str]] = ()) -> dict[str, str]:
-    """example id -> "train" | "validation" | "test".
-
-    With ``eval_from: train`` units are ordered by a seeded hash and cut so that validation and
-    test get their target share of *examples*; with ``stratify`` the cut is made per stratum
-    (the unit's majority value). With ``eval_from`` production or source, every training
-    example goes to train (validation/test come from elsewhere; see ``build``).
-    """
-    ids = ds.ids
-    if policy.eval_from != "train" or (policy.validation == 0 and policy.test == 0):
-        return dict.fromkeys(ids, "train")
-    unit_of = units(ds, policy.by, links)
+def _members(ds: Dataset, by: str, links: Sequence[Sequence[str]]) -> dict[str, list[str]]:
+    unit_of = units(ds, by, links)
     members: dict[str, list[str]] = {}
-    for i in ids:
+    for i in ds.ids:
         members.setdefault(unit_of[i], []).append(i)
-    strata: dict[str, list[str]] = {}
-    if policy.stratify:
-        col = dict(zip(ids, ds.column(policy.stratify), strict=True))
-        for u, ms in members.items():
-            vals = [str(col[m]) for m in ms]
-            strata.setdefault(max(sorted(set(vals)), key=vals.count), []).append(u)
-    else:
-        strata[""] = list(members)
+    return members
+
+
+def _cut(
+    members: dict[str, list[str]],
+    strata: dict[str, list[str]],
+    seed: int,
+    shares: Sequence[tuple[str, float]],
+    rest: str | None,
+) -> dict[str, str]:
+    """Give every unit whole to one destination: per stratum, units ordered by a seeded hash
+    fill each ``(destination, share of examples)`` in turn; the remainder goes to ``rest``
+    (``None``: left unassigned)."""
     out: dict[str, str] = {}
     for _s, us in sorted(strata.items()):
-        us.sort(key=lambda u: (_rank(policy.seed, u), u))
+        us = sorted(us, key=lambda u: (_rank(seed, u), u))
         total = sum(len(members[u]) for u in us)
-        t_val, t_test = policy.validation * total, policy.test * total
-        n_val = n_test = 0
+        targets = [(dest, share * total) for dest, share in shares]
+        filled = [0] * len(targets)
         for u in us:
             size = len(members[u])
-            if n_test + size / 2 <= t_test:
-                dest = "test"
-                n_test += size
-            elif n_val + size / 2 <= t_val:
-                dest = "validation"
-                n_val += size
-            else:
-                dest = "train"
+            dest = rest
+            for k, (d, t) in enumerate(targets):
+                if filled[k] + size / 2 <= t:
+                    dest = d
+                    filled[k] += size
+                    break
+            if dest is None:
+                continue
             for m in members[u]:
                 out[m] = dest
     return out
+
+
+def _strata(
+    ds: Dataset, members: dict[str, list[str]], stratify: str | None
+) -> dict[str, list[str]]:
+    if not stratify:
+        return {"": list(members)}
+    if stratify not in ds.table.column_names:
+        raise ValueError(f"split.stratify: unknown field {stratify!r}")
+    col = dict(zip(ds.ids, ds.column(stratify), strict=True))
+    strata: dict[str, list[str]] = {}
+    for u, ms in members.items():
+        vals = [str(col[m]) for m in ms]
+        strata.setdefault(max(sorted(set(vals)), key=vals.count), []).append(u)
+    return strata
+
+
+def assign_splits(
+    ds: Dataset, policy: Split, links: Sequence[Sequence[str]] = ()
+) -> dict[str, str]:
+    """example id -> "train" | "validation" | "test".
+
+    ``eval_from: train``: units (groups merged with link clusters) are ordered by a seeded hash
+    and cut so that validation and test get their target share of *examples*; with
+    ``stratify`` the cut is made per stratum (the unit's majority value).
+    ``eval_from: source``: the examples of ``eval_source`` are divided between validation and
+    test (see :func:`eval_from_pool`) and every other example goes to train, except that a unit
+    holding an eval-source example goes whole to that example's split (nothing straddles; the
+    contamination check also excludes such training examples).
+    ``eval_from: production``: every training example goes to train (validation/test come from
+    the production holdout, :func:`eval_from_pool`).
+    """
+    ids = ds.ids
+    if policy.eval_from == "production" or (policy.validation == 0 and policy.test == 0):
+        return dict.fromkeys(ids, "train")
+    members = _members(ds, policy.by, links)
+    if policy.eval_from == "source":
+        if not policy.eval_source:
+            raise ValueError("split.eval_from: source needs split.eval_source")
+        src = dict(zip(ids, ds.column("source"), strict=True))
+        pool_ids = {i for i in ids if src[i] == policy.eval_source}
+        pool = ds.filter_ids(pool_ids)
+        ev = eval_from_pool(pool, policy, share=1.0, links=links)
+        out = dict.fromkeys(ids, "train")
+        for ms in members.values():
+            dests = sorted({ev[m] for m in ms if m in ev})
+            if dests:
+                for m in ms:
+                    out[m] = dests[0]
+        return out
+    strata = _strata(ds, members, policy.stratify)
+    return _cut(
+        members,
+        strata,
+        policy.seed,
+        [("test", policy.test), ("validation", policy.validation)],
+        "train",
+    )
+
+
+def eval_from_pool(
+    pool: Dataset, policy: Split, share: float = 1.0, links: Sequence[Sequence[str]] = ()
+) -> dict[str, str]:
+    """Validation and test taken from a pool that is not training data: the production
+    sample (``share`` = ``production.holdout``) or a held-out source (``share`` = 1).
+
+    ``share`` of the pool's examples is selected whole units at a time (groups and link
+    clusters never split; seeded, deterministic) and divided between validation and test in
+    the ratio ``split.validation : split.test`` (half and half when both are 0). Returns
+    ``{id: "validation" | "test"}`` for the selected examples only.
+    """
+    if share <= 0 or len(pool) == 0:
+        return {}
+    by = (
+        policy.by
+        if (policy.by in ("group", "source") or policy.by in pool.table.column_names)
+        else "group"
+    )
+    members = _members(pool, by, links)
+    strata = _strata(
+        pool, members, policy.stratify if policy.stratify in pool.table.column_names else None
+    )
+    tot = policy.validation + policy.test
+    v_frac = policy.validation / tot if tot > 0 else 0.5
+    shares = [("test", share * (1 - v_frac)), ("validation", share * v_frac)]
+    return _cut(members, strata, policy.seed + 1, shares, None)
