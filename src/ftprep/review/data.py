@@ -1,0 +1,447 @@
+"""What the review app shows: examples, annotations, queues and the labelling standard.
+
+Everything is read from what the audit left behind — the workspace tables (``train``,
+``annotations``), the decisions ledger and ``out/audit/artifacts/spec_provenance.json`` — plus the
+app's own annotations. Tables are cached in memory and reloaded when their file changes, so a
+re-audit shows up without restarting the server.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ftprep.checks.base import Action
+from ftprep.decisions import Ledger, LedgerEntry
+from ftprep.project import Project
+from ftprep.review import db
+from ftprep.store import Workspace
+
+APP_TABLE = "review_annotations"  # workspace table the app exports its annotations to
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A review queue: the ledger entries whose action is in ``actions`` and whose check name
+    starts with one of ``prefixes`` (or, with ``exclude_prefixes``, with none of them)."""
+
+    key: str
+    title: str
+    permission: str
+    actions: frozenset[Action]
+    prefixes: tuple[str, ...] = ()
+    exclude_prefixes: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def matches(self, e: LedgerEntry) -> bool:
+        if e.action not in self.actions:
+            return False
+        if self.prefixes and not e.check.startswith(self.prefixes):
+            return False
+        return not (self.exclude_prefixes and e.check.startswith(self.exclude_prefixes))
+
+
+QUEUES: dict[str, Queue] = {
+    q.key: q
+    for q in (
+        Queue(
+            "escalations",
+            "Escalations",
+            "arbitrate",
+            frozenset({Action.ESCALATE}),
+            ("labels.",),
+            choices=("label", "exclude"),
+            help="Annotators disagreed beyond the agreement threshold. Read every label and "
+            "reason, then decide the final label, or exclude the example.",
+        ),
+        Queue(
+            "label-errors",
+            "Likely label errors",
+            "label_errors",
+            frozenset({Action.REVIEW}),
+            ("labels.",),
+            choices=("keep", "relabel", "exclude"),
+            help="A model trained on the rest of the data disagrees with this label. Keep it, "
+            "correct it, or exclude the example.",
+        ),
+        Queue(
+            "quarantine",
+            "Quarantine",
+            "quarantine",
+            frozenset({Action.QUARANTINE}),
+            ("spec.",),
+            choices=("accept", "relabel", "reject"),
+            help="Collected under a superseded spec version in an area that changed since. "
+            "Re-validate it against the current criteria shown beside it.",
+        ),
+        Queue(
+            "other",
+            "Other flagged items",
+            "other",
+            frozenset({Action.REVIEW, Action.ESCALATE, Action.QUARANTINE}),
+            exclude_prefixes=("labels.", "spec."),
+            choices=("keep", "exclude"),
+            help="Items other checks flagged for a person to look at.",
+        ),
+    )
+}
+
+# (queue kind, choice) -> (ledger action, reason code)
+OUTCOMES: dict[tuple[str, str], tuple[Action, str]] = {
+    ("escalations", "label"): (Action.INCLUDE, "arbitrated"),
+    ("escalations", "exclude"): (Action.EXCLUDE, "arbitrated_exclude"),
+    ("label-errors", "keep"): (Action.INCLUDE, "label_confirmed"),
+    ("label-errors", "relabel"): (Action.INCLUDE, "relabelled"),
+    ("label-errors", "exclude"): (Action.EXCLUDE, "label_error_excluded"),
+    ("quarantine", "accept"): (Action.INCLUDE, "quarantine_accepted"),
+    ("quarantine", "relabel"): (Action.INCLUDE, "quarantine_relabelled"),
+    ("quarantine", "reject"): (Action.EXCLUDE, "quarantine_rejected"),
+    ("other", "keep"): (Action.INCLUDE, "reviewer_kept"),
+    ("other", "exclude"): (Action.EXCLUDE, "reviewer_excluded"),
+}
+
+
+@dataclass(slots=True)
+class Vote:
+    annotator: str
+    label: str | None
+    rating: float | None
+    text: str | None
+    reason: str | None
+    timestamp: str | None
+    source: str  # "imported" | "app"
+
+    @property
+    def value(self) -> str:
+        if self.label not in (None, ""):
+            return str(self.label)
+        if self.rating is not None:
+            return f"{self.rating:g}"
+        return ""
+
+
+@dataclass(slots=True)
+class ExampleView:
+    id: str
+    row: dict[str, Any]
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str | None:
+        v = self.row.get("label")
+        return None if v is None else str(v)
+
+    @property
+    def response(self) -> str:
+        return str(self.row.get("response") or "")
+
+    @property
+    def area(self) -> str | None:
+        v = self.row.get("area")
+        return None if v in (None, "") else str(v)
+
+    @property
+    def spec_version(self) -> str | None:
+        v = self.row.get("spec_version")
+        return None if v in (None, "") else str(v)
+
+
+def _content(c: Any) -> str:
+    if c is None:
+        return ""
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list):
+        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in c)
+    return str(c)
+
+
+def parse_messages(raw: str | None) -> list[dict[str, str]]:
+    if not raw:
+        return []
+    try:
+        msgs = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [{"role": "?", "content": raw}]
+    if not isinstance(msgs, list):
+        return []
+    return [
+        {"role": str(m.get("role", "?")), "content": _content(m.get("content"))}
+        for m in msgs
+        if isinstance(m, dict)
+    ]
+
+
+class _Cached:
+    """A value derived from one file, recomputed when the file's mtime or size changes."""
+
+    def __init__(self, path: Callable[[], Path | None], load: Callable[[Path], Any]) -> None:
+        self._path = path
+        self._load = load
+        self._key: tuple[str, int, int] | None = None
+        self._value: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        p = self._path()
+        if p is None or not p.exists():
+            return None
+        st = p.stat()
+        key = (str(p), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key != self._key:
+                self._value = self._load(p)
+                self._key = key
+            return self._value
+
+
+def _read_parquet(p: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(p)
+
+
+_AREA_RE = re.compile(r"\barea ([^\s;(,]+)")
+_VERSION_RE = re.compile(r"collected under spec version ([^\s;(,]+)")
+
+
+class ReviewData:
+    def __init__(self, project: Project, workspace: Workspace, ledger: Ledger) -> None:
+        self.project = project
+        self.workspace = workspace
+        self.ledger = ledger
+        self._train = _Cached(lambda: workspace.table_path("train"), _read_parquet)
+        self._imported = _Cached(lambda: workspace.table_path("annotations"), _read_parquet)
+        self._prov = _Cached(
+            lambda: project.out_dir / "audit" / "artifacts" / "spec_provenance.json",
+            lambda p: _index_provenance(orjson.loads(p.read_bytes())),
+        )
+        self._rubric = _Cached(lambda: project.path(project.rubric), lambda p: p.read_text("utf-8"))
+        self._spec = _Cached(lambda: project.path(project.spec), lambda p: p.read_text("utf-8"))
+        self._export_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.project.name
+
+    # ------------------------------------------------------------------ examples
+    def train(self) -> pa.Table | None:
+        t = self._train.get()
+        return t if isinstance(t, pa.Table) else None
+
+    def examples(self, ids: Sequence[str]) -> dict[str, ExampleView]:
+        t = self.train()
+        if t is None or not ids:
+            return {}
+        sub = t.filter(pc.is_in(t.column("id"), value_set=pa.array(list(ids), pa.string())))
+        prov = self.provenance()
+        out: dict[str, ExampleView] = {}
+        for row in sub.to_pylist():
+            p = prov.get(row["id"]) if prov else None
+            if p:
+                row.setdefault("area", None)
+                if not row.get("area") and p.get("area"):
+                    row["area"] = p["area"]
+                    row["area_confidence"] = p.get("area_confidence")
+                if not row.get("spec_version") and p.get("spec_version"):
+                    row["spec_version"] = p["spec_version"]
+            out[row["id"]] = ExampleView(row["id"], row, parse_messages(row.get("messages")))
+        return out
+
+    def example(self, example_id: str) -> ExampleView | None:
+        return self.examples([example_id]).get(example_id)
+
+    def provenance(self) -> dict[str, dict[str, Any]]:
+        v = self._prov.get()
+        return v if isinstance(v, dict) else {}
+
+    # ------------------------------------------------------------------ annotations
+    def imported_annotations(self) -> pa.Table | None:
+        t = self._imported.get()
+        return t if isinstance(t, pa.Table) else None
+
+    def annotation_config(self) -> dict[str, Any]:
+        raw = self.project.annotations or {}
+        return dict(raw) if isinstance(raw, dict) else {}
+
+    @property
+    def annotation_kind(self) -> str:
+        kind = str(self.annotation_config().get("kind", "label"))
+        return kind if kind in ("label", "rating", "text") else "label"
+
+    def label_choices(self, limit: int = 200) -> list[str]:
+        """The labels an annotator picks from: the configured ``scale``, else every label seen in
+        the imported annotations and the dataset (most frequent first)."""
+        scale = self.annotation_config().get("scale")
+        if isinstance(scale, list) and scale:
+            return [str(s) for s in scale][:limit]
+        counts: dict[str, int] = {}
+        for t, col in ((self.imported_annotations(), "label"), (self.train(), "label")):
+            if t is None or col not in t.column_names:
+                continue
+            vc = pc.value_counts(t.column(col).drop_null()).to_pylist()
+            for item in vc:
+                v = str(item["values"])
+                if v:
+                    counts[v] = counts.get(v, 0) + int(item["counts"])
+        return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:limit]
+
+    def votes(self, example_id: str) -> list[Vote]:
+        """Every annotator's label for one example: imported ones, then the app's."""
+        out: list[Vote] = []
+        t = self.imported_annotations()
+        if t is not None and "example_id" in t.column_names:
+            sub = t.filter(pc.equal(t.column("example_id"), example_id))
+            for r in sub.to_pylist():
+                out.append(
+                    Vote(
+                        str(r.get("annotator") or "?"),
+                        r.get("label"),
+                        r.get("rating"),
+                        r.get("text"),
+                        r.get("reason"),
+                        r.get("timestamp"),
+                        "imported",
+                    )
+                )
+        for a in db.annotations_for(self.workspace.engine, self.name, example_id):
+            out.append(Vote(a.annotator, a.label, a.rating, a.text, a.reason, a.timestamp, "app"))
+        return out
+
+    def export_annotations(self) -> pa.Table:
+        """Write the app's annotations to the workspace table ``review_annotations`` (same
+        columns as the imported ``annotations`` table) and return them."""
+        with self._export_lock:
+            t = db.annotations_table(self.workspace.engine, self.name)
+            self.workspace.save_table(APP_TABLE, t)
+        return t
+
+    # ------------------------------------------------------------------ queues
+    def queue_entries(self, queue: Queue) -> list[LedgerEntry]:
+        return [e for e in self.ledger.entries(actions=queue.actions) if queue.matches(e)]
+
+    def queue_counts(self) -> dict[str, int]:
+        entries = self.ledger.entries(actions=[Action.REVIEW, Action.ESCALATE, Action.QUARANTINE])
+        return {k: sum(1 for e in entries if q.matches(e)) for k, q in QUEUES.items()}
+
+    def to_annotate(self, user: str, per_item: int, limit: int = 50) -> tuple[list[str], int]:
+        """Examples that still need labels: fewer than ``per_item`` distinct annotators (imported
+        plus app) and none of them ``user``. Escalated examples come first (more labels settle
+        them), then those flagged as likely label errors, then the least-labelled. Returns the
+        first ``limit`` ids and the total count."""
+        t = self.train()
+        if t is None:
+            return [], 0
+        ids = t.column("id").to_pylist()
+        annotators: dict[str, set[str]] = {}
+        imp = self.imported_annotations()
+        if imp is not None and {"example_id", "annotator"} <= set(imp.column_names):
+            for eid, ann in zip(
+                imp.column("example_id").to_pylist(),
+                imp.column("annotator").to_pylist(),
+                strict=True,
+            ):
+                annotators.setdefault(str(eid), set()).add(str(ann))
+        for eid, anns in db.annotation_counts(self.workspace.engine, self.name).items():
+            annotators.setdefault(eid, set()).update(anns)
+        rank: dict[str, int] = {}
+        for e in self.ledger.entries(actions=[Action.ESCALATE, Action.REVIEW]):
+            if e.check.startswith("labels."):
+                r = 0 if e.action == Action.ESCALATE else 1
+                rank[e.example_id] = min(r, rank.get(e.example_id, 2))
+        empty: set[str] = set()
+        todo = [
+            i
+            for i in ids
+            if len(annotators.get(i, empty)) < per_item and user not in annotators.get(i, empty)
+        ]
+        todo.sort(key=lambda i: (rank.get(i, 2), len(annotators.get(i, empty)), i))
+        return todo[:limit], len(todo)
+
+    # ------------------------------------------------------------------ standard
+    def rubric_text(self) -> str | None:
+        v = self._rubric.get()
+        return v if isinstance(v, str) else None
+
+    def spec_file_text(self) -> str | None:
+        v = self._spec.get()
+        return v if isinstance(v, str) else None
+
+    def area_text(self, area: str | None, version: str | None = None) -> str | None:
+        """Text of ``area`` in the current spec (or in a recorded ``version``), through
+        :mod:`ftprep.spec` when it is installed; ``None`` when unknown."""
+        if not area or self.project.spec is None:
+            return None
+        try:
+            from ftprep import spec as spec_mod
+        except ImportError:
+            return None
+        fn = getattr(spec_mod, "area_text_at", None)
+        if fn is None:
+            return None
+        try:
+            text = fn(self.project, area, version)
+        except Exception:  # a broken spec or history must not take the page down
+            return None
+        return text if isinstance(text, str) else None
+
+    def standard(self, ex: ExampleView | None) -> list[tuple[str, str]]:
+        """The labelling standard shown beside an item: the spec's criteria for the example's
+        area (the whole spec file when the area is unknown) and the rubric."""
+        out: list[tuple[str, str]] = []
+        area = ex.area if ex is not None else None
+        text = self.area_text(area)
+        if text:
+            out.append((f"Task spec — area {area} (current)", text))
+        else:
+            whole = self.spec_file_text()
+            if whole:
+                out.append(("Task spec", whole))
+        rubric = self.rubric_text()
+        if rubric:
+            out.append(("Rubric", rubric))
+        return out
+
+    def quarantine_context(self, ex: ExampleView | None, entry: LedgerEntry) -> dict[str, Any]:
+        """Area and spec version of a quarantined example with the criteria then and now."""
+        area = ex.area if ex is not None else None
+        version = ex.spec_version if ex is not None else None
+        if not area:
+            m = _AREA_RE.search(entry.detail)
+            area = m.group(1) if m else None
+        if not version:
+            m = _VERSION_RE.search(entry.detail)
+            version = m.group(1) if m else None
+        current = self.area_text(area)
+        old = self.area_text(area, version) if version else None
+        return {
+            "area": area,
+            "version": version,
+            "current_text": current,
+            "old_text": old,
+            "whole_spec": None if current else self.spec_file_text(),
+        }
+
+
+def _index_provenance(doc: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("ids"), list):
+        return {}
+    ids = doc["ids"]
+    out: dict[str, dict[str, Any]] = {}
+    cols = {k: doc.get(k) for k in ("area", "spec_version", "area_confidence", "area_source")}
+    for i, eid in enumerate(ids):
+        rec: dict[str, Any] = {}
+        for k, col in cols.items():
+            if isinstance(col, list) and i < len(col):
+                rec[k] = col[i]
+        out[str(eid)] = rec
+    return out
