@@ -190,3 +190,60 @@ def test_write_then_read_round_trips(tmp_path: Path, turns: list) -> None:
         assert ex.response == turns[-1][1]
         if fmt in ("openai", "sharegpt", "alpaca"):
             assert [m["content"] for m in ex.messages] == [m["content"] for m in msgs] or fmt == "alpaca"
+
+
+def test_fast_path_equals_slow_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ftprep.formats.readers as r
+
+    recs = [chat(i, conv=f"c{i % 3}", flag=bool(i % 2), score=i / 2) for i in range(30)]
+    recs[3]["messages"][1]["role"] = "wizard"
+    recs[5]["messages"][2]["content"] = "   "
+    recs[7]["messages"] = recs[7]["messages"][:2]
+    recs[9]["messages"].append({"role": "user", "content": "and?"})
+    recs[11]["messages"][2] = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    recs[13]["messages"][1]["name"] = "bob"
+    recs[15]["id"] = recs[14]["id"]
+    recs[17].pop("id")
+    p = write_jsonl(tmp_path / "clean.jsonl", recs)
+    fm = FieldMap(id="id", group="conv", label="flag", meta=("score",), outcome=("flag",))
+    calls = []
+    real = r.read_fast
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003
+        out = real(*a, **k)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(r, "read_fast", spy)
+    fast = read(p, fields=fm, max_record_bytes=10_000)
+    assert calls == [True]
+    monkeypatch.setattr(r, "read_fast", lambda *a, **k: None)
+    slow = read(p, fields=fm, max_record_bytes=10_000)
+    assert [(x.line, x.code) for x in fast.rejects] == [(x.line, x.code) for x in slow.rejects]
+    assert {x.code for x in slow.rejects} == {"unknown_role", "empty_content", "no_assistant_turn",
+                                               "assistant_not_last", "duplicate_id"}
+    ft, st_ = fast.dataset.table, slow.dataset.table
+    assert ft.num_rows == st_.num_rows == 25
+    for col in ft.column_names:
+        a, b = ft.column(col).to_pylist(), st_.column(col).to_pylist()
+        if col in ("messages", "outcome", "meta"):
+            a, b = [json.loads(x) for x in a], [json.loads(x) for x in b]
+        assert a == b, col
+    assert fast.n_records == slow.n_records == 30
+    assert fast.formats == slow.formats
+
+
+def test_token_counts_single_turn_shortcut_is_exact(tmp_path: Path) -> None:
+    from ftprep.signals.cache import token_counts_for
+    from ftprep.signals.tokens import count_messages, get_counter
+
+    recs = [chat(i) for i in range(5)]
+    recs[1]["messages"].pop(0)  # no system prompt
+    recs[2]["messages"] += [{"role": "user", "content": "more?"}, {"role": "assistant", "content": "yes, more."}]
+    res = read(write_jsonl(tmp_path / "t.jsonl", recs))
+    counter = get_counter("cl100k")
+    got = token_counts_for(counter, res.dataset.table)
+    total, asst = count_messages(counter, [e.messages for e in res.dataset.examples()])
+    assert got[:, 0].tolist() == total.tolist()
+    assert got[:, 1].tolist() == asst.tolist()

@@ -166,8 +166,15 @@ def normalize_text(text: str) -> str:
 
 
 def content_hash(messages: Sequence[dict[str, Any]]) -> str:
-    """sha1 of the canonical messages JSON (what the ``messages`` column holds)."""
-    return hashlib.sha1(orjson.dumps(list(messages))).hexdigest()
+    """sha1 of the turns joined as ``role\x1fcontent`` with ``\x1e`` between turns, plus the
+    canonical JSON of the turns when any carries more than role and content (tool calls…).
+    The DuckDB fast path computes the same value in SQL."""
+    h = hashlib.sha1(
+        "\x1e".join(f"{m['role']}\x1f{m.get('content') or ''}" for m in messages).encode("utf-8", "surrogatepass")
+    )
+    if any(len(m) != 2 for m in messages):
+        h.update(orjson.dumps(list(messages)))
+    return h.hexdigest()
 
 
 def text_hash(text: str) -> str:

@@ -9,7 +9,6 @@ Hugging Face ``datasets`` directory saved with ``save_to_disk``. JSONL is parsed
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -19,10 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ftprep.examples import SCHEMA, Dataset
+from ftprep.examples import SCHEMA, Dataset, content_hash
+from ftprep.formats.fastpath import read_fast
 from ftprep.formats.records import FieldMap, RejectError, analyse, get_path, to_messages
 
 CONTAINERS = ("jsonl", "json", "csv", "tsv", "parquet", "hf")
@@ -122,6 +124,10 @@ class _Rows:
 def _str_or_none(v: Any) -> str | None:
     if v is None or v == "":
         return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict | list):
+        return orjson.dumps(v).decode()
     return v if isinstance(v, str) else str(v)
 
 
@@ -150,7 +156,7 @@ def _add_record(rows: _Rows, rec: Any, opts: ReadOptions, file: str, line: int, 
     c["response"].append(response)
     c["system"].append(system)
     c["n_turns"].append(len(messages))
-    c["content_hash"].append(hashlib.sha1(mj).hexdigest())
+    c["content_hash"].append(content_hash(messages))
     f = opts.fields
     if f.outcome:
         c["outcome"].append(orjson.dumps({k: get_path(rec, k) for k in f.outcome}, default=str).decode())
@@ -362,6 +368,17 @@ def read_file(path: str | os.PathLike[str], opts: ReadOptions, container: str = 
         raise InputError(f"{p}: unknown format {kind!r}; expected one of {', '.join(CONTAINERS)}")
     w = workers if workers is not None else min(2, os.cpu_count() or 1)
     if kind == "jsonl":
+        fast = read_fast(p, opts)
+        if fast is not None:
+            table, bad_lines, starts, ends = fast
+            part = _Rows(opts)
+            if len(bad_lines):
+                with open(p, "rb") as fh:
+                    for ln in bad_lines.tolist():
+                        fh.seek(int(starts[ln - 1]))
+                        raw = fh.read(int(ends[ln - 1] - starts[ln - 1]))
+                        _parse_line(part, raw, opts, str(p), ln)
+            return _assemble([part], opts, extra=table)
         parts = _read_jsonl(p, opts, w)
     elif kind == "json":
         parts = _read_json_array(p, opts)
@@ -374,62 +391,78 @@ def read_file(path: str | os.PathLike[str], opts: ReadOptions, container: str = 
     return _assemble(parts, opts)
 
 
-def _assemble(parts: Iterable[_Rows], opts: ReadOptions) -> ReadResult:
-    parts = list(parts)
-    rejects: list[Reject] = []
-    formats: dict[str, int] = {}
-    n = 0
+def _rows_table(parts: list[_Rows], opts: ReadOptions) -> pa.Table:
+    """Column lists of slow-path parts -> a table with every SCHEMA column except ``source``
+    (provenance fields that were not configured are null)."""
     cols: dict[str, list[Any]] = {}
     for part in parts:
         for k, v in part.cols.items():
             cols.setdefault(k, []).extend(v)
+    size = len(cols.get("line", []))
+    arrays = {}
+    for name in SCHEMA.names:
+        if name == "source":
+            continue
+        if name in cols:
+            arrays[name] = pa.array(cols[name], SCHEMA.field(name).type)
+        elif name in ("outcome", "meta"):
+            arrays[name] = pa.array(["{}"] * size, pa.string())
+        else:
+            arrays[name] = pa.nulls(size, SCHEMA.field(name).type)
+    return pa.table(arrays)
+
+
+def _assemble(parts: list[_Rows], opts: ReadOptions, extra: pa.Table | None = None) -> ReadResult:
+    rejects: list[Reject] = []
+    formats: dict[str, int] = {}
+    n = 0
+    for part in parts:
         rejects.extend(part.rejects)
         for k, v in part.formats.items():
             formats[k] = formats.get(k, 0) + v
         n += part.n
-    size = len(cols.get("line", []))
-    for name in ("id", "group", "collected_at", "spec_version", "label", "annotator", "area"):
-        default = opts.defaults.get(name)
-        if name not in cols:
-            cols[name] = [default] * size
-        elif default is not None:
-            cols[name] = [default if v is None else v for v in cols[name]]
-    for name in ("outcome", "meta"):
-        cols.setdefault(name, ["{}"] * size)
-    cols.setdefault("source", [opts.source] * size)
-    for name in SCHEMA.names:
-        cols.setdefault(name, [])
-    keep = _assign_ids(cols, rejects, opts.source)
-    if keep is not None:
-        cols = {k: [v[i] for i in keep] for k, v in cols.items()}
-    table = pa.table({k: cols[k] for k in SCHEMA.names}, schema=SCHEMA)
+    table = _rows_table(parts, opts)
+    if extra is not None:
+        n += extra.num_rows
+        formats["openai"] = formats.get("openai", 0) + extra.num_rows
+        extra = extra.select([c for c in table.column_names]).cast(table.schema)
+        table = pa.concat_tables([extra, table])
+        table = table.take(pc.sort_indices(table.column("line")))
+    for name, default in opts.defaults.items():
+        if name in table.column_names and name != "source":
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pc.fill_null(table.column(name), str(default)))
+    table = table.append_column("source", pa.array([opts.source] * table.num_rows, pa.string()))
+    table = _assign_ids(table, rejects, opts.source)
     rejects.sort(key=lambda r: (r.file, r.line))
-    return ReadResult(Dataset(table), rejects, n, formats)
+    return ReadResult(Dataset(table.select(list(SCHEMA.names)).cast(SCHEMA)), rejects, n, formats)
 
 
-def _assign_ids(cols: dict[str, list[Any]], rejects: list[Reject], source: str) -> list[int] | None:
+def _assign_ids(table: pa.Table, rejects: list[Reject], source: str) -> pa.Table:
     """Fill missing ids with ``source:hash`` (``#k`` for repeated content); reject duplicate
     explicit ids (the ledger needs unique ids). Groups default to the id."""
-    ids = cols["id"]
+    ids = table.column("id").to_pylist()
+    hashes = table.column("content_hash").to_pylist()
     seen: dict[str, int] = {}
     drop: list[int] = []
     for i, v in enumerate(ids):
         if v is None:
-            base = f"{source}:{cols['content_hash'][i][:16]}"
+            base = f"{source}:{hashes[i][:16]}"
             k = seen.get(base, 0)
             seen[base] = k + 1
             ids[i] = base if k == 0 else f"{base}#{k + 1}"
+        elif v in seen:
+            drop.append(i)
+            rejects.append(Reject(source, table.column("file")[i].as_py(), table.column("line")[i].as_py(),
+                                  "duplicate_id", f"id {v!r} already used at an earlier record"))
         else:
-            if v in seen:
-                drop.append(i)
-                rejects.append(Reject(source, cols["file"][i], cols["line"][i], "duplicate_id",
-                                      f"id {v!r} already used at an earlier record"))
-                continue
             seen[v] = 1
-    for i, g in enumerate(cols["group"]):
-        if g is None:
-            cols["group"][i] = ids[i]
-    if not drop:
-        return None
-    dropset = set(drop)
-    return [i for i in range(len(ids)) if i not in dropset]
+    id_arr = pa.array(ids, pa.string())
+    table = table.set_column(table.column_names.index("id"), "id", id_arr)
+    gi = table.column_names.index("group")
+    table = table.set_column(gi, "group", pc.coalesce(table.column("group"), id_arr))
+    if drop:
+        mask = np.ones(len(ids), dtype=bool)
+        mask[drop] = False
+        table = table.filter(pa.array(mask))
+    return table

@@ -50,12 +50,10 @@ def cached_token_counts(workspace: Workspace | None, project: Project, dataset: 
                         progress: ProgressFactory | None = None) -> tuple[np.ndarray, np.ndarray]:
     tk = project.tokenizer
     counter = get_counter(tk.kind, project.path(tk.path))
-    msgs_json = dataset.column("messages")
+    t = dataset.table
 
     def compute(idx: list[int]) -> np.ndarray:
-        msgs = [orjson.loads(msgs_json[i]) for i in idx]
-        total, asst = count_messages(counter, msgs)
-        return np.stack([total, asst], axis=1).astype(np.float32)
+        return token_counts_for(counter, t.take(idx))
 
     if workspace is None:
         both = compute(list(range(len(dataset))))
@@ -65,3 +63,37 @@ def cached_token_counts(workspace: Workspace | None, project: Project, dataset: 
     if len(both) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return both[:, 0].astype(np.int64), both[:, 1].astype(np.int64)
+
+
+def token_counts_for(counter: Any, t: Any) -> np.ndarray:
+    """(total, assistant) tokens per row of a dataset table. Single-turn rows (optional system
+    prompt, one user turn, one assistant turn, nothing else) are counted straight from the
+    ``system``/``prompt``/``response`` columns; the rest parse their messages."""
+    from ftprep.signals.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY
+
+    n = t.num_rows
+    system = t.column("system").to_pylist()
+    n_turns = t.column("n_turns").to_numpy(zero_copy_only=False)
+    msgs_json = t.column("messages").to_pylist()
+    expected = np.fromiter((2 + (1 if s else 0) for s in system), dtype=np.int64, count=n)
+    simple = (n_turns == expected) & np.fromiter(
+        ('"tool_calls"' not in m and '"name"' not in m and '"function_call"' not in m for m in msgs_json),
+        dtype=bool, count=n)
+    out = np.zeros((n, 2), dtype=np.float32)
+    si = np.flatnonzero(simple)
+    if len(si):
+        prompt = t.column("prompt").to_pylist()
+        response = t.column("response").to_pylist()
+        sys_c = counter.count_batch([system[i] for i in si])
+        p_c = counter.count_batch([prompt[i] for i in si])
+        r_c = counter.count_batch([response[i] for i in si])
+        has_sys = np.asarray([bool(system[i]) for i in si])
+        total = p_c + r_c + 2 * TOKENS_PER_MESSAGE + np.where(has_sys, sys_c + TOKENS_PER_MESSAGE, 0) + TOKENS_PER_REPLY
+        out[si, 0] = total
+        out[si, 1] = r_c
+    ci = np.flatnonzero(~simple)
+    if len(ci):
+        total, asst = count_messages(counter, [orjson.loads(msgs_json[i]) for i in ci])
+        out[ci, 0] = total
+        out[ci, 1] = asst
+    return out
