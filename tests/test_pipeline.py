@@ -168,3 +168,13 @@ def test_failing_check_becomes_error_not_crash(project: Path, monkeypatch: pytes
     st = next(r for r in res.results if r.check == "format.structure")
     assert str(st.status) == "ERROR" and "kaboom" in st.summary
     assert res.exit_code == 1
+
+
+def test_outputs_match_their_json_schemas(project: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    docs = Path(__file__).resolve().parents[1] / "docs" / "schema"
+    ftprep.audit(project)
+    b = ftprep.build(project)
+    findings = json.loads((project / "out/audit/findings.json").read_text())
+    jsonschema.validate(findings, json.loads((docs / "findings.schema.json").read_text()))
+    jsonschema.validate(b.manifest, json.loads((docs / "manifest.schema.json").read_text()))
