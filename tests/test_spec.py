@@ -272,7 +272,7 @@ def test_tampering_is_detected(tmp_path: Path, tamper: str) -> None:
     else:
         lines.append("{not json")
     hp.write_text("\n".join(lines) + "\n")
-    with pytest.raises(sp.SpecError, match="tampered|corrupt"):
+    with pytest.raises(sp.SpecError, match=r"tampered|corrupt"):
         sp.preflight(load_project(root))
     r = CliRunner().invoke(main, ["audit", "-p", str(root), "-q"])
     assert r.exit_code == 2 and "history" in r.output
@@ -384,7 +384,7 @@ def test_review_clearance_changes_build_and_manifest_versions(tmp_path: Path) ->
     }
     assert q == {r["id"] for r in recs if r["area"] == "refunds" and r["v"] == "1"}
     assert q.isdisjoint(built1)
-    ws, ledger = ftprep.api.open_workspace(load_project(root))
+    _ws, ledger = ftprep.api.open_workspace(load_project(root))
     ledger.decide(
         "refunds-1-0",
         "spec.quarantine",

@@ -19,6 +19,7 @@ softmax over the similarities, and every area within ``margin`` of the best is a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +48,7 @@ def resolve_versions(project: Project, dataset: Dataset, history: History | None
     how: list[str] = []
     unknown: list[int] = []
     bad_dates = 0
+    when_memo: dict[str, dt.datetime | None] = {}
     canon = {version_key(v): v for v in history.versions} if history else {}
     for i, (v, s, c) in enumerate(zip(raw, sources, collected, strict=True)):
         src = by_source.get(s)
@@ -57,7 +59,9 @@ def resolve_versions(project: Project, dataset: Dataset, history: History | None
         if v is not None and has_field:
             out, kind = v, ("default" if default is not None and v == default else "field")
         if out is None and c is not None and history is not None and history.locked:
-            t = parse_time(c)
+            if c not in when_memo:
+                when_memo[c] = parse_time(c)
+            t = when_memo[c]
             if t is None:
                 bad_dates += 1
             else:
