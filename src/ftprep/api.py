@@ -164,15 +164,10 @@ def open_workspace(project: Project) -> tuple[Workspace, Ledger]:
 
 
 def _preflight(project: Project, ws: Workspace) -> None:
-    import importlib.util
+    """Refuse to run on an edited-but-not-bumped or tampered task spec (exit code 2)."""
+    from ftprep.spec import preflight
 
-    if importlib.util.find_spec("ftprep.spec") is None:
-        return
-    from ftprep import spec
-
-    hook = getattr(spec, "preflight", None)
-    if hook is not None:
-        hook(project, ws)
+    preflight(project, ws)
 
 
 def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]:

@@ -100,6 +100,7 @@ def build(project: Project | str | Path = ".", *, progress: ProgressFactory = no
     effective = ledger.effective()
     train = ing.train
     rows = train.table.to_pylist()
+    _fill_spec_versions(project, train, rows)
     blocked: dict[str, tuple[Action, list[LedgerEntry]]] = {}
     kept: list[dict[str, Any]] = []
     for row in rows:
@@ -209,12 +210,20 @@ def _counts(values: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _current_spec_version(project: Project) -> str | None:
+def _fill_spec_versions(project: Project, train: Dataset, rows: list[dict[str, Any]]) -> None:
+    """Give every row its spec version: the field, else derived from ``collected_at`` against
+    the spec history, else the source default (see docs/spec.md)."""
     import importlib.util
 
     if importlib.util.find_spec("ftprep.spec") is None:
-        return None
+        return
     from ftprep import spec
 
-    fn = getattr(spec, "current_version", None)
-    return fn(project) if fn else None
+    for row, v in zip(rows, spec.derive_spec_versions(project, train), strict=True):
+        row["spec_version"] = v
+
+
+def _current_spec_version(project: Project) -> str | None:
+    from ftprep.spec import current_version
+
+    return current_version(project)

@@ -6,7 +6,6 @@ Exit codes: 0 = every gate passed, 1 = a gate failed, 2 = bad usage or unreadabl
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ftprep import __version__
+from ftprep.review.cli import review as review_group
+from ftprep.spec_cli import spec as spec_group
 
 err = Console(stderr=True)
 console = Console()
@@ -208,12 +209,8 @@ def list_checks(as_json: bool) -> None:
 
 
 # Command groups that live with their capability.
-for _mod, _attr in (("ftprep.spec_cli", "spec"), ("ftprep.review.cli", "review")):
-    try:
-        main.add_command(getattr(importlib.import_module(_mod), _attr))
-    except ModuleNotFoundError as _e:
-        if _e.name is None or not _mod.startswith(_e.name):
-            raise
+main.add_command(spec_group)
+main.add_command(review_group)
 
 
 if __name__ == "__main__":
