@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from flask import Flask, abort, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -228,7 +229,7 @@ def create_app(
                     resp.set_cookie(
                         SESSION_COOKIE,
                         token,
-                        max_age=int(cfg.session_hours * 3600),
+                        max_age=max(1, round(cfg.session_hours * 3600)),
                         httponly=True,
                         samesite="Lax",
                         secure=cfg.secure_cookies,
@@ -440,7 +441,7 @@ def create_app(
                 else:
                     action, reason = OUTCOMES[(key, form["choice"])]
                     try:
-                        data.ledger.decide(
+                        _decide(
                             example_id,
                             check,
                             action,
@@ -483,6 +484,14 @@ def create_app(
             resolved=entry.action not in q.actions,
         )
         return body, status
+
+    def _decide(example_id: str, check: str, action: Action, actor: str, **kw: Any) -> None:
+        """``Ledger.decide`` that retries a busy SQLite database and reports a concurrent first
+        insert of the same (example, check) as the conflict it is."""
+        try:
+            db.retry_busy(lambda: data.ledger.decide(example_id, check, action, actor, **kw))
+        except sa.exc.IntegrityError as e:
+            raise ConflictError(f"{example_id} / {check} was decided concurrently") from e
 
     def _next_url(key: str, q: Any, done: str) -> str:
         for e in data.queue_entries(q):

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -87,6 +89,24 @@ def now_iso() -> str:
 
 def init_db(engine: sa.Engine) -> None:
     metadata.create_all(engine)
+
+
+T = TypeVar("T")
+
+
+def retry_busy(fn: Callable[[], T], attempts: int = 8) -> T:
+    """Run a write, retrying when SQLite reports the database busy or locked (two writers in WAL
+    mode: the later one may fail at once instead of waiting). The retried write re-reads the
+    row, so an optimistic-concurrency check still sees the other writer's change."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except sa.exc.OperationalError as e:
+            msg = str(e.orig).lower()
+            if i == attempts - 1 or ("locked" not in msg and "busy" not in msg):
+                raise
+            time.sleep(0.02 * (2**i) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------- users
@@ -345,7 +365,8 @@ def save_annotation(
         "timestamp": now_iso(),
         "version": expected_version + 1,
     }
-    try:
+
+    def write() -> None:
         with engine.begin() as conn:
             if expected_version == 0:
                 conn.execute(
@@ -359,6 +380,9 @@ def save_annotation(
                 )
                 if res.rowcount != 1:
                     raise AnnotationConflict(None)
+
+    try:
+        retry_busy(write)
     except (sa.exc.IntegrityError, AnnotationConflict):
         raise AnnotationConflict(get_annotation(engine, project, example_id, annotator)) from None
     got = get_annotation(engine, project, example_id, annotator)
