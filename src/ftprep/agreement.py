@@ -29,6 +29,7 @@ LEVELS: tuple[str, ...] = ("nominal", "ordinal", "interval", "ratio")
 
 __all__ = [
     "LEVELS",
+    "PairStats",
     "Ratings",
     "alpha_per_category",
     "cohen_kappa",
@@ -38,6 +39,7 @@ __all__ = [
     "krippendorff_alpha",
     "krippendorff_alpha_counts",
     "observed_agreement",
+    "pair_stats",
     "pairwise_kappa",
     "ratings_from_long",
     "ratings_from_matrix",
@@ -190,10 +192,10 @@ def ratings_from_matrix(
         dom_out = dom.astype(np.int64) if dom.size and np.all(dom == np.round(dom)) else dom
     else:
         codes, dom_out = _encode(arr.astype(object).ravel(), domain)
-    codes = codes.reshape(arr.shape)
+    codes2d = np.asarray(codes).reshape(arr.shape)
     r = list(raters) if raters is not None else [str(i) for i in range(arr.shape[0])]
     u = list(units) if units is not None else [str(i) for i in range(arr.shape[1])]
-    return Ratings(codes, dom_out, r, u)
+    return Ratings(codes2d, dom_out, r, u)
 
 
 def ratings_from_long(
@@ -362,27 +364,104 @@ def cohen_kappa(
     return cohen_kappa_table(confusion_matrix(r.codes[0], r.codes[1], r.n_values), weights)
 
 
+def _co_labels(r: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of labels on the same unit by raters ``a < b``: (a, b, code_a, code_b)."""
+    rr, uu = np.nonzero(r.codes.T >= 0)  # sorted by unit, then rater
+    units, raters = rr, uu
+    if units.size == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e, e
+    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
+    sizes = np.diff(np.r_[starts, units.size])
+    slot = np.arange(units.size) - np.repeat(starts, sizes)
+    m = int(sizes.max())
+    grid = np.full((len(starts), m), -1, dtype=np.int64)
+    grid[np.repeat(np.arange(len(starts)), sizes), slot] = raters
+    codes_u = r.codes.T[units[starts]]  # units × raters
+    out_a, out_b, out_ca, out_cb = [], [], [], []
+    for s in range(m):
+        for t in range(s + 1, m):
+            ok = grid[:, t] >= 0
+            a = grid[ok, s]
+            b = grid[ok, t]
+            rows = np.flatnonzero(ok)
+            out_a.append(a)
+            out_b.append(b)
+            out_ca.append(codes_u[rows, a])
+            out_cb.append(codes_u[rows, b])
+    if not out_a:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e, e
+    return (
+        np.concatenate(out_a),
+        np.concatenate(out_b),
+        np.concatenate(out_ca).astype(np.int64),
+        np.concatenate(out_cb).astype(np.int64),
+    )
+
+
+def _kappa_tables(tables: np.ndarray, weights: Weights) -> np.ndarray:
+    """Cohen's κ of a stack of K × K tables (vectorised :func:`cohen_kappa_table`)."""
+    k = tables.shape[-1]
+    w = _weight_matrix(k, weights)
+    n = tables.sum(axis=(1, 2))
+    p = tables / np.maximum(n, 1)[:, None, None]
+    exp = p.sum(axis=2)[:, :, None] * p.sum(axis=1)[:, None, :]
+    de = (w[None] * exp).sum(axis=(1, 2))
+    num = (w[None] * p).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kap = 1.0 - num / de
+    return np.asarray(np.where((de > 0) & (n > 0), kap, np.nan))
+
+
+@dataclass(slots=True)
+class PairStats:
+    a: np.ndarray  # rater index
+    b: np.ndarray  # rater index (a < b)
+    overlap: np.ndarray
+    kappa: np.ndarray
+    agreement: np.ndarray  # raw share of agreeing labels
+    tables: np.ndarray  # pairs × K × K (rows: rater a, columns: rater b)
+
+
+def pair_stats(
+    r: Ratings, *, weights: Weights = None, min_overlap: int = 1, max_pairs: int = 5000
+) -> PairStats:
+    """Cohen's κ, raw agreement and contingency table of every rater pair sharing at least
+    ``min_overlap`` units (the ``max_pairs`` pairs with the largest overlap), sorted by overlap.
+    Vectorised over label pairs: cost grows with the labels, not with raters²."""
+    k = r.n_values
+    a, b, ca, cb = _co_labels(r)
+    key = a * r.n_raters + b
+    uniq, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    keep = np.flatnonzero(cnt >= max(min_overlap, 1))
+    keep = keep[np.argsort(-cnt[keep], kind="stable")][:max_pairs]
+    pos = np.full(len(uniq), -1, dtype=np.int64)
+    pos[keep] = np.arange(len(keep))
+    sel = pos[inv] >= 0
+    flat = (pos[inv][sel] * k + ca[sel]) * k + cb[sel]
+    tables = np.bincount(flat, minlength=len(keep) * k * k).reshape(len(keep), k, k).astype(float)
+    kap = _kappa_tables(tables, weights) if len(keep) else np.zeros(0)
+    n = tables.sum(axis=(1, 2))
+    agree = np.trace(tables, axis1=1, axis2=2) / np.maximum(n, 1)
+    return PairStats(
+        uniq[keep] // r.n_raters, uniq[keep] % r.n_raters, cnt[keep], kap, agree, tables
+    )
+
+
 def pairwise_kappa(
     r: Ratings, *, weights: Weights = None, min_overlap: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cohen's κ for every rater pair: ``(kappa, overlap)`` matrices (raters × raters); pairs that
-    share fewer than ``min_overlap`` units get ``nan``. One pass per rater (vectorised over
-    the other raters)."""
-    n_r, k = r.n_raters, r.n_values
+    """Cohen's κ for every rater pair as ``(kappa, overlap)`` matrices (raters × raters); pairs
+    sharing fewer than ``min_overlap`` units get ``nan``. For many raters use :func:`pair_stats`."""
+    n_r = r.n_raters
+    ps = pair_stats(r, weights=weights, min_overlap=min_overlap, max_pairs=n_r * n_r)
     kappa = np.full((n_r, n_r), np.nan)
     overlap = np.zeros((n_r, n_r), dtype=np.int64)
-    present = r.codes >= 0
-    ov = present.astype(np.int64) @ present.T.astype(np.int64)
-    overlap[:] = ov
-    for i in range(n_r):
-        partners = np.flatnonzero((ov[i] >= max(min_overlap, 1)) & (np.arange(n_r) > i))
-        if partners.size == 0:
-            continue
-        ci = r.codes[i]
-        for j in partners:
-            t = confusion_matrix(ci, r.codes[j], k)
-            kap = cohen_kappa_table(t, weights) if t.sum() else float("nan")
-            kappa[i, j] = kappa[j, i] = kap
+    present = (r.codes >= 0).astype(np.int64)
+    overlap[:] = present @ present.T
+    kappa[ps.a, ps.b] = ps.kappa
+    kappa[ps.b, ps.a] = ps.kappa
     np.fill_diagonal(kappa, 1.0)
     return kappa, overlap
 

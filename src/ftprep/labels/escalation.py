@@ -1,0 +1,89 @@
+"""Escalation instead of averaging: which examples go to a senior expert, which are excluded.
+
+Per example the *item agreement* is:
+
+* labels and text reviews: the consensus posterior of the winning label (see
+  :mod:`ftprep.labels.aggregate`) — it combines the vote distribution, each annotator's
+  estimated reliability (when annotators are distinguishable) and the class prior, so a 3–2 split
+  between two labels that are often confused scores lower than the same split between rarely
+  confused ones, and a 3–2 split where the two dissenters are the reliable annotators scores low;
+* ratings: the share of ratings within ``rating_tolerance`` scale steps of the median rating.
+
+Rules (all thresholds are parameters of ``labels.agreement``):
+
+* an example with expert *gold* is settled by the gold label (never escalated);
+* ``n_labels < min_labels``: not judged (agreement needs two opinions);
+* agreement ``< escalate_below`` → ``Action.ESCALATE`` (reason ``low_agreement``): out of the
+  build until a senior expert arbitrates in the review app;
+* *final agreement stays below threshold* → ``Action.EXCLUDE``: either the example was escalated
+  in an earlier audit, has received more labels since, and is still below ``escalate_below``
+  (reason ``unresolved_disagreement``); or it has at least ``exclude_min_labels`` labels and its
+  agreement is below ``exclude_below`` (reason ``no_consensus``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ftprep.checks.base import Action
+
+
+@dataclass(slots=True)
+class EscalationParams:
+    escalate_below: float = 0.8
+    exclude_below: float = 0.5
+    exclude_min_labels: int = 7
+    min_labels: int = 2
+
+
+@dataclass(slots=True)
+class ItemVerdict:
+    unit: int
+    action: Action
+    reason: str
+    agreement: float
+
+
+def rating_agreement(counts: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(share of ratings within ``tolerance`` rank steps of the lower median, median code)."""
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum(axis=1)
+    cum = np.cumsum(counts, axis=1)
+    med = (cum >= total[:, None] / 2.0).argmax(axis=1)
+    k = counts.shape[1]
+    ranks = np.arange(k)
+    near = np.abs(ranks[None, :] - med[:, None]) <= tolerance
+    share = np.divide((counts * near).sum(axis=1), total, out=np.zeros_like(total), where=total > 0)
+    return share, med
+
+
+def decide(
+    agreement: np.ndarray,
+    n_labels: np.ndarray,
+    *,
+    params: EscalationParams,
+    has_gold: np.ndarray | None = None,
+    previous_labels: np.ndarray | None = None,
+) -> list[ItemVerdict]:
+    """Verdicts for the examples that are escalated or excluded (others need no decision).
+
+    ``previous_labels``: per unit, the number of labels it had when an earlier audit escalated it
+    (0 = never escalated)."""
+    out: list[ItemVerdict] = []
+    gold = np.zeros(len(agreement), bool) if has_gold is None else has_gold
+    prev = np.zeros(len(agreement), int) if previous_labels is None else previous_labels
+    for u in range(len(agreement)):
+        if gold[u] or n_labels[u] < params.min_labels:
+            continue
+        a = float(agreement[u])
+        if a >= params.escalate_below:
+            continue
+        if prev[u] > 0 and n_labels[u] > prev[u]:
+            out.append(ItemVerdict(u, Action.EXCLUDE, "unresolved_disagreement", a))
+        elif n_labels[u] >= params.exclude_min_labels and a < params.exclude_below:
+            out.append(ItemVerdict(u, Action.EXCLUDE, "no_consensus", a))
+        else:
+            out.append(ItemVerdict(u, Action.ESCALATE, "low_agreement", a))
+    return out
