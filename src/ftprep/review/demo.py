@@ -115,9 +115,11 @@ def build_demo(
     examples: Sequence[Example] | None = None,
     decisions: Sequence[tuple[str, Decision]] | None = None,
     votes: Sequence[tuple[str, str, str, str]] | None = None,
+    database_url: str | None = None,
 ) -> Project:
     """Write a demo project into ``root`` and return it. ``examples``, ``decisions`` (pairs of
-    check name and decision) and ``votes`` replace the built-in ones when given."""
+    check name and decision) and ``votes`` replace the built-in ones when given; the ledger goes
+    to ``database_url`` when given (else the project's database)."""
     root.mkdir(parents=True, exist_ok=True)
     exs = list(examples) if examples is not None else demo_examples()
     (root / "data").mkdir(exist_ok=True)
@@ -165,7 +167,7 @@ def build_demo(
         encoding="utf-8",
     )
     project = load_project(root)
-    ws = Workspace(project.workspace_dir, project.workspace.database_url)
+    ws = Workspace(project.workspace_dir, database_url or project.workspace.database_url)
     ws.save_table("train", Dataset.from_examples(exs).table)
     cols: dict[str, list[Any]] = {
         k: [] for k in ("example_id", "annotator", "label", "rating", "text", "timestamp", "reason")
