@@ -326,6 +326,10 @@ def test_versions_from_collected_at_and_source_default(tmp_path: Path) -> None:
     res = ftprep.audit(root)
     truth = {r["id"] for r in recs if r["area"] == "refunds" and r["at"] < "2024-02-15"}
     assert _quarantined(res) == truth
+    m = ftprep.build(root).manifest  # derived versions reach the manifest
+    expect = {r["id"]: ("1" if r["at"] < "2024-02-15" else "2") for r in recs}
+    for split in m["splits"].values():
+        assert split["spec_versions"] == [expect[i] for i in split["ids"]]
     # no field, no date: the source default decides
     root2 = make(
         tmp_path / "b",

@@ -28,7 +28,7 @@ from ftprep.checks.base import (
 )
 from ftprep.checks.registry import register
 from ftprep.context import Context
-from ftprep.examples import normalize_text
+from ftprep.examples import normalize_column
 from ftprep.spec.control import spec_path
 from ftprep.spec.document import Spec, load_spec
 from ftprep.spec.history import History, check_anchor, history_path
@@ -85,6 +85,7 @@ def provenance(ctx: Context) -> dict[str, Any]:
         use_seeds=bool(params.get("area_seeds", True)),
         temperature=float(params.get("area_temperature", 0.05)),
         margin=float(params.get("area_margin", 0.03)),
+        refine=int(params.get("area_refine", 3)),
     )
     out = {
         "current_version": hist.latest.version if hist.latest else spec.version,
@@ -122,7 +123,7 @@ class SpecQuarantine(Check):
         "nearest area description by embeddings, with its confidence), and quarantines examples "
         "collected under a superseded version in an area whose criteria changed since. Reports "
         "the version mix per area over time. Params: area_text (prompt|response|full), "
-        "area_embeddings, area_seeds, area_temperature, area_margin, unassigned "
+        "area_embeddings, area_seeds, area_refine, area_temperature, area_margin, unassigned "
         "(quarantine|pass), max_examples_shown."
     )
     requires = ("spec",)
@@ -541,13 +542,14 @@ class SpecConflicts(Check):
             return res
         text_field = str(self.param("text", "prompt"))
         prompts = ctx.train.texts(text_field)
-        outs = [normalize_text(t) for t in ctx.train.texts("response")]
+        outs = normalize_column(ctx.train.texts("response")).to_pylist()
+        keys = normalize_column(prompts).to_pylist()
         labels = ctx.train.column("label")
         pairs: dict[tuple[int, int], float] = {}
         # 1. same normalised input
         groups: dict[str, list[int]] = defaultdict(list)
         for i in idx:
-            key = normalize_text(prompts[i])
+            key = keys[i]
             if key:
                 groups[key].append(i)
         for members in groups.values():

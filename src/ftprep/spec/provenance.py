@@ -134,6 +134,17 @@ def _normalise(m: np.ndarray) -> np.ndarray:
     return (m / n).astype(np.float32)
 
 
+def _with_centroids(base: np.ndarray, ex: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Each area profile plus the normalised centroid of the examples labelled with it."""
+    sums = np.zeros_like(base)
+    ok = lab >= 0
+    np.add.at(sums, lab[ok], ex[ok])
+    has = np.linalg.norm(sums, axis=1) > 0
+    out = base.copy()
+    out[has] = _normalise(base[has] + _normalise(sums[has]))
+    return out
+
+
 def assign_areas(
     spec: Spec,
     dataset: Dataset,
@@ -144,11 +155,14 @@ def assign_areas(
     use_seeds: bool = True,
     temperature: float = 0.05,
     margin: float = 0.03,
+    refine: int = 0,
 ) -> Areas:
     """Assign every example an area. ``embed_examples()`` returns the embeddings of
     ``dataset.texts(text_field)``; ``embed_texts`` embeds area profiles. Without them, examples
     that neither a field nor a rule places stay unassigned. With ``use_seeds``, an area's
-    profile is its description plus the centroid of the examples already placed by field or rule."""
+    profile is its description plus the centroid of the examples already placed by field or rule.
+    ``refine`` rounds then re-centre every profile on the examples currently assigned to it and
+    re-assign (k-means started from the descriptions; field- and rule-placed examples stay)."""
     n = len(dataset)
     names = list(spec.areas)
     lookup = {a.casefold(): a for a in names}
@@ -178,12 +192,15 @@ def assign_areas(
         prof = _normalise(
             np.asarray(embed_texts([spec.areas[a].profile for a in names]), dtype=np.float32)
         )
+        base = prof.copy()
+        index = {a: k for k, a in enumerate(names)}
+        lab = np.array([index[v] if v is not None else -1 for v in values], dtype=np.int64)
         if use_seeds:
-            for k, a in enumerate(names):
-                seeds = [i for i in range(n) if values[i] == a]
-                if seeds:
-                    centroid = _normalise(ex[seeds].mean(axis=0, keepdims=True))[0]
-                    prof[k] = _normalise((prof[k] + centroid)[None, :])[0]
+            prof = _with_centroids(base, ex, lab)
+        for _ in range(max(0, refine)):
+            best, _, _ = nearest_area(ex[todo], prof, temperature=temperature, margin=margin)
+            lab[todo] = best
+            prof = _with_centroids(base, ex, lab)
         best, pc, cidx = nearest_area(ex[todo], prof, temperature=temperature, margin=margin)
         for j, i in enumerate(todo):
             values[i] = names[int(best[j])]
