@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import secrets
 import threading
 import time
@@ -135,7 +136,7 @@ def create_app(
             got = db.load_session(engine, pname, token)
             if got is not None:
                 g.user, g.csrf = got
-        if request.endpoint in ("login", "static", "healthz"):
+        if request.endpoint in ("login", "static", "healthz", "favicon"):
             return None
         if g.user is None:
             if request.method == "GET":
@@ -194,6 +195,10 @@ def create_app(
         app.register_error_handler(code, handler)
 
     # ------------------------------------------------------------------ auth
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok", "project": pname}
@@ -236,7 +241,11 @@ def create_app(
                     )
                     resp.delete_cookie(PRELOGIN_COOKIE)
                     return resp
-        pre = secrets.token_urlsafe(24)
+        # one pre-login token per browser, reused across GETs: a second tab or a background
+        # request (favicon) must not invalidate the form already on screen
+        pre = request.cookies.get(PRELOGIN_COOKIE, "")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{32}", pre):
+            pre = secrets.token_urlsafe(24)
         body = render_template("login.html", error=error, next=nxt, login_csrf=pre)
         resp = app.make_response((body, status))
         resp.set_cookie(
