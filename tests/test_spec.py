@@ -612,3 +612,40 @@ def test_real_awesome_prompts_dated_collections(tmp_path: Path) -> None:
     changed_any = {a for e in h.entries for a in e.affected_areas}
     assert truth and q == truth
     assert all(r["area"] in changed_any for r in recs if r["id"] in q)
+
+
+@pytest.fixture(scope="module")
+def locked_history(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    root = make(tmp_path_factory.mktemp("hist"), _records(1))
+    _lock_and_bump(root)
+    return history_path(root / "spec.md").read_bytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_single_character_edit_of_the_history_is_detected(
+    locked_history: bytes, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    text = locked_history.decode()
+    pos = data.draw(st.integers(0, len(text) - 2))  # the final newline is not content
+    new = data.draw(st.characters(codec="utf-8").filter(lambda c: c != text[pos]))
+    target = tmp_path_factory.mktemp("t") / "spec.history.jsonl"
+    target.write_text(text[:pos] + new + text[pos + 1 :], encoding="utf-8")
+    with pytest.raises(sp.SpecError):
+        History.load(target)
+
+
+def test_init_template_locks_and_bumps(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", str(tmp_path / "p")]).exit_code == 0
+    root = tmp_path / "p"
+    s = sp.load_spec(root / "spec.md")
+    assert s.areas and all(sp.area_text(s, a) for a in s.areas)
+    r = runner.invoke(main, ["spec", "lock", "-p", str(root)])
+    assert r.exit_code == 0, r.output
+    text = (root / "spec.md").read_text().replace('version: "1"', 'version: "2"')
+    (root / "spec.md").write_text(text.replace("within 30 days", "within 60 days"))
+    r = runner.invoke(main, ["spec", "bump", "-p", str(root), "--note", "longer window", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["affected_areas"] == ["refunds"]
+    assert runner.invoke(main, ["spec", "log", "-p", str(root)]).exit_code == 0
