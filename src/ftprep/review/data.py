@@ -18,9 +18,10 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlalchemy as sa
 
 from ftprep.checks.base import Action
-from ftprep.decisions import Ledger, LedgerEntry
+from ftprep.decisions import Ledger, LedgerEntry, decisions_t
 from ftprep.project import Project
 from ftprep.review import db
 from ftprep.store import Workspace
@@ -42,12 +43,13 @@ class Queue:
     choices: tuple[str, ...] = ()
     help: str = ""
 
+    def matches_check(self, check: str) -> bool:
+        if self.prefixes and not check.startswith(self.prefixes):
+            return False
+        return not (self.exclude_prefixes and check.startswith(self.exclude_prefixes))
+
     def matches(self, e: LedgerEntry) -> bool:
-        if e.action not in self.actions:
-            return False
-        if self.prefixes and not e.check.startswith(self.prefixes):
-            return False
-        return not (self.exclude_prefixes and e.check.startswith(self.exclude_prefixes))
+        return e.action in self.actions and self.matches_check(e.check)
 
 
 QUEUES: dict[str, Queue] = {
@@ -221,6 +223,10 @@ class ReviewData:
         self.ledger = ledger
         self._train = _Cached(lambda: workspace.table_path("train"), _read_parquet)
         self._imported = _Cached(lambda: workspace.table_path("annotations"), _read_parquet)
+        self._imported_index = _Cached(
+            lambda: workspace.table_path("annotations"),
+            lambda p: _annotator_index(_read_parquet(p)),
+        )
         self._prov = _Cached(
             lambda: project.out_dir / "audit" / "artifacts" / "spec_provenance.json",
             lambda p: _index_provenance(orjson.loads(p.read_bytes())),
@@ -330,8 +336,22 @@ class ReviewData:
         return [e for e in self.ledger.entries(actions=queue.actions) if queue.matches(e)]
 
     def queue_counts(self) -> dict[str, int]:
-        entries = self.ledger.entries(actions=[Action.REVIEW, Action.ESCALATE, Action.QUARANTINE])
-        return {k: sum(1 for e in entries if q.matches(e)) for k, q in QUEUES.items()}
+        """Open items per queue (one grouped query: it runs on every page)."""
+        t = decisions_t
+        flagged = [str(a) for a in (Action.REVIEW, Action.ESCALATE, Action.QUARANTINE)]
+        q = (
+            sa.select(t.c.check_name, t.c.action, sa.func.count())
+            .where(t.c.action.in_(flagged))
+            .group_by(t.c.check_name, t.c.action)
+        )
+        with self.ledger.engine.connect() as conn:
+            groups = [(r[0], Action(r[1]), int(r[2])) for r in conn.execute(q)]
+        out = dict.fromkeys(QUEUES, 0)
+        for check, action, n in groups:
+            for k, queue in QUEUES.items():
+                if action in queue.actions and queue.matches_check(check):
+                    out[k] += n
+        return out
 
     def to_annotate(self, user: str, per_item: int, limit: int = 50) -> tuple[list[str], int]:
         """Examples that still need labels: fewer than ``per_item`` distinct annotators (imported
@@ -342,15 +362,8 @@ class ReviewData:
         if t is None:
             return [], 0
         ids = t.column("id").to_pylist()
-        annotators: dict[str, set[str]] = {}
-        imp = self.imported_annotations()
-        if imp is not None and {"example_id", "annotator"} <= set(imp.column_names):
-            for eid, ann in zip(
-                imp.column("example_id").to_pylist(),
-                imp.column("annotator").to_pylist(),
-                strict=True,
-            ):
-                annotators.setdefault(str(eid), set()).add(str(ann))
+        imported = self._imported_index.get() or {}
+        annotators: dict[str, set[str]] = {k: set(v) for k, v in imported.items()}
         for eid, anns in db.annotation_counts(self.workspace.engine, self.name).items():
             annotators.setdefault(eid, set()).update(anns)
         rank: dict[str, int] = {}
@@ -430,6 +443,17 @@ class ReviewData:
             "old_text": old,
             "whole_spec": None if current else self.spec_file_text(),
         }
+
+
+def _annotator_index(t: pa.Table) -> dict[str, frozenset[str]]:
+    """example id -> the annotators who labelled it (imported annotations)."""
+    if not {"example_id", "annotator"} <= set(t.column_names):
+        return {}
+    out: dict[str, set[str]] = {}
+    ids, anns = t.column("example_id").to_pylist(), t.column("annotator").to_pylist()
+    for eid, ann in zip(ids, anns, strict=True):
+        out.setdefault(str(eid), set()).add(str(ann))
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def _index_provenance(doc: Any) -> dict[str, dict[str, Any]]:
