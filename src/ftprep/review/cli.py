@@ -33,10 +33,10 @@ project_option = click.option(
 )
 database_option = click.option(
     "--database-url",
-    envvar="FTPREP_DATABASE_URL",
     default=None,
-    help="SQLAlchemy URL of the database (e.g. postgresql://user:pw@host/db); default: the "
-    "project's workspace.database_url, else SQLite in the workspace. Env: FTPREP_DATABASE_URL.",
+    help="SQLAlchemy URL of the database (e.g. postgresql://user:pw@host/db). Default: the "
+    "project's workspace.database_url, else $FTPREP_DATABASE_URL, else SQLite in the workspace "
+    "(the same order `ftprep audit` and `build` use, so all of them share one ledger).",
 )
 
 
