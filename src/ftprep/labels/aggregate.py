@@ -21,8 +21,11 @@ failure that takes worker models from 0.72 to 0.45–0.50 on ChaosNLI when fed p
    winning side are estimated reliably better (their support passed guard 1). Otherwise the
    final label is the majority label and the model's posterior is used as the confidence only.
 
-The posterior (class prior × annotators' likelihoods) is the consensus confidence; its margin
-(top-1 minus top-2) drives escalation in :mod:`ftprep.labels.escalation`.
+The posterior (class prior × annotators' likelihoods) is the consensus confidence. Because
+Dawid–Skene posteriors are overconfident when each annotator has few labels, the reported
+posterior is a blend: ``model_weight`` × per-annotator posterior + (1 − ``model_weight``) × the
+pooled (exchangeable annotators) posterior. It drives escalation in
+:mod:`ftprep.labels.escalation`.
 """
 
 from __future__ import annotations
@@ -102,8 +105,15 @@ def dawid_skene(
     max_iter: int = 100,
     tol: float = 1e-6,
     smoothing: float = 0.5,
+    model_weight: float = 0.5,
+    error_correlation: float | None = None,
 ) -> Consensus:
-    """Hierarchical Dawid–Skene with the guards described in the module docstring."""
+    """Hierarchical Dawid–Skene with the guards described in the module docstring.
+
+    ``model_weight``: weight of the per-annotator posterior in the reported confidence (the rest
+    is the pooled, exchangeable-annotator posterior). ``error_correlation``: within-example
+    correlation of annotator errors ρ (``None``: estimated from the overdispersion of the
+    disagreement counts)."""
     counts = r.counts().astype(float)
     k = r.n_values
     n_u = r.n_units
@@ -150,7 +160,9 @@ def dawid_skene(
         num = np.zeros((n_slots, k, k))  # num[s, true, given] += t[u, true]
         flat = ss * k + ll
         for kk in range(k):
-            num[:, kk, :] = np.bincount(flat, weights=t[uu, kk], minlength=n_slots * k).reshape(n_slots, k)
+            num[:, kk, :] = np.bincount(flat, weights=t[uu, kk], minlength=n_slots * k).reshape(
+                n_slots, k
+            )
         pooled = num.sum(axis=0) + smoothing
         pooled /= pooled.sum(axis=1, keepdims=True)
         conf = num + prior_strength * pooled[None]
@@ -188,8 +200,9 @@ def dawid_skene(
         notes.append(
             f"fewer than two annotators with ≥ {min_annotator_labels} overlapping labels: pooled model"
         )
+    t_pooled, pri_pooled, pooled_conf = _pooled(counts, labelled, smoothing, max_iter, tol)
     if method == "pooled":
-        t, pri, pooled_conf = _pooled(counts, labelled, smoothing, max_iter, tol)
+        t, pri = t_pooled, pri_pooled
         conf = np.broadcast_to(pooled_conf, (n_slots, k, k)).copy()
 
     post = t
@@ -210,6 +223,33 @@ def dawid_skene(
         label = np.where(tied & labelled, ds, label)
     # pooled: annotators are exchangeable, so the vote count is sufficient: keep the majority
     label = np.where(labelled, label, -1)
+    # item difficulty: votes on one item are not independent (hard items draw correlated errors);
+    # shrink each item's evidence to its effective number of independent votes
+    m = counts.sum(axis=1)
+    rho = (
+        _error_correlation(counts, label, pooled_conf)
+        if error_correlation is None
+        else float(error_correlation)
+    )
+    scale = 1.0 / (1.0 + np.maximum(m - 1.0, 0.0) * rho)
+    lp = np.log(pooled_conf)
+    post_pooled = _softmax(np.log(pri_pooled)[None] + scale[:, None] * (counts @ lp.T))
+    post_pooled[~labelled] = pri_pooled
+    if method == "dawid_skene":
+        lds = np.zeros((n_u, k))
+        np.add.at(lds, uu, np.log(conf)[ss, :, ll])
+        post_ds = _softmax(np.log(pri)[None] + scale[:, None] * lds)
+        post_ds[~labelled] = pri
+        # DS posteriors are overconfident when each annotator has few labels: the reported
+        # confidence blends them with the exchangeable (pooled) posterior
+        post = model_weight * post_ds + (1.0 - model_weight) * post_pooled
+    else:
+        post = post_pooled
+    if rho > 0:
+        notes.append(
+            f"correlated errors on the same example (ρ = {rho:.2f}): each example's votes count as "
+            f"{1.0 / (1.0 + 4 * rho):.2f}× independent votes at 5 labels"
+        )
     return Consensus(
         r.units,
         r.domain,
@@ -225,6 +265,30 @@ def dawid_skene(
         rater_supported=supported,
         class_prior=pri,
     )
+
+
+def _softmax(logt: np.ndarray) -> np.ndarray:
+    mx = logt.max(axis=1, keepdims=True)
+    e = np.exp(logt - mx)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def _error_correlation(counts: np.ndarray, label: np.ndarray, conf: np.ndarray) -> float:
+    """Intra-example correlation of annotator errors, by the method of moments: the variance of
+    the number of dissenting votes per example against its binomial variance under independent
+    errors (``φ = 1 + (m − 1)ρ``). Clipped to [0, 1]; 0 when there is too little data."""
+    m = counts.sum(axis=1)
+    ok = (m >= 3) & (label >= 0)
+    if ok.sum() < 30:
+        return 0.0
+    lab = label[ok]
+    mm = m[ok]
+    dissent = mm - counts[ok, lab]
+    p_err = np.clip(1.0 - conf[lab, lab], 1e-3, 1 - 1e-3)
+    var_bin = mm * p_err * (1 - p_err)
+    phi = float(((dissent - mm * p_err) ** 2).sum() / var_bin.sum())
+    rho = (phi - 1.0) / max(float(mm.mean()) - 1.0, 1.0)
+    return float(np.clip(rho, 0.0, 1.0))
 
 
 def _pooled(
