@@ -92,7 +92,8 @@ class Area:
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     body: str = ""
-    _compiled: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
+    _keyword_rx: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    _pattern_rx: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def text(self) -> str:
@@ -113,7 +114,10 @@ class Area:
 
     def rule_hits(self, text: str) -> int:
         """How many keywords (case-insensitive, whole word) and patterns occur in ``text``."""
-        return sum(1 for rx in self._compiled if rx.search(text))
+        hits = sum(1 for rx in self._pattern_rx if rx.search(text))
+        if self._keyword_rx is not None:
+            hits += len({m.casefold() for m in self._keyword_rx.findall(text)})
+        return hits
 
 
 @dataclass
@@ -209,12 +213,15 @@ def _sections(body: str, names: set[str]) -> tuple[dict[str, str], str]:
 
 def _compile(
     name: str, keywords: tuple[str, ...], patterns: tuple[str, ...], where: str
-) -> tuple[re.Pattern[str], ...]:
-    out = [
-        re.compile(r"(?<!\w)" + re.escape(k.strip()) + r"(?!\w)", re.IGNORECASE)
-        for k in keywords
-        if k.strip()
-    ]
+) -> tuple[re.Pattern[str] | None, tuple[re.Pattern[str], ...]]:
+    """One alternation for all keywords (whole words, longest first), one regex per pattern."""
+    kws = sorted({k.strip() for k in keywords if k.strip()}, key=lambda k: (-len(k), k))
+    kw_rx = (
+        re.compile(r"(?<!\w)(" + "|".join(map(re.escape, kws)) + r")(?!\w)", re.IGNORECASE)
+        if kws
+        else None
+    )
+    out = []
     for p in patterns:
         try:
             out.append(re.compile(p, re.IGNORECASE))
@@ -222,7 +229,7 @@ def _compile(
             raise SpecError(
                 f"{where}: areas.{name}.patterns: invalid regular expression {p!r} ({e})"
             ) from None
-    return tuple(out)
+    return kw_rx, tuple(out)
 
 
 def parse_spec(text: str, where: str = "spec", path: Path | None = None) -> Spec:
@@ -269,6 +276,7 @@ def parse_spec(text: str, where: str = "spec", path: Path | None = None) -> Spec
             )
         kw = _as_list(a.get("keywords"), f"{where}: areas.{name}.keywords")
         pats = _as_list(a.get("patterns"), f"{where}: areas.{name}.patterns")
+        kw_rx, pat_rx = _compile(name, kw, pats, where)
         areas[name] = Area(
             name=name,
             description=_as_text(a.get("description")),
@@ -276,7 +284,8 @@ def parse_spec(text: str, where: str = "spec", path: Path | None = None) -> Spec
             keywords=kw,
             patterns=pats,
             body=sections.get(name, ""),
-            _compiled=_compile(name, kw, pats, where),
+            _keyword_rx=kw_rx,
+            _pattern_rx=pat_rx,
         )
     return Spec(raw=text, header=header, areas=areas, general_body=general, path=path)
 

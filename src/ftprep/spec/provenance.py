@@ -124,7 +124,10 @@ def nearest_area(
     p /= p.sum(axis=1, keepdims=True)
     conf = p[np.arange(len(best)), best]
     top = sims.max(axis=1, keepdims=True)
-    cands = [tuple(int(j) for j in np.flatnonzero(row)) for row in (sims >= top - margin)]
+    rows, cols = np.nonzero(sims >= top - margin)
+    bounds = np.searchsorted(rows, np.arange(len(best) + 1))
+    flat = cols.tolist()
+    cands = [tuple(flat[bounds[k] : bounds[k + 1]]) for k in range(len(best))]
     return best, conf.astype(np.float32), cands
 
 
