@@ -732,3 +732,17 @@ areas:
     truth = {x["id"] for x in recs if x["area_truth"] == "refunds" and x["v"] == "1"}
     q = _quarantined(res)
     assert len(q & truth) >= 3 and len(q - truth) <= 1  # inferred: figures, not a guarantee
+
+
+def test_area_holdout_agreement_is_reported(tmp_path: Path) -> None:
+    recs = _records(4)
+    for r in recs[::2]:
+        del r["area"]  # half inferred by rules, half given
+    root = make(tmp_path, recs)
+    _lock_and_bump(root)
+    r = next(r for r in ftprep.audit(root, only=["spec"]).results if r.check == "spec.quarantine")
+    assert r.values["area_holdout_n"] == len(recs) // 2
+    assert (
+        r.values["area_holdout_agreement"] == 1.0
+    )  # the keyword rules place every given one right
+    assert r.values["area_sources"] == {"field": len(recs) // 2, "rules": len(recs) // 2}

@@ -102,6 +102,8 @@ def provenance(ctx: Context) -> dict[str, Any]:
         "area_confidence": [round(float(c), 4) for c in areas.confidence],
         "area_candidates": [list(c) for c in areas.candidates],
         "unknown_area_values": areas.unknown_field_values,
+        "area_holdout_agreement": areas.holdout_agreement,
+        "area_holdout_n": areas.holdout_n,
     }
     ctx.artifacts[ARTIFACT] = out
     return out
@@ -178,6 +180,8 @@ class SpecQuarantine(Check):
             unassigned_area=sum(1 for a in area if a is None),
         )
         inferred = [c for c, s in zip(aconf, asrc, strict=True) if s == "embedding"]
+        v["area_holdout_agreement"] = prov["area_holdout_agreement"]
+        v["area_holdout_n"] = prov["area_holdout_n"]
         v["inferred_area_mean_confidence"] = (
             round(float(np.mean(inferred)), 4) if inferred else None
         )

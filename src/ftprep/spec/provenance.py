@@ -86,6 +86,10 @@ class Areas:
     confidence: np.ndarray  # 1.0 for field, hit share for rules, softmax probability for embedding
     candidates: list[tuple[str, ...]]  # areas an example may plausibly belong to
     unknown_field_values: dict[str, int] = field(default_factory=dict)
+    # how often inference (rules, then embeddings) reproduces the areas given as a field, on
+    # up to ``holdout`` field-labelled examples; None when nothing was inferred or nothing given
+    holdout_agreement: float | None = None
+    holdout_n: int = 0
 
 
 def rule_assign(spec: Spec, texts: Sequence[str]) -> tuple[list[str | None], np.ndarray]:
@@ -159,6 +163,7 @@ def assign_areas(
     temperature: float = 0.05,
     margin: float = 0.03,
     refine: int = 0,
+    holdout: int = 5000,
 ) -> Areas:
     """Assign every example an area. ``embed_examples()`` returns the embeddings of
     ``dataset.texts(text_field)``; ``embed_texts`` embeds area profiles. Without them, examples
@@ -190,13 +195,15 @@ def assign_areas(
             if ra[j] is not None:
                 values[i], sources[i], conf[i], cands[i] = ra[j], "rules", rc[j], (ra[j],)  # type: ignore[assignment]
         todo = [i for i in range(n) if values[i] is None]
+    ex: np.ndarray | None = None
+    base: np.ndarray | None = None
+    index = {a: k for k, a in enumerate(names)}
     if todo and names and embed_examples is not None and embed_texts is not None:
         ex = np.asarray(embed_examples(), dtype=np.float32)
-        prof = _normalise(
+        base = _normalise(
             np.asarray(embed_texts([spec.areas[a].profile for a in names]), dtype=np.float32)
         )
-        base = prof.copy()
-        index = {a: k for k, a in enumerate(names)}
+        prof = base.copy()
         lab = np.array([index[v] if v is not None else -1 for v in values], dtype=np.int64)
         if use_seeds:
             prof = _with_centroids(base, ex, lab)
@@ -209,7 +216,58 @@ def assign_areas(
             values[i] = names[int(best[j])]
             sources[i], conf[i] = "embedding", pc[j]
             cands[i] = tuple(names[k] for k in cidx[j])
-    return Areas(values, sources, conf, cands, unknown_field)
+    out = Areas(values, sources, conf, cands, unknown_field)
+    given = [i for i in range(n) if sources[i] == "field"][:holdout]
+    if given and any(x in ("rules", "embedding") for x in sources):
+        agree = _holdout(
+            spec,
+            [texts[i] for i in given],
+            [values[i] for i in given],
+            given,
+            ex,
+            base,
+            values,
+            sources,
+            index,
+            temperature,
+        )
+        out.holdout_agreement, out.holdout_n = agree, len(given)
+    return out
+
+
+def _holdout(
+    spec: Spec,
+    texts: list[str],
+    truth: list[str | None],
+    given: list[int],
+    ex: np.ndarray | None,
+    base: np.ndarray | None,
+    values: list[str | None],
+    sources: list[str],
+    index: dict[str, int],
+    temperature: float,
+) -> float:
+    """Place field-labelled examples as if they had no field (profiles built without them)."""
+    names = list(index)
+    pred, _ = (
+        rule_assign(spec, texts)
+        if any(a.keywords or a.patterns for a in spec.areas.values())
+        else ([None] * len(texts), None)
+    )
+    rest = [j for j, p in enumerate(pred) if p is None]
+    if rest and ex is not None and base is not None:
+        lab = np.array(
+            [
+                index[v] if v is not None and s != "field" else -1
+                for v, s in zip(values, sources, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        prof = _with_centroids(base, ex, lab)
+        best, _, _ = nearest_area(ex[[given[j] for j in rest]], prof, temperature=temperature)
+        for j, b in zip(rest, best.tolist(), strict=True):
+            pred[j] = names[b]
+    return sum(1 for p, t in zip(pred, truth, strict=True) if p == t) / len(truth)
 
 
 def month(value: str | None) -> str | None:
