@@ -150,6 +150,26 @@ def test_wrong_password_csrf_and_throttle(app: Any) -> None:
     login(app, "sen2")  # others are unaffected
 
 
+def test_login_redirect_stays_on_this_site(app: Any) -> None:
+    for target, expected in (
+        ("/queue/quarantine", "/queue/quarantine"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+    ):
+        c = app.test_client()
+        r = c.post(
+            "/login",
+            data={
+                "username": "ann",
+                "password": PW,
+                "next": target,
+                "csrf_token": csrf_of(c.get("/login").text),
+            },
+        )
+        assert r.status_code == 302 and r.headers["Location"] == expected, target
+
+
 def test_password_hashes_are_salted_scrypt(project: Project) -> None:
     import sqlalchemy as sa
 

@@ -8,6 +8,7 @@ re-audit shows up without restarting the server.
 
 from __future__ import annotations
 
+import heapq
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -212,6 +213,12 @@ def _read_parquet(p: Path) -> pa.Table:
     return pq.read_table(p)
 
 
+def _read_parquet_columns(p: Path, columns: list[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(p, columns=columns)
+
+
 _AREA_RE = re.compile(r"\barea ([^\s;(,]+)")
 _VERSION_RE = re.compile(r"collected under spec version ([^\s;(,]+)")
 
@@ -222,6 +229,10 @@ class ReviewData:
         self.workspace = workspace
         self.ledger = ledger
         self._train = _Cached(lambda: workspace.table_path("train"), _read_parquet)
+        self._train_ids = _Cached(
+            lambda: workspace.table_path("train"),
+            lambda p: _read_parquet_columns(p, ["id"]).column("id").to_pylist(),
+        )
         self._imported = _Cached(lambda: workspace.table_path("annotations"), _read_parquet)
         self._imported_index = _Cached(
             lambda: workspace.table_path("annotations"),
@@ -358,27 +369,32 @@ class ReviewData:
         plus app) and none of them ``user``. Escalated examples come first (more labels settle
         them), then those flagged as likely label errors, then the least-labelled. Returns the
         first ``limit`` ids and the total count."""
-        t = self.train()
-        if t is None:
+        ids = self._train_ids.get()
+        if ids is None:
             return [], 0
-        ids = t.column("id").to_pylist()
-        imported = self._imported_index.get() or {}
-        annotators: dict[str, set[str]] = {k: set(v) for k, v in imported.items()}
-        for eid, anns in db.annotation_counts(self.workspace.engine, self.name).items():
-            annotators.setdefault(eid, set()).update(anns)
+        imported: dict[str, frozenset[str]] = self._imported_index.get() or {}
+        app = db.annotation_counts(self.workspace.engine, self.name)
         rank: dict[str, int] = {}
-        for e in self.ledger.entries(actions=[Action.ESCALATE, Action.REVIEW]):
-            if e.check.startswith("labels."):
-                r = 0 if e.action == Action.ESCALATE else 1
-                rank[e.example_id] = min(r, rank.get(e.example_id, 2))
-        empty: set[str] = set()
-        todo = [
-            i
-            for i in ids
-            if len(annotators.get(i, empty)) < per_item and user not in annotators.get(i, empty)
-        ]
-        todo.sort(key=lambda i: (rank.get(i, 2), len(annotators.get(i, empty)), i))
-        return todo[:limit], len(todo)
+        t = decisions_t
+        q = sa.select(t.c.example_id, t.c.action).where(
+            t.c.action.in_([str(Action.ESCALATE), str(Action.REVIEW)]),
+            t.c.check_name.like("labels.%"),
+        )
+        with self.ledger.engine.connect() as conn:
+            for eid, action in conn.execute(q):
+                r = 0 if action == str(Action.ESCALATE) else 1
+                rank[eid] = min(r, rank.get(eid, 2))
+        none: frozenset[str] = frozenset()
+        todo: list[tuple[int, int, str]] = []
+        for i in ids:
+            have = imported.get(i, none)
+            extra = app.get(i)
+            if extra:
+                have = have | extra
+            if len(have) < per_item and user not in have:
+                todo.append((rank.get(i, 2), len(have), i))
+        first = heapq.nsmallest(limit, todo) if limit < len(todo) else sorted(todo)
+        return [i for _, _, i in first], len(todo)
 
     # ------------------------------------------------------------------ standard
     def rubric_text(self) -> str | None:
