@@ -188,6 +188,7 @@ class Dataset:
         self.table = table if table is not None else SCHEMA.empty_table()
         self.name = name
         self._index: dict[str, int] | None = None
+        self._columns: dict[str, list[Any]] = {}
 
     @classmethod
     def from_examples(cls, examples: Sequence[Example], name: str = "train") -> Dataset:
@@ -198,7 +199,10 @@ class Dataset:
         return self.table.num_rows
 
     def column(self, name: str) -> list[Any]:
-        return self.table.column(name).to_pylist()
+        """The column as a Python list (memoised: the table is never modified in place)."""
+        if name not in self._columns:
+            self._columns[name] = self.table.column(name).to_pylist()
+        return self._columns[name]
 
     @property
     def ids(self) -> list[str]:

@@ -52,9 +52,9 @@ def atomic_write_text(target: Path, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
 
 
-def write_parquet(table: pa.Table, target: Path) -> None:
+def write_parquet(table: pa.Table, target: Path, compression: str = "lz4") -> None:
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression=compression)
 
 
 def make_engine(url: str) -> sa.Engine:

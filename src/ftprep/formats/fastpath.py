@@ -78,7 +78,7 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = true")
-        rel = con.read_json(str(path), format="newline_delimited", sample_size=-1)
+        rel = con.read_json(str(path), format="newline_delimited")
         types = {n: str(t) for n, t in zip(rel.columns, rel.types, strict=True)}
         mt = types.get("messages", "")
         if not (mt.startswith("STRUCT(") and mt.endswith("[]") and '"role" VARCHAR' in mt

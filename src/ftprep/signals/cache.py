@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from ftprep.examples import Dataset, text_hash
 from ftprep.signals.tokens import count_messages, get_counter
@@ -53,7 +54,7 @@ def cached_token_counts(workspace: Workspace | None, project: Project, dataset: 
     t = dataset.table
 
     def compute(idx: list[int]) -> np.ndarray:
-        return token_counts_for(counter, t.take(idx))
+        return token_counts_for(counter, t if len(idx) == t.num_rows else t.take(idx))
 
     if workspace is None:
         both = compute(list(range(len(dataset))))
@@ -71,29 +72,30 @@ def token_counts_for(counter: Any, t: Any) -> np.ndarray:
     ``system``/``prompt``/``response`` columns; the rest parse their messages."""
     from ftprep.signals.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY
 
+    import pyarrow.compute as pc
+
     n = t.num_rows
-    system = t.column("system").to_pylist()
+    has_sys_all = pc.greater(pc.utf8_length(t.column("system")), 0).to_numpy(zero_copy_only=False)
     n_turns = t.column("n_turns").to_numpy(zero_copy_only=False)
-    msgs_json = t.column("messages").to_pylist()
-    expected = np.fromiter((2 + (1 if s else 0) for s in system), dtype=np.int64, count=n)
-    simple = (n_turns == expected) & np.fromiter(
-        ('"tool_calls"' not in m and '"name"' not in m and '"function_call"' not in m for m in msgs_json),
-        dtype=bool, count=n)
+    msgs = t.column("messages")
+    extra = pc.or_(pc.match_substring(msgs, '"tool_calls"'),
+                   pc.or_(pc.match_substring(msgs, '"name"'), pc.match_substring(msgs, '"function_call"')))
+    simple = (n_turns == 2 + has_sys_all.astype(np.int64)) & ~extra.to_numpy(zero_copy_only=False)
     out = np.zeros((n, 2), dtype=np.float32)
     si = np.flatnonzero(simple)
     if len(si):
-        prompt = t.column("prompt").to_pylist()
-        response = t.column("response").to_pylist()
-        sys_c = counter.count_batch([system[i] for i in si])
-        p_c = counter.count_batch([prompt[i] for i in si])
-        r_c = counter.count_batch([response[i] for i in si])
-        has_sys = np.asarray([bool(system[i]) for i in si])
+        sub = t if len(si) == n else t.take(pa.array(si))
+        sys_c = counter.count_batch(sub.column("system").to_pylist())
+        p_c = counter.count_batch(sub.column("prompt").to_pylist())
+        r_c = counter.count_batch(sub.column("response").to_pylist())
+        has_sys = has_sys_all[si]
         total = p_c + r_c + 2 * TOKENS_PER_MESSAGE + np.where(has_sys, sys_c + TOKENS_PER_MESSAGE, 0) + TOKENS_PER_REPLY
         out[si, 0] = total
         out[si, 1] = r_c
     ci = np.flatnonzero(~simple)
     if len(ci):
-        total, asst = count_messages(counter, [orjson.loads(msgs_json[i]) for i in ci])
+        complex_json = t.take(pa.array(ci)).column("messages").to_pylist()
+        total, asst = count_messages(counter, [orjson.loads(m) for m in complex_json])
         out[ci, 0] = total
         out[ci, 1] = asst
     return out
