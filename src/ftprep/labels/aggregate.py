@@ -107,13 +107,15 @@ def dawid_skene(
     smoothing: float = 0.5,
     model_weight: float = 0.5,
     error_correlation: float | None = None,
+    guards: bool = True,
 ) -> Consensus:
     """Hierarchical Dawid–Skene with the guards described in the module docstring.
 
     ``model_weight``: weight of the per-annotator posterior in the reported confidence (the rest
     is the pooled, exchangeable-annotator posterior). ``error_correlation``: within-example
     correlation of annotator errors ρ (``None``: estimated from the overdispersion of the
-    disagreement counts)."""
+    disagreement counts). ``guards=False`` gives plain Dawid–Skene (every annotator modelled,
+    no pooling, no majority floor, no tempering) — for comparison only."""
     counts = r.counts().astype(float)
     k = r.n_values
     n_u = r.n_units
@@ -140,7 +142,7 @@ def dawid_skene(
     # support: labels on units that at least one other annotator also labelled
     others = counts.sum(axis=1)[uu] - 1
     support = np.bincount(rr, weights=(others > 0).astype(float), minlength=r.n_raters)
-    supported = support >= min_annotator_labels
+    supported = support >= (min_annotator_labels if guards else 0)
     # unsupported annotators share one "pooled" slot
     slot_of = np.where(supported, np.arange(r.n_raters), r.n_raters)
     n_slots = r.n_raters + 1
@@ -165,7 +167,7 @@ def dawid_skene(
             )
         pooled = num.sum(axis=0) + smoothing
         pooled /= pooled.sum(axis=1, keepdims=True)
-        conf = num + prior_strength * pooled[None]
+        conf = num + (prior_strength if guards else 0.01) * pooled[None]
         conf /= conf.sum(axis=2, keepdims=True)
         # E-step
         logc = np.log(conf)
@@ -184,7 +186,9 @@ def dawid_skene(
 
     method = "dawid_skene"
     # guard 2: are the supported annotators distinguishable at all?
-    if supported.sum() >= 2:
+    if not guards:
+        pass
+    elif supported.sum() >= 2:
         acc = _chance_corrected_accuracy(conf[: r.n_raters][supported], pri)
         n_sup = support[supported]
         spread = float(np.std(acc))
@@ -214,7 +218,7 @@ def dawid_skene(
         if differs.any():
             win_support = np.zeros(n_u)
             np.add.at(win_support, uu, (supported[rr] & (ll == ds[uu])).astype(float))
-            ok = differs & (win_support > 0)
+            ok = differs & ((win_support > 0) | (not guards))
             label = np.where(ok, ds, maj)
             notes.append(
                 f"model overturned {int(ok.sum())} strict majorities "
