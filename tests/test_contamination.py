@@ -106,7 +106,9 @@ def _gsm8k() -> tuple[list[str], list[str], list[str]]:
     d = DATA / "benchmarks"
     test = [json.loads(x)["question"] for x in (d / "gsm8k" / "test.jsonl").open()]
     train = [json.loads(x)["question"] for x in (d / "gsm8k" / "train.jsonl").open()]
-    reph = [json.loads(x)["text"] for x in (d / "llm_decontaminator" / "rephrase_gsm8k.jsonl").open()]
+    reph = [
+        json.loads(x)["text"] for x in (d / "llm_decontaminator" / "rephrase_gsm8k.jsonl").open()
+    ]
     reph = [r.split("\nAnswer:")[0].removeprefix("Question: ") for r in reph]
     return test, train, reph
 
@@ -119,7 +121,9 @@ def test_near_duplicate_recall_on_gsm8k_and_no_false_alarm() -> None:
     rep = find_leaks({"prompt": edited, "full": edited}, test, test, params)
     hit = {lk.train for lk in rep.leaks if lk.train == lk.item}
     assert len(hit) / len(test) >= 0.99
-    alp = json.loads((DATA / "sft" / "alpaca_cleaned" / "alpaca_data_cleaned_2023-03-29.json").read_text())[:5000]
+    alp = json.loads(
+        (DATA / "sft" / "alpaca_cleaned" / "alpaca_data_cleaned_2023-03-29.json").read_text()
+    )[:5000]
     unrelated = [a["instruction"] + "\n" + a["input"] + "\n" + a["output"] for a in alp]
     rep2 = find_leaks({"prompt": unrelated, "full": unrelated}, test, test, params)
     assert len(rep2.leaks) == 0
@@ -130,12 +134,14 @@ def _embedder():  # type: ignore[no-untyped-def]
         from ftprep.signals.embeddings import get_embedder
 
         return get_embedder("static")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "benchmarks" / "llm_decontaminator").exists(), reason="shared data absent")
+@pytest.mark.skipif(
+    not (DATA / "benchmarks" / "llm_decontaminator").exists(), reason="shared data absent"
+)
 def test_paraphrase_recall_and_hard_negative_rate() -> None:
     emb = _embedder()
     if emb is None:
@@ -144,7 +150,9 @@ def test_paraphrase_recall_and_hard_negative_rate() -> None:
     params = LeakParams()
     rep = find_leaks({"prompt": reph, "full": reph}, test, test, params, embed=emb.encode)
     recall = len({lk.train for lk in rep.leaks if lk.train == lk.item}) / len(test)
-    neg = find_leaks({"prompt": train[:3000], "full": train[:3000]}, test, test, params, embed=emb.encode)
+    neg = find_leaks(
+        {"prompt": train[:3000], "full": train[:3000]}, test, test, params, embed=emb.encode
+    )
     fa = len({lk.train for lk in neg.leaks if lk.category == "paraphrase"}) / 3000
     assert recall >= 0.95
     assert fa <= 0.01

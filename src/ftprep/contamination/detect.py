@@ -34,7 +34,7 @@ from ftprep.contamination.minhash import (
     estimated_jaccard,
     self_pairs,
 )
-from ftprep.contamination.semantic import PairScorer, VerifierWeights, calibrate, topk, windows
+from ftprep.contamination.semantic import PairScorer, VerifierWeights, calibrate, passages, topk
 from ftprep.contamination.text import Tokens, ngram_hashes, normalize_array, tokenize
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -55,16 +55,17 @@ class LeakParams:
     ngram_max_df: int = 10
     semantic: bool = True
     candidate_k: int = 5
-    candidate_cos: float = 0.5
+    candidate_cos: float = 0.6
     lexical_candidate: float = 0.5
     lexical_max_df: int = 50
     window: int | None = None
-    max_windows: int = 16
+    window_margin: float = 0.1
+    verify_windows: int = 3
     null_quantile: float = 0.99
     null_k: int = 5
     min_null_items: int = 200
-    min_score: float = 2.2
-    default_score: float = 2.4
+    min_score: float = 2.6
+    default_score: float = 2.9
     weights: VerifierWeights = field(default_factory=VerifierWeights)
 
     @classmethod
@@ -189,84 +190,115 @@ def find_leaks(
     # -- semantic ---------------------------------------------------------------------------
     threshold = float("nan")
     n_cand = 0
-    if params.semantic and (embed is not None or (train_emb is not None and ref_emb is not None)):
+    if params.semantic and embed is not None:
         t0 = time.perf_counter()
         if ref_emb is None:
-            assert embed is not None
             ref_emb = embed(ref_input)
         if train_emb is None:
-            assert embed is not None
             train_emb = embed(train["prompt"] if "prompt" in train else train[lex_field])
-        scorer = PairScorer(ref_input, params.weights)
-        lexical_pairs = {(leak.train, leak.item) for leak in best.values()}
-        if n_ref >= params.min_null_items:
-            null = calibrate(
-                scorer,
-                ref_input,
-                ref_emb,
-                params.null_k,
-                params.null_quantile,
-                exclude=_ref_self_dups(rt, params),
-            )
-            threshold = max(params.min_score, float(np.quantile(null, params.null_quantile)))
-        else:
-            threshold = params.default_score
-        secs["calibrate"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        qi, ri, _cos = topk(train_emb, ref_emb, k=params.candidate_k, min_cos=params.candidate_cos)
-        cand: dict[int, set[int]] = {}
-        for q, r in zip(qi.tolist(), ri.tolist(), strict=True):
-            cand.setdefault(q, set()).add(r)
-        # buried items: rare-word containment of the item in the record's full text
-        uh, uo = ngram_hashes(rt, 1)
-        uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df)
-        th1, to1 = ngram_hashes(tt, 1)
-        pcu = uidx.query(th1, to1, min_shared=2)
-        oku = (pcu.containment >= params.lexical_candidate) & (uidx.size[pcu.item] >= 3)
-        for q, r in zip(pcu.record[oku].tolist(), pcu.item[oku].tolist(), strict=True):
-            cand.setdefault(q, set()).add(r)
-        secs["candidates"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        size = _windows_size(rt, params)
-        stride = max(1, size // 2)
-        rows, texts, owners = [], [], []
-        for q in sorted(cand):
-            items = [r for r in cand[q] if (q, r) not in lexical_pairs]
-            if not items:
-                continue
-            wins = windows(train[lex_field][q], size, stride, params.max_windows)
-            for r in items:
-                rows.append((q, r, len(texts), len(wins)))
-            texts.extend(wins)
-            owners.extend([q] * len(wins))
-            n_cand += len(items)
-        if rows:
-            assert embed is not None or not texts
-            wemb = (
-                embed(texts) if embed is not None else np.zeros((0, ref_emb.shape[1]), np.float32)
-            )
-            for q, r, start, nw in rows:
-                prompt = train["prompt"][q] if "prompt" in train else ""
-                best_s = (
-                    scorer.score(r, prompt, float(train_emb[q] @ ref_emb[r])) if prompt else -1.0
-                )
-                for w in range(start, start + nw):
-                    s = scorer.score(r, texts[w], float(wemb[w] @ ref_emb[r]))
-                    best_s = max(best_s, s)
-                if best_s >= threshold:
-                    add(
-                        Leak(
-                            q,
-                            r,
-                            "paraphrase",
-                            float(best_s),
-                            f"verifier score {best_s:.2f} >= {threshold:.2f}",
-                        )
-                    )
-        secs["verify"] = time.perf_counter() - t0
+        secs["embed"] = time.perf_counter() - t0
+        para, threshold, n_cand = _paraphrases(
+            train,
+            lex_field,
+            tt,
+            rt,
+            ref_input,
+            ref_emb,
+            train_emb,
+            embed,
+            params,
+            skip={(leak.train, leak.item) for leak in best.values()},
+            secs=secs,
+        )
+        for leak in para:
+            add(leak)
     return LeakReport(
         sorted(best.values(), key=lambda x: (x.train, x.item)), threshold, secs, n_cand
     )
+
+
+def _paraphrases(
+    train: dict[str, list[str]],
+    lex_field: str,
+    tt: Tokens,
+    rt: Tokens,
+    ref_input: list[str],
+    ref_emb: np.ndarray,
+    train_emb: np.ndarray,
+    embed: Embed,
+    params: LeakParams,
+    skip: set[tuple[int, int]],
+    secs: dict[str, float],
+) -> tuple[list[Leak], float, int]:
+    """Embedding / rare-word candidates, verified on the record's prompt or on the windows of
+    its full text that best cover the item's content words."""
+    t0 = time.perf_counter()
+    n_ref = len(ref_input)
+    scorer = PairScorer(ref_input, params.weights)
+    if n_ref >= params.min_null_items:
+        null = calibrate(scorer, ref_emb, params.null_k)
+        threshold = max(params.min_score, float(np.quantile(null, params.null_quantile)))
+    else:
+        threshold = params.default_score
+    secs["calibrate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rec_len = tt.lengths
+    item_len = np.maximum(rt.lengths, 1)
+    qi, ri, _cos = topk(train_emb, ref_emb, k=params.candidate_k, min_cos=params.candidate_cos)
+    pairs = set(zip(qi.tolist(), ri.tolist(), strict=True))
+    # an item buried in a longer record: rare-word containment of the item in the full text
+    uh, uo = ngram_hashes(rt, 1)
+    uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df)
+    th1, to1 = ngram_hashes(tt, 1)
+    pcu = uidx.query(th1, to1, min_shared=2)
+    ok = (
+        (pcu.containment >= params.lexical_candidate)
+        & (uidx.size[pcu.item] >= 3)
+        & (rec_len[pcu.record] > 2 * item_len[pcu.item])
+    )
+    pairs.update(zip(pcu.record[ok].tolist(), pcu.item[ok].tolist(), strict=True))
+    pairs -= skip
+    secs["candidates"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prompts = train["prompt"] if "prompt" in train else train[lex_field]
+    jobs: list[tuple[int, int, list[int]]] = []
+    slot: dict[str, int] = {}
+    for q, r in sorted(pairs):
+        sel: list[int] = []
+        if rec_len[q] > 2 * item_len[r]:
+            size = max(8, int(item_len[r]))
+            best_p = passages(
+                train[lex_field][q],
+                size,
+                lambda t, r=r: scorer.word_overlap(r, t),
+                k=params.verify_windows,
+            )
+            for w in best_p:
+                sel.append(slot.setdefault(w, len(slot)))
+        jobs.append((q, r, sel))
+    texts = list(slot)
+    wemb = embed(texts) if texts else np.zeros((0, ref_emb.shape[1]), np.float32)
+    out: list[Leak] = []
+    w_thr = threshold + params.window_margin
+    for q, r, sel in jobs:
+        s_p = scorer.score(r, prompts[q], float(train_emb[q] @ ref_emb[r])) if prompts[q] else -9.0
+        s_w = max(
+            (scorer.score(r, texts[w], float(wemb[w] @ ref_emb[r])) for w in sel), default=-9.0
+        )
+        if s_p >= threshold or s_w >= w_thr:
+            sc = max(s_p, s_w)
+            where = "prompt" if s_p >= threshold else "a passage of the record"
+            out.append(
+                Leak(
+                    q,
+                    r,
+                    "paraphrase",
+                    float(sc),
+                    f"verifier score {sc:.2f} on {where} (threshold {threshold:.2f})",
+                )
+            )
+    secs["verify"] = time.perf_counter() - t0
+    return out, threshold, len(jobs)
 
 
 def _ref_self_dups(rt: Tokens, params: LeakParams) -> set[tuple[int, int]]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,43 +67,80 @@ def specifics(text: str) -> set[str]:
 
 @dataclass(slots=True)
 class VerifierWeights:
-    cos: float = 2.0
-    words: float = 0.5
-    specifics: float = 1.0
+    cos: float = 1.5
+    words: float = 1.0
+    specifics: float = 1.5
     length: float = 0.3
 
 
 class PairScorer:
-    """Scores (reference item, candidate text, cosine) triples; see the module docs."""
+    """Scores (reference item, candidate text, cosine) triples; see the module docs. Features
+    of a text are computed once and cached."""
 
     def __init__(self, ref_texts: Sequence[str], weights: VerifierWeights | None = None) -> None:
         self.w = weights or VerifierWeights()
-        self.ref_words = [content_words(t) for t in ref_texts]
-        self.ref_spec = [specifics(t) for t in ref_texts]
-        self.ref_len = np.array([max(1, len(t.split())) for t in ref_texts], dtype=float)
-        df: Counter[str] = Counter()
-        for ws in self.ref_words:
-            df.update(ws)
+        self.ref_texts = list(ref_texts)
         n = len(ref_texts)
-        self._idf_default = math.log(n + 1) + 1
+        feats = [self._raw(t) for t in ref_texts]
+        df: Counter[str] = Counter()
+        sdf: Counter[str] = Counter()
+        for ws, sp, _ in feats:
+            df.update(ws)
+            sdf.update(sp)
+        self._unseen = math.log(n + 1) + 1
         self.idf = {w: math.log((n + 1) / (c + 1)) + 1 for w, c in df.items()}
+        self.sidf = {w: math.log((n + 1) / (c + 1)) + 1 for w, c in sdf.items()}
+        self._cache: dict[str, tuple[set[str], set[str], int, float, float]] = {}
+        self.ref = [self._features(t) for t in ref_texts]
 
-    def _weight(self, ws: set[str]) -> float:
-        return sum(self.idf.get(w, self._idf_default) for w in ws)
+    @staticmethod
+    def _raw(text: str) -> tuple[set[str], set[str], int]:
+        return content_words(text), specifics(text), max(1, len(text.split()))
+
+    def _features(self, text: str) -> tuple[set[str], set[str], int, float, float]:
+        f = self._cache.get(text)
+        if f is None:
+            ws, sp, n = self._raw(text)
+            f = (ws, sp, n, self._wsum(ws), self._ssum(sp))
+            if len(self._cache) < 200_000:
+                self._cache[text] = f
+        return f
+
+    def _wsum(self, ws: set[str]) -> float:
+        return sum(self.idf.get(w, self._unseen) for w in ws)
+
+    def _ssum(self, sp: set[str]) -> float:
+        return sum(self.sidf.get(w, self._unseen) for w in sp)
+
+    def word_overlap(self, item: int, text: str) -> float:
+        """IDF-weighted share of the item's content words found in ``text``."""
+        a = self.ref[item]
+        b = self._features(text)
+        return self._wsum(a[0] & b[0]) / a[3] if a[3] else 0.0
 
     def features(self, item: int, text: str) -> tuple[float, float, float]:
-        a, b = self.ref_words[item], content_words(text)
-        tot = self._weight(a) + self._weight(b)
-        dice = 2 * self._weight(a & b) / tot if tot else 0.0
-        sa, sb = self.ref_spec[item], specifics(text)
-        spec = len(sa & sb) / len(sa | sb) if (sa or sb) else 0.5
-        la, lb = self.ref_len[item], max(1, len(text.split()))
-        return dice, spec, float(min(la, lb) / max(la, lb))
+        return self._pair(self.ref[item], self._features(text))
+
+    def _pair(
+        self,
+        a: tuple[set[str], set[str], int, float, float],
+        b: tuple[set[str], set[str], int, float, float],
+    ) -> tuple[float, float, float]:
+        tot = a[3] + b[3]
+        dice = 2 * self._wsum(a[0] & b[0]) / tot if tot else 0.0
+        union = a[1] | b[1]
+        spec = self._ssum(a[1] & b[1]) / self._ssum(union) if union else 0.5
+        return dice, spec, min(a[2], b[2]) / max(a[2], b[2])
+
+    def _combine(self, cos: float, f: tuple[float, float, float]) -> float:
+        w = self.w
+        return w.cos * cos + w.words * f[0] + w.specifics * f[1] + w.length * f[2]
 
     def score(self, item: int, text: str, cos: float) -> float:
-        dice, spec, lr = self.features(item, text)
-        w = self.w
-        return w.cos * cos + w.words * dice + w.specifics * spec + w.length * lr
+        return self._combine(cos, self.features(item, text))
+
+    def score_refs(self, item: int, other: int, cos: float) -> float:
+        return self._combine(cos, self._pair(self.ref[item], self.ref[other]))
 
 
 def topk(
@@ -144,31 +181,66 @@ def topk(
     )
 
 
-def windows(text: str, size: int, stride: int, max_windows: int) -> list[str]:
-    """Overlapping word windows of ``text`` (the text itself when it is short enough)."""
-    words = text.split()
-    if len(words) <= size:
+_SENT = re.compile(r"(?<=[.!?:;])\s+|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENT.split(text) if s.strip()]
+
+
+def passages(
+    text: str, size: int, overlap: Callable[[str], float], k: int = 3, reach: int = 12
+) -> list[str]:
+    """The ``k`` passages of ``text`` (about ``size`` words) most likely to hold a given item:
+    the sentences with the highest ``overlap`` (share of the item's content words) are
+    anchors, every run of whole sentences around an anchor of 0.5-1.5 ``size`` words is a
+    candidate, and candidates are ranked by ``overlap``. ``text`` itself when short."""
+    if len(text.split()) <= size:
         return [text]
-    out = [" ".join(words[i : i + size]) for i in range(0, len(words) - size + stride, stride)]
-    return out[:max_windows]
+    sents = sentences(text)
+    lens = [len(x.split()) for x in sents]
+    scores = [overlap(x) for x in sents]
+    anchors = sorted(range(len(sents)), key=lambda i: -scores[i])[:k]
+    cands: set[tuple[int, int]] = set()
+    for a in anchors:
+        for i in range(a, max(-1, a - reach), -1):
+            n = sum(lens[i:a])
+            for j in range(a, min(len(sents), a + reach)):
+                n += lens[j]
+                if n > 1.5 * size:
+                    break
+                if n >= 0.5 * size:
+                    cands.add((i, j + 1))
+            if n > 1.5 * size:
+                break
+        if lens[a] > 1.5 * size:  # one long sentence: word windows inside it
+            words = sents[a].split()
+            for st in range(0, len(words), max(1, size // 2)):
+                cands.add((-1 - a, st))
+    texts = []
+    for i, j in cands:
+        if i >= 0:
+            texts.append(" ".join(sents[i:j]))
+        else:
+            w = sents[-1 - i].split()
+            texts.append(" ".join(w[j : j + size]))
+    if not texts:
+        texts = [" ".join(text.split()[:size])]
+    texts.sort(key=lambda t: -overlap(t))
+    return texts[:k]
 
 
 def calibrate(
-    scorer: PairScorer,
-    ref_texts: Sequence[str],
-    ref_emb: np.ndarray,
-    k: int,
-    quantile: float,
-    exclude: set[tuple[int, int]] | None = None,
+    scorer: PairScorer, ref_emb: np.ndarray, k: int, exclude: set[tuple[int, int]] | None = None
 ) -> np.ndarray:
-    """Best verifier score of every reference item against its nearest other items (the
+    """Best verifier score of every reference item against its ``k`` nearest other items (the
     same-style non-duplicate null distribution)."""
     qi, ri, cos = topk(ref_emb, ref_emb, k=k, min_cos=-1.0, exclude_self=True)
-    best = np.full(len(ref_texts), -np.inf)
+    best = np.full(len(ref_emb), -np.inf)
     for q, r, c in zip(qi.tolist(), ri.tolist(), cos.tolist(), strict=True):
         if exclude and ((q, r) in exclude or (r, q) in exclude):
             continue
-        s = scorer.score(r, ref_texts[q], c)
+        s = scorer.score_refs(r, q, c)
         if s > best[q]:
             best[q] = s
     return best[np.isfinite(best)]
