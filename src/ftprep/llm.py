@@ -80,8 +80,10 @@ class Stats:
                 setattr(self, k, getattr(self, k) + v)
 
     def to_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("requests", "cache_hits", "retries", "prompt_tokens",
-                                               "completion_tokens")}
+        return {
+            k: getattr(self, k)
+            for k in ("requests", "cache_hits", "retries", "prompt_tokens", "completion_tokens")
+        }
 
 
 def estimate_tokens(text: str) -> int:
@@ -103,8 +105,12 @@ class RateLimiter:
     """At most ``per_minute`` acquisitions per minute, spaced evenly; thread-safe. ``None`` or
     ``0`` disables the limit."""
 
-    def __init__(self, per_minute: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        per_minute: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 60.0 / per_minute if per_minute else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
@@ -140,7 +146,9 @@ class LLMClient:
         headers: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
         self._api_key = api_key if api_key is not None else os.environ.get(api_key_env)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_retries = max(0, int(max_retries))
@@ -186,7 +194,7 @@ class LLMClient:
             retry_after: float | None = None
             try:
                 req = urllib.request.Request(url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     payload = json.loads(resp.read().decode("utf-8"))
                 if not isinstance(payload, dict):
                     raise LLMError(f"{url}: expected a JSON object in the response")
@@ -197,13 +205,18 @@ class LLMClient:
                 if status not in RETRY_STATUS or attempt >= self.max_retries:
                     raise LLMError(f"{url}: HTTP {status}: {detail}", status=status) from None
                 retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as e:
+            except (
+                urllib.error.URLError,
+                TimeoutError,
+                ConnectionError,
+                json.JSONDecodeError,
+            ) as e:
                 if attempt >= self.max_retries:
                     raise LLMError(f"{url}: {type(e).__name__}: {e}") from None
             attempt += 1
             self.stats.add(retries=1)
             delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-            delay = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+            delay = delay * (0.5 + random.random() / 2)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.max_backoff))
             self._sleep(delay)
@@ -216,8 +229,10 @@ class LLMClient:
             return hit, True
         payload = self._post(endpoint, body)
         usage = payload.get("usage") or {}
-        self.stats.add(prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                       completion_tokens=int(usage.get("completion_tokens") or 0))
+        self.stats.add(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
         p = self._cache_path(request_key(self.base_url, endpoint, body))
         if p is not None:
             atomic_write_text(p, json.dumps(payload, ensure_ascii=False))
@@ -225,19 +240,38 @@ class LLMClient:
 
     # ------------------------------------------------------------------ API
     @staticmethod
-    def chat_body(messages: Sequence[dict[str, Any]], model: str, *, temperature: float = 0.0,
-                  max_tokens: int | None = None, **extra: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "messages": list(messages), "temperature": temperature}
+    def chat_body(
+        messages: Sequence[dict[str, Any]],
+        model: str,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": list(messages),
+            "temperature": temperature,
+        }
         if max_tokens is not None:
             body["max_tokens"] = int(max_tokens)
         body.update(extra)
         return body
 
-    def chat(self, messages: Sequence[dict[str, Any]], model: str, *, temperature: float = 0.0,
-             max_tokens: int | None = None, **extra: Any) -> ChatResult:
+    def chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        model: str,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        **extra: Any,
+    ) -> ChatResult:
         """One chat completion; ``extra`` keys (e.g. ``seed``, ``response_format``) go into the
         request body and therefore into the cache key."""
-        body = self.chat_body(messages, model, temperature=temperature, max_tokens=max_tokens, **extra)
+        body = self.chat_body(
+            messages, model, temperature=temperature, max_tokens=max_tokens, **extra
+        )
         payload, was_cached = self.request("chat/completions", body)
         try:
             msg = payload["choices"][0]["message"]
@@ -247,10 +281,16 @@ class LLMClient:
         usage = {k: int(v) for k, v in (payload.get("usage") or {}).items() if isinstance(v, int)}
         return ChatResult(text=str(text), usage=usage, cached=was_cached, raw=payload)
 
-    def chat_many(self, conversations: Sequence[Sequence[dict[str, Any]]], model: str, *,
-                  concurrency: int = 4, progress: Callable[[int], None] | None = None,
-                  on_error: Callable[[int, LLMError], None] | None = None,
-                  **kw: Any) -> list[ChatResult | None]:
+    def chat_many(
+        self,
+        conversations: Sequence[Sequence[dict[str, Any]]],
+        model: str,
+        *,
+        concurrency: int = 4,
+        progress: Callable[[int], None] | None = None,
+        on_error: Callable[[int, LLMError], None] | None = None,
+        **kw: Any,
+    ) -> list[ChatResult | None]:
         """:meth:`chat` over many conversations with ``concurrency`` threads (results in input
         order). A request that fails for good gives ``None`` and calls ``on_error(i, err)``;
         the others still finish, so a rerun only pays for what is missing."""
@@ -284,7 +324,9 @@ class LLMClient:
             payload, _ = self.request("embeddings", {"model": model, "input": batch})
             data = sorted(payload.get("data") or [], key=lambda d: int(d.get("index", 0)))
             if len(data) != len(batch):
-                raise LLMError(f"{self.base_url}/embeddings: got {len(data)} vectors for {len(batch)} inputs")
+                raise LLMError(
+                    f"{self.base_url}/embeddings: got {len(data)} vectors for {len(batch)} inputs"
+                )
             rows.append(np.asarray([d["embedding"] for d in data], dtype=np.float32))
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
@@ -296,7 +338,7 @@ class LLMClient:
 def _read_error(e: urllib.error.HTTPError) -> str:
     try:
         return e.read().decode("utf-8", "replace")[:300]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return e.reason if isinstance(e.reason, str) else ""
 
 

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -35,7 +35,14 @@ import orjson
 from ftprep.agreement import krippendorff_alpha, pair_stats, ratings_from_long
 from ftprep.quality.rubric import Rubric
 
-__all__ = ["CriterionAgreement", "RatingRow", "agreement", "consensus", "draw_sample", "read_ratings"]
+__all__ = [
+    "CriterionAgreement",
+    "RatingRow",
+    "agreement",
+    "consensus",
+    "draw_sample",
+    "read_ratings",
+]
 
 ID_KEYS = ("id", "example_id", "unit")
 RATER_KEYS = ("rater", "annotator", "judge", "coder")
@@ -63,9 +70,15 @@ class CriterionAgreement:
         def r(x: float) -> float | None:
             return None if math.isnan(x) else round(x, 6)
 
-        return {"criterion": self.criterion, "n_units": self.n_units, "n_raters": self.n_raters,
-                "n_ratings": self.n_ratings, "alpha": r(self.alpha), "kappa": r(self.kappa),
-                "flagged": self.flagged}
+        return {
+            "criterion": self.criterion,
+            "n_units": self.n_units,
+            "n_raters": self.n_raters,
+            "n_ratings": self.n_ratings,
+            "alpha": r(self.alpha),
+            "kappa": r(self.kappa),
+            "flagged": self.flagged,
+        }
 
 
 def draw_sample(ids: Sequence[str], strata: Sequence[str], n: int, seed: int = 0) -> list[str]:
@@ -80,7 +93,7 @@ def draw_sample(ids: Sequence[str], strata: Sequence[str], n: int, seed: int = 0
         return list(ids)
     keys = sorted(by)
     quota = {k: n * len(by[k]) / total for k in keys}
-    alloc = {k: int(math.floor(q)) for k, q in quota.items()}
+    alloc = {k: math.floor(q) for k, q in quota.items()}
     # every stratum gets one while there is room, then largest remainders
     for k in sorted(keys, key=lambda k: -len(by[k])):
         if alloc[k] == 0 and sum(alloc.values()) < n:
@@ -166,8 +179,11 @@ def read_ratings(path: str | Path, criteria: Sequence[str] | None = None) -> lis
                 if v is not None:
                     out.append(RatingRow(uid, rater, str(row["criterion"]), v))
                 continue
-            keys = criteria if criteria is not None else [
-                k for k in row if k not in (*ID_KEYS, *RATER_KEYS, "note", "comment")]
+            keys = (
+                criteria
+                if criteria is not None
+                else [k for k in row if k not in (*ID_KEYS, *RATER_KEYS, "note", "comment")]
+            )
             for c in keys:
                 if c in row:
                     v = _num(row[c])
@@ -181,7 +197,7 @@ def read_ratings(path: str | Path, criteria: Sequence[str] | None = None) -> lis
 def agreement(rows: Sequence[RatingRow], rubric: Rubric) -> list[CriterionAgreement]:
     """Agreement per rubric criterion that has ratings from at least two raters."""
     level = rubric.calibration.level
-    weights = None if level == "nominal" else "quadratic"
+    weights: Literal["quadratic"] | None = None if level == "nominal" else "quadratic"
     by: dict[str, list[RatingRow]] = defaultdict(list)
     for r in rows:
         by[r.criterion].append(r)
@@ -202,8 +218,17 @@ def agreement(rows: Sequence[RatingRow], rubric: Rubric) -> list[CriterionAgreem
         except (ValueError, ZeroDivisionError):
             kappa = float("nan")
         flagged = bool(math.isnan(alpha) or alpha < rubric.calibration.alpha_min)
-        out.append(CriterionAgreement(c.name, int((present >= 2).sum()), len(raters), len(rs),
-                                      float(alpha), kappa, flagged))
+        out.append(
+            CriterionAgreement(
+                c.name,
+                int((present >= 2).sum()),
+                len(raters),
+                len(rs),
+                float(alpha),
+                kappa,
+                flagged,
+            )
+        )
     return out
 
 

@@ -28,17 +28,98 @@ __all__ = ["SCORERS", "Scored", "TextFrame", "dense_features"]
 
 TERMINAL = set(".!?\"'`)]}>*»”’…")
 FUNCTION_WORDS = frozenset(
-    "a an the and or but nor of to in on at by for with from as into onto than that which who whom "
-    "whose whether if because while although though so such its their his her our your my this these "
-    "those is are was were be been being has have had will would can could should may might must do "
-    "does did not very more most less also then when where how what".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "nor",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "into",
+        "onto",
+        "than",
+        "that",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "whether",
+        "if",
+        "because",
+        "while",
+        "although",
+        "though",
+        "so",
+        "such",
+        "its",
+        "their",
+        "his",
+        "her",
+        "our",
+        "your",
+        "my",
+        "this",
+        "these",
+        "those",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "has",
+        "have",
+        "had",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "may",
+        "might",
+        "must",
+        "do",
+        "does",
+        "did",
+        "not",
+        "very",
+        "more",
+        "most",
+        "less",
+        "also",
+        "then",
+        "when",
+        "where",
+        "how",
+        "what",
+        "she",
+        "he",
+        "they",
+        "we",
+    ]
 )
 LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)]|[a-zA-Z][.)])\s")
+CODE_HINT = re.compile(
+    r"(?m)```|^\s*(?:def|return|for|while|if|print|class|import|function|var|let|const)\b"
+    r"|[;{}]\s*$|\w\s*=\s*\S|<[a-z]+[ >]"
+)
 WORD_RE = re.compile(r"[A-Za-z\u00C0-\u024F]+(?:'[A-Za-z]+)?")
 
 # placeholders a writer forgot to fill in
 PLACEHOLDER_PATTERNS = (
-    r"\[(?:insert|your|enter|add|name|company|date|placeholder|todo|tbd|link|url|email|phone|"
+    r"(?i)\[(?:insert|your|enter|add|name|company|date|placeholder|todo|tbd|link|url|email|phone|"
     r"address|recipient|sender|product|customer|xx+)[^\]\n]{0,40}\]",
     r"\{\{\s*[\w .-]{1,40}\s*\}\}",
     r"<(?:insert|your|placeholder|name|todo)[^>\n]{0,40}>",
@@ -108,8 +189,12 @@ class TextFrame:
     """The texts a criterion looks at (``texts``) with their prompts, and statistics computed
     once and shared by every scorer (lengths, words, last line, corpus word counts…)."""
 
-    def __init__(self, texts: Sequence[str], prompts: Sequence[str] | None = None,
-                 groups: Sequence[str | None] | None = None) -> None:
+    def __init__(
+        self,
+        texts: Sequence[str],
+        prompts: Sequence[str] | None = None,
+        groups: Sequence[str | None] | None = None,
+    ) -> None:
         self.texts = [t or "" for t in texts]
         self.prompts = [p or "" for p in prompts] if prompts is not None else [""] * len(self.texts)
         self.groups = list(groups) if groups is not None else None
@@ -137,8 +222,12 @@ class TextFrame:
 
     @property
     def n_chars(self) -> np.ndarray:
-        return self.cached("n_chars", lambda: np.asarray(
-            pc.utf8_length(self.arr).to_numpy(zero_copy_only=False), dtype=np.float64))  # type: ignore[no-any-return]
+        return self.cached(
+            "n_chars",
+            lambda: np.asarray(
+                pc.utf8_length(self.arr).to_numpy(zero_copy_only=False), dtype=np.float64
+            ),
+        )  # type: ignore[no-any-return]
 
     @property
     def n_words(self) -> np.ndarray:
@@ -157,23 +246,31 @@ class TextFrame:
 
     def word_counts(self) -> dict[str, int]:
         """How often each lower-cased word occurs in the whole frame (Arrow kernels)."""
+
         def go() -> dict[str, int]:
             if not len(self):
                 return {}
             parts = pc.split_pattern_regex(pc.utf8_lower(self.arr), r"[^\p{L}']+")
             vc = pc.value_counts(pc.list_flatten(parts))
-            return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+            return dict(
+                zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
+            )
 
         return self.cached("word_counts", go)  # type: ignore[no-any-return]
 
     def unterminated(self) -> np.ndarray:
         """Indices of texts that do not end (after trailing space) in final punctuation."""
-        return self.cached("unterminated", lambda: np.flatnonzero(  # type: ignore[no-any-return]
-            self.matches(r"[^.!?\"'`)\]}>*»”’…\s]\s*$")))
+        return self.cached(
+            "unterminated",
+            lambda: np.flatnonzero(  # type: ignore[no-any-return]
+                self.matches(r"[^.!?\"'`)\]}>*»”’…\s]\s*$")
+            ),
+        )
 
     def dataset_median(self, values: np.ndarray, key: str) -> np.ndarray:
         """Per-example reference: the median of ``values`` within the example's group (e.g.
         area) when groups are given and large enough, else over the whole frame."""
+
         def go() -> np.ndarray:
             out = np.full(len(values), float(np.median(values)) if len(values) else 0.0)
             if self.groups is not None:
@@ -228,7 +325,13 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
     fences = tf.count(r"```")
     s = np.ones(len(tf))
     details: dict[int, str] = {}
-    todo = sorted(set(tf.unterminated().tolist()) | set(np.flatnonzero(fences % 2 == 1).tolist()))
+    empty_item = np.flatnonzero(tf.matches(r"(?:^|\n)\s*(?:\d{1,3}[.)]|[-*•])\s*$"))
+    todo = sorted(
+        set(tf.unterminated().tolist())
+        | set(np.flatnonzero(fences % 2 == 1).tolist())
+        | set(empty_item.tolist())
+    )
+    empty_set = set(empty_item.tolist())
     for i in todo:
         t = tf.texts[i].rstrip()
         if not t:
@@ -236,37 +339,71 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
         reason = ""
         if int(fences[i]) % 2 == 1:
             reason = "unclosed code block"
+        elif i in empty_set:
+            tail = [ln for ln in t.split("\n") if ln.strip()][-2:]
+            if len(tail) == 2 and LIST_MARKER.match(tail[0] + " "):
+                reason = "ends on an empty list item"
+            else:
+                continue
         elif fences[i] > 0 and t.endswith("```"):
             continue
-        last_char = t[-1]
-        if not reason and last_char in TERMINAL:
-            continue
         if not reason:
-            para = t.rsplit("\n\n", 1)[-1]
-            last_line = para.rsplit("\n", 1)[-1]
-            words = last_line.split()
-            lw = words[-1].lower().strip("\"'()[]") if words else ""
-            if words and words[-1].startswith(("#", "@", "http")):
-                continue
-            if last_char in ",:-–(\u2014" and len(t) > 20 and not last_line.rstrip().endswith("::"):
-                reason = f"ends with {last_char!r}"
-            elif lw in FUNCTION_WORDS and len(words) >= 3:
-                reason = f"ends on {words[-1]!r}"
-            elif not LIST_MARKER.match(last_line) and len(words) >= min_words:
-                lines = [ln.strip() for ln in para.split("\n") if ln.strip()]
-                done_lines = sum(1 for ln in lines[:-1] if ln[-1] in TERMINAL)
-                inner = re.search(r"[.!?][\"')\]]?\s+[A-Z0-9\"(]", last_line) is not None
-                if inner or (len(lines) >= 2 and done_lines >= max(1, (len(lines) - 1) // 2)):
-                    reason = "last sentence has no ending"
-                elif vocab is not None and lw.isalpha() and vocab.get(lw, 0) <= rare_max and len(lw) <= 12:
-                    reason = f"ends mid-word ({words[-1]!r})"
+            reason = _truncation_reason(t, tf.prompts[i], vocab, min_words, rare_max)
         if reason:
             s[i] = 0.0
             details[i] = f"{reason}: …{t[-60:]!r}"
     return Scored(s, details)
 
 
-def _pattern_scorer(default: tuple[str, ...], what: str) -> Callable[[TextFrame, dict[str, Any]], Scored]:
+def _truncation_reason(
+    t: str, prompt: str, vocab: dict[str, int] | None, min_words: int, rare_max: int
+) -> str:
+    last_char = t[-1]
+    para = t.rsplit("\n\n", 1)[-1]
+    lines = [ln.strip() for ln in para.split("\n") if ln.strip()]
+    last_line = lines[-1] if lines else ""
+    words = last_line.split()
+    if not words or words[-1].startswith(("#", "@", "http")):
+        return ""
+    lw = words[-1].lower().strip("\"'()[]")
+    if CODE_HINT.search(t):
+        return ""
+    if last_char in ",:-–(\u2014" and len(t) > 20:
+        return f"ends with {last_char!r}"
+    if lw in FUNCTION_WORDS and len(words) >= 3:
+        return f"ends on {words[-1]!r}"
+    # earlier lines of the paragraph end in punctuation (prose or punctuated list), this one not
+    prev = lines[:-1]
+    if (
+        len(prev) >= 1
+        and len(words) >= 2
+        and sum(1 for ln in prev if ln[-1] in TERMINAL) >= max(1, 2 * len(prev) / 3)
+    ):
+        return "last line has no ending, unlike the lines before it"
+    if (
+        not LIST_MARKER.match(last_line)
+        and len(words) >= min_words
+        and re.search(r"[.!?][\"')\]]?\s+[A-Z0-9\"(]", last_line) is not None
+    ):
+        return "last sentence has no ending"
+    w = words[-1].strip("\"'()[]")
+    after_comma = last_line.rsplit(",", 1)[-1].split()
+    comma_list = last_line.count(",") >= 1 and len(after_comma) <= 2
+    if w.isalpha() and w.islower() and len(words) >= 2 and not comma_list:
+        if len(w) == 1 and w not in ("a", "i"):
+            return f"ends mid-word ({w!r})"
+        seen = vocab.get(w, 0) if vocab is not None else 0
+        body = (t[: -len(words[-1])] + " " + prompt).lower()
+        if len(w) >= 2 and seen <= 2 and re.search(r"\b" + re.escape(w) + r"[a-z]{2,}", body):
+            return f"ends mid-word ({w!r} is the start of a longer word used in the text)"
+        if vocab is not None and seen <= rare_max and len(w) <= 12 and len(words) >= min_words:
+            return f"ends mid-word ({w!r})"
+    return ""
+
+
+def _pattern_scorer(
+    default: tuple[str, ...], what: str
+) -> Callable[[TextFrame, dict[str, Any]], Scored]:
     def scorer(tf: TextFrame, p: dict[str, Any]) -> Scored:
         patterns = list(p.get("patterns", default)) + list(p.get("extra_patterns", []))
         per_hit = float(p.get("penalty", 1.0))
@@ -298,32 +435,36 @@ def score_boilerplate(tf: TextFrame, p: dict[str, Any]) -> Scored:
     """Template text: known boilerplate (AI disclaimers, mail signatures and footers,
     "auto-generated" notices, ``patterns``/``extra_patterns``) and, learned from the data
     itself, any sentence or line of at least ``shared_min_words`` (5) words that recurs in at
-    least ``shared_min_share`` (0.5%) and ``shared_min_count`` (5) of the examples. The score
-    falls with the share of the text that is boilerplate (``penalty`` per known pattern)."""
+    least ``shared_min_share`` (0.5%) and ``shared_min_count`` (5) of the examples but in no
+    more than ``shared_max_doc_share`` (50%: above that it is the house style, not a defect).
+    An example containing such text scores at most ``shared_score`` (0.25), less the larger
+    the share of its text that is template; each known pattern costs ``penalty`` (1.0)."""
     base = _pattern_scorer(BOILERPLATE_PATTERNS, "boilerplate")(tf, p)
     s = base.scores.copy()
     details = dict(base.details)
     if p.get("shared", True) and len(tf) >= 20:
         min_words = int(p.get("shared_min_words", 5))
-        min_count = max(int(p.get("shared_min_count", 5)),
-                        int(math.ceil(float(p.get("shared_min_share", 0.005)) * len(tf))))
+        min_count = max(
+            int(p.get("shared_min_count", 5)),
+            math.ceil(float(p.get("shared_min_share", 0.005)) * len(tf)),
+        )
+        max_count = float(p.get("shared_max_doc_share", 0.5)) * len(tf)
+        cap = float(p.get("shared_score", 0.25))
         segs = tf.cached("segments", lambda: [_segments(t) for t in tf.texts])
         df: Counter[str] = Counter()
         for ss in segs:
             df.update({x for x in ss if x.count(" ") + 1 >= min_words})
-        common = {k for k, v in df.items() if v >= min_count}
+        common = {k for k, v in df.items() if min_count <= v <= max_count}
         if common:
-            max_share = float(p.get("shared_max_share", 0.5))
             for i, ss in enumerate(segs):
                 hit = [x for x in ss if x in common]
                 if not hit:
                     continue
                 share = sum(len(x) for x in hit) / max(1, sum(len(x) for x in ss))
-                # any recurring template sentence costs at least half the score
-                val = min(0.5, 1.0 - share / max_share) if share < max_share else 0.0
+                val = cap * (1.0 - share)
                 if val < s[i]:
                     s[i] = max(0.0, val)
-                    details[i] = f"recurring template text ({df[hit[0]]}×): {hit[0][:60]!r}"
+                    details[i] = f"template text found in {df[hit[0]]} examples: {hit[0][:60]!r}"
     return Scored(_clip01(s), details, raw=base.raw)
 
 
@@ -360,7 +501,9 @@ def score_verbosity(tf: TextFrame, p: dict[str, Any]) -> Scored:
     ``filler_bad`` (3.0) bound filler phrases per 100 words; the score is the lower of the two."""
     w = np.log1p(tf.n_words)
     med = tf.dataset_median(w, "logw")
-    mad = tf.cached("mad_logw", lambda: float(np.median(np.abs(w - np.median(w)))) if len(w) else 0.0)
+    mad = tf.cached(
+        "mad_logw", lambda: float(np.median(np.abs(w - np.median(w)))) if len(w) else 0.0
+    )
     scale = max(1.4826 * mad, float(p.get("min_scale", 0.25)))
     z = (w - med) / scale
     s_len = _ramp_down(z, float(p.get("z_ok", 2.5)), float(p.get("z_bad", 4.5)))
@@ -387,9 +530,13 @@ def score_language(tf: TextFrame, p: dict[str, Any]) -> Scored:
     ``cyrillic``, ``greek``, ``arabic``, ``cjk`` or ``any``) at least ``min_share`` (0.8); with
     ``language: en`` also at least ``min_stopword_share`` (0.08) of words are common English
     words (texts under 8 words are not judged on that)."""
-    scripts = {"latin": r"[A-Za-z\x{00C0}-\x{024F}]", "cyrillic": r"[\x{0400}-\x{04FF}]",
-               "greek": r"[\x{0370}-\x{03FF}]", "arabic": r"[\x{0600}-\x{06FF}]",
-               "cjk": r"[\x{3040}-\x{30FF}\x{3400}-\x{9FFF}\x{AC00}-\x{D7AF}]"}
+    scripts = {
+        "latin": r"[A-Za-z\x{00C0}-\x{024F}]",
+        "cyrillic": r"[\x{0400}-\x{04FF}]",
+        "greek": r"[\x{0370}-\x{03FF}]",
+        "arabic": r"[\x{0600}-\x{06FF}]",
+        "cjk": r"[\x{3040}-\x{30FF}\x{3400}-\x{9FFF}\x{AC00}-\x{D7AF}]",
+    }
     script = str(p.get("script", "latin"))
     letters = tf.count(r"\p{L}")
     s = np.ones(len(tf))
@@ -401,11 +548,36 @@ def score_language(tf: TextFrame, p: dict[str, Any]) -> Scored:
         for i in np.flatnonzero(~ok):
             details[int(i)] = f"only {share[i]:.0%} of letters are {script}"
     if p.get("language") == "en":
-        stop = frozenset("the a an and of to in is it that for on with as are was be this you i".split())
-        for i, ws in enumerate(tf.words()):
-            if len(ws) >= 8 and sum(1 for x in ws if x in stop) / len(ws) < float(p.get("min_stopword_share", 0.08)):
-                s[i] = 0.0
-                details.setdefault(i, "few common English words")
+        stop = frozenset(
+            [
+                "the",
+                "a",
+                "an",
+                "and",
+                "of",
+                "to",
+                "in",
+                "is",
+                "it",
+                "that",
+                "for",
+                "on",
+                "with",
+                "as",
+                "are",
+                "was",
+                "be",
+                "this",
+                "you",
+                "i",
+            ]
+        )
+        for k, ws in enumerate(tf.words()):
+            if len(ws) >= 8 and sum(1 for x in ws if x in stop) / len(ws) < float(
+                p.get("min_stopword_share", 0.08)
+            ):
+                s[k] = 0.0
+                details.setdefault(k, "few common English words")
     return Scored(s, details)
 
 
@@ -420,8 +592,10 @@ def score_readability(tf: TextFrame, p: dict[str, Any]) -> Scored:
     mwl = float(p.get("max_word_length", 8))
     s = np.minimum(_ramp_down(wps, msw, 2 * msw), _ramp_down(wl, mwl, mwl + 3))
     s[tf.n_words < 10] = 1.0
-    details = {int(i): f"{wps[i]:.0f} words per sentence, {wl[i]:.1f} letters per word"
-               for i in np.flatnonzero(s < 1)}
+    details = {
+        int(i): f"{wps[i]:.0f} words per sentence, {wl[i]:.1f} letters per word"
+        for i in np.flatnonzero(s < 1)
+    }
     return Scored(s, details, raw=wps)
 
 
@@ -477,8 +651,11 @@ def score_echo(tf: TextFrame, p: dict[str, Any]) -> Scored:
     mw = int(p.get("min_words", 5))
     ov = prompt_overlap(tf)
     s = np.where((ov >= lim) & (tf.n_words >= mw), 0.0, 1.0)
-    return Scored(s, {int(i): f"{ov[i]:.0%} of the response repeats the prompt" for i in np.flatnonzero(s < 1)},
-                  raw=ov)
+    return Scored(
+        s,
+        {int(i): f"{ov[i]:.0%} of the response repeats the prompt" for i in np.flatnonzero(s < 1)},
+        raw=ov,
+    )
 
 
 def prompt_overlap(tf: TextFrame) -> np.ndarray:

@@ -30,8 +30,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Calibration", "Criterion", "JudgeConfig", "Rubric", "RubricError", "Strata", "Tiers",
-           "load_rubric", "parse_rubric"]
+__all__ = [
+    "Calibration",
+    "Criterion",
+    "JudgeConfig",
+    "Rubric",
+    "RubricError",
+    "Strata",
+    "Tiers",
+    "load_rubric",
+    "parse_rubric",
+]
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "rubric.yaml"
 
@@ -81,9 +90,13 @@ class Criterion(_Model):
             from ftprep.quality.features import SCORERS
 
             if not self.scorer:
-                raise ValueError(f"a deterministic criterion needs scorer: one of {', '.join(sorted(SCORERS))}")
+                raise ValueError(
+                    f"a deterministic criterion needs scorer: one of {', '.join(sorted(SCORERS))}"
+                )
             if self.scorer not in SCORERS:
-                raise ValueError(f"unknown scorer {self.scorer!r} (one of {', '.join(sorted(SCORERS))})")
+                raise ValueError(
+                    f"unknown scorer {self.scorer!r} (one of {', '.join(sorted(SCORERS))})"
+                )
         return self
 
     @property
@@ -122,7 +135,9 @@ class Calibration(_Model):
     level: Literal["nominal", "ordinal", "interval", "ratio"] = "ordinal"
     alpha_min: float = 0.67
     holdout: float = 0.3  # share of labelled ids held out to measure learned-scorer agreement
-    label_threshold: float | None = None  # learned: unit score >= this counts as "good" (default 0.5)
+    label_threshold: float | None = (
+        None  # learned: unit score >= this counts as "good" (default 0.5)
+    )
 
 
 class JudgeConfig(_Model):
@@ -178,8 +193,10 @@ class Rubric(_Model):
         if not 0 <= self.threshold <= 1:
             raise ValueError("threshold must be in [0, 1]")
         if not self.tiers.review <= self.threshold <= self.tiers.gold:
-            raise ValueError(f"need tiers.review <= threshold <= tiers.gold (got {self.tiers.review}, "
-                             f"{self.threshold}, {self.tiers.gold})")
+            raise ValueError(
+                f"need tiers.review <= threshold <= tiers.gold (got {self.tiers.review}, "
+                f"{self.threshold}, {self.tiers.gold})"
+            )
         return self
 
     def criterion(self, name: str) -> Criterion:
@@ -205,8 +222,10 @@ def parse_rubric(data: Any, source: str = "rubric.yaml") -> Rubric:
     try:
         return Rubric.model_validate(data)
     except ValidationError as e:
-        msgs = [f"{source}: {_loc(tuple(err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
-                for err in e.errors()]
+        msgs = [
+            f"{source}: {_loc(tuple(err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors()
+        ]
         raise RubricError("\n".join(msgs)) from None
 
 

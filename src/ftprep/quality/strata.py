@@ -53,7 +53,9 @@ def period_keys(values: Sequence[str | None], window: str = "quarter") -> list[s
     w = window.strip().lower()
     m = re.fullmatch(r"(\d+)d", w)
     if w not in ("day", "week", "month", "quarter", "year") and not m:
-        raise ValueError(f"period window must be day, week, month, quarter, year or <N>d (got {window!r})")
+        raise ValueError(
+            f"period window must be day, week, month, quarter, year or <N>d (got {window!r})"
+        )
     out: list[str | None] = []
     cache: dict[str, str | None] = {}
     for v in values:
@@ -88,7 +90,9 @@ def period_keys(values: Sequence[str | None], window: str = "quarter") -> list[s
     return out
 
 
-def stratum_table(keys: Sequence[str | None], scores: np.ndarray, tiers: Sequence[str]) -> list[dict[str, Any]]:
+def stratum_table(
+    keys: Sequence[str | None], scores: np.ndarray, tiers: Sequence[str]
+) -> list[dict[str, Any]]:
     """One row per stratum (sorted by key; missing key shown as ``(none)``)."""
     idx: dict[str, list[int]] = defaultdict(list)
     for i, k in enumerate(keys):
@@ -99,9 +103,13 @@ def stratum_table(keys: Sequence[str | None], scores: np.ndarray, tiers: Sequenc
     for k in sorted(idx):
         ii = np.asarray(idx[k])
         s = scores[ii]
-        row: dict[str, Any] = {"stratum": k, "n": int(len(ii)), "mean": round(float(s.mean()), 4),
-                               "median": round(float(np.median(s)), 4),
-                               "p10": round(float(np.percentile(s, 10)), 4)}
+        row: dict[str, Any] = {
+            "stratum": k,
+            "n": len(ii),
+            "mean": round(float(s.mean()), 4),
+            "median": round(float(np.median(s)), 4),
+            "p10": round(float(np.percentile(s, 10)), 4),
+        }
         for name in tier_names:
             row[name] = round(float((t[ii] == name).mean()), 4)
         rows.append(row)
@@ -114,11 +122,21 @@ class StratumTest:
     n: int
     mean: float
     rest_mean: float
-    p_value: float  # Holm-corrected
+    p_value: float  # Holm-corrected, score distribution vs the rest
     significant: bool
+    drop_share: float = float("nan")
+    rest_drop_share: float = float("nan")
+    drop_p: float = float("nan")  # Holm-corrected Fisher exact test on the drop share
 
     @property
     def direction(self) -> str:
+        if (
+            not math.isnan(self.drop_p)
+            and self.drop_p < 1
+            and self.drop_share != self.rest_drop_share
+            and abs(self.drop_share - self.rest_drop_share) > abs(self.mean - self.rest_mean)
+        ):
+            return "lower" if self.drop_share > self.rest_drop_share else "higher"
         return "lower" if self.mean < self.rest_mean else "higher"
 
 
@@ -133,9 +151,18 @@ def _holm(p: np.ndarray) -> np.ndarray:
     return adj
 
 
-def compare_strata(keys: Sequence[str | None], scores: np.ndarray, *, min_n: int = 20,
-                   alpha: float = 0.01, min_effect: float = 0.05) -> tuple[float, list[StratumTest]]:
-    """Kruskal–Wallis p over strata with ≥ ``min_n`` examples, and each such stratum vs the rest."""
+def compare_strata(
+    keys: Sequence[str | None],
+    scores: np.ndarray,
+    *,
+    min_n: int = 20,
+    alpha: float = 0.01,
+    min_effect: float = 0.05,
+    dropped: np.ndarray | None = None,
+) -> tuple[float, list[StratumTest]]:
+    """Kruskal–Wallis p over strata with ≥ ``min_n`` examples, and each such stratum vs the rest.
+    With ``dropped`` (bool per example) a stratum is also significant when its share of dropped
+    examples differs from the rest's (Fisher exact test, Holm-corrected) by ≥ ``min_effect``."""
     idx: dict[str, list[int]] = defaultdict(list)
     for i, k in enumerate(keys):
         if k is not None:
@@ -162,11 +189,28 @@ def compare_strata(keys: Sequence[str | None], scores: np.ndarray, *, min_n: int
         except ValueError:
             p = 1.0
         raw.append(1.0 if math.isnan(p) else p)
-        tests.append(StratumTest(k, len(inside), float(inside.mean()), float(rest.mean()), p, False))
+        tests.append(
+            StratumTest(k, len(inside), float(inside.mean()), float(rest.mean()), p, False)
+        )
     adj = _holm(np.asarray(raw))
     for t, p in zip(tests, adj, strict=True):
         t.p_value = float(p)
         t.significant = bool(p < alpha and abs(t.mean - t.rest_mean) >= min_effect)
+    if dropped is not None:
+        d = np.asarray(dropped, dtype=bool)
+        tot_bad, tot_n = int(d[allidx].sum()), len(allidx)
+        raw_d = []
+        for t, k in zip(tests, names, strict=True):
+            bad_in = int(d[big[k]].sum())
+            n_in = len(big[k])
+            t.drop_share = bad_in / n_in
+            t.rest_drop_share = (tot_bad - bad_in) / max(1, tot_n - n_in)
+            table = [[bad_in, n_in - bad_in], [tot_bad - bad_in, tot_n - n_in - (tot_bad - bad_in)]]
+            raw_d.append(float(stats.fisher_exact(table).pvalue) if tot_bad else 1.0)
+        for t, p in zip(tests, _holm(np.asarray(raw_d)), strict=True):
+            t.drop_p = float(p)
+            if p < alpha and abs(t.drop_share - t.rest_drop_share) >= min_effect:
+                t.significant = True
     return kw_p, tests
 
 
@@ -187,9 +231,17 @@ class DriftResult:
         def r(x: float) -> float | None:
             return None if math.isnan(x) else round(x, 6)
 
-        return {"periods": self.periods, "means": [round(m, 4) for m in self.means], "counts": self.counts,
-                "kendall_tau": r(self.tau), "trend_p": r(self.trend_p), "change_at": self.change_at,
-                "change_p": r(self.change_p), "before_mean": r(self.before_mean), "after_mean": r(self.after_mean)}
+        return {
+            "periods": self.periods,
+            "means": [round(m, 4) for m in self.means],
+            "counts": self.counts,
+            "kendall_tau": r(self.tau),
+            "trend_p": r(self.trend_p),
+            "change_at": self.change_at,
+            "change_p": r(self.change_p),
+            "before_mean": r(self.before_mean),
+            "after_mean": r(self.after_mean),
+        }
 
 
 def drift(keys: Sequence[str | None], scores: np.ndarray, *, min_n: int = 20) -> DriftResult:
@@ -200,7 +252,9 @@ def drift(keys: Sequence[str | None], scores: np.ndarray, *, min_n: int = 20) ->
         if k is not None:
             idx[k].append(i)
     periods = sorted(idx)
-    res = DriftResult(periods, [float(scores[idx[p]].mean()) for p in periods], [len(idx[p]) for p in periods])
+    res = DriftResult(
+        periods, [float(scores[idx[p]].mean()) for p in periods], [len(idx[p]) for p in periods]
+    )
     usable = [p for p in periods if len(idx[p]) >= min_n]
     if len(usable) < 3:
         res.notes.append("fewer than three periods with enough examples: no drift test")

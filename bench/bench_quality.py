@@ -1,0 +1,385 @@
+"""Quality rubric benchmarks (issue #4), each side by side with the baseline a user would use.
+
+1. **Degraded stratum** — real Alpaca examples in two sources over eight quarters; one source's
+   last two quarters are degraded (truncation, boilerplate, verbosity, placeholder text, each
+   in several variants). Measured: share of degraded examples the build excludes, share of
+   clean ones it keeps, whether the report flags the stratum — vs the baseline of a length
+   filter (drop the shortest/longest 5% of responses).
+2. **Learned scorer** — ~300 calibration labels from the AlpaGasus "kept by an LLM rating ≥ 4.5"
+   subset (claude_t45 joined to alpaca_cleaned on (instruction, input)); AUROC on the other
+   ~51k, median of several label draws — vs output length alone and vs logistic regression on
+   embeddings + length.
+3. **Throughput** — examples/s of deterministic + learned scoring on the 52k pool (2 cores),
+   vs a plain Python regex loop over the same patterns.
+
+Run: ``PYTHONPATH=src python bench/bench_quality.py [--quick] [--embed static|none|<dir>]``;
+prints a JSON summary and a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sft"
+ALPACA = DATA / "alpaca_cleaned" / "alpaca_data_cleaned_2023-03-29.json"
+KEPT = DATA / "alpagasus" / "claude_t45.json"
+
+FILLER = [
+    "It is important to note that this answer depends on many factors.",
+    "In conclusion, the points above summarise the main considerations.",
+    "Furthermore, it is worth mentioning that every situation is different.",
+    "Additionally, one should always keep the broader context in mind.",
+    "I hope this helps! Let me know if you have any other questions.",
+    "Overall, this is a complex topic with many nuances to consider.",
+    "Moreover, it goes without saying that further research may be needed.",
+]
+SIGNATURES = [
+    "\n\nBest regards,\nThe Support Team\nThis email and any attachments are confidential.",
+    "\n\nSent from my iPhone",
+    "\n\nThis response was automatically generated. Please do not reply to this message.",
+    "\n\n--\nACME Corp Customer Care | Click here to unsubscribe",
+]
+PLACEHOLDERS = [
+    lambda t: "Dear [Customer Name],\n\n" + t,
+    lambda t: t + "\n\nFor more details contact us at [insert email address].",
+    lambda t: (
+        t.replace(" the ", " {{product_name}} ", 1) if " the " in t else t + " {{product_name}}"
+    ),
+    lambda t: t + "\n\nLorem ipsum dolor sit amet, consectetur adipiscing elit.",
+    lambda t: t + " TODO: add the pricing table here.",
+]
+
+
+kind_of: dict[str, str] = {}  # degraded id -> kind, filled by planted_records
+
+
+def degrade(text: str, kind: str, rng: random.Random) -> str:
+    """One planted defect of ``kind`` (truncation, boilerplate, verbosity, placeholder)."""
+    if kind == "truncation":
+        if len(text) < 40:
+            text = text + " " + text
+        cut = int(len(text) * rng.uniform(0.35, 0.75))
+        if rng.random() < 0.5:  # at a word boundary
+            sp = text.rfind(" ", 0, cut)
+            cut = sp if sp > 10 else cut
+        return text[:cut].rstrip()
+    if kind == "boilerplate":
+        return text + rng.choice(SIGNATURES)
+    if kind == "verbosity":
+        k = rng.randint(3, 6)
+        pad = " ".join(rng.sample(FILLER, k))
+        return (
+            (pad.split(". ")[0] + ". " + text + " " + pad)
+            if rng.random() < 0.3
+            else text + " " + pad
+        )
+    if kind == "placeholder":
+        return rng.choice(PLACEHOLDERS)(text)
+    raise ValueError(kind)
+
+
+def planted_records(
+    pool: list[dict[str, str]],
+    n: int,
+    seed: int = 0,
+    kinds: tuple[str, ...] = ("truncation", "boilerplate", "verbosity", "placeholder"),
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """``n`` Alpaca records in sources ``web``/``vendor`` over 2022-Q1..2023-Q4; ``vendor`` in
+    2023-Q3/Q4 is degraded (kinds in rotation). Returns records and the degraded ids."""
+    rng = random.Random(seed)
+    picks = rng.sample(range(len(pool)), n)
+    quarters = [(y, q) for y in (2022, 2023) for q in (1, 2, 3, 4)]
+    recs: list[dict[str, Any]] = []
+    bad: set[str] = set()
+    kind_of.clear()
+    for j, i in enumerate(picks):
+        r = pool[i]
+        src = "vendor" if j % 2 else "web"
+        y, q = quarters[(j // 2) % len(quarters)]
+        date = f"{y}-{3 * q - 1:02d}-{1 + j % 27:02d}"
+        out = r["output"]
+        rid = f"{src}-{j}"
+        if src == "vendor" and y == 2023 and q >= 3:
+            out = degrade(out, kinds[len(bad) % len(kinds)], rng)
+            kind_of[rid] = kinds[len(bad) % len(kinds)]
+            bad.add(rid)
+        prompt = r["instruction"] + ("\n\n" + r["input"] if r["input"] else "")
+        recs.append(
+            {
+                "id": rid,
+                "source": src,
+                "collected_at": date,
+                "messages": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": out},
+                ],
+            }
+        )
+    return recs, bad
+
+
+def load_pool() -> list[dict[str, str]]:
+    return json.loads(ALPACA.read_text(encoding="utf-8"))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+
+
+# ------------------------------------------------------------------------------ 1. degraded
+def bench_degraded(n: int, seed: int) -> dict[str, Any]:
+    import tempfile
+
+    from ftprep.api import audit
+
+    pool = load_pool()
+    recs, bad = planted_records(pool, n, seed)
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "data").mkdir()
+        for src in ("web", "vendor"):
+            with open(root / "data" / f"{src}.jsonl", "w", encoding="utf-8") as fh:
+                for r in recs:
+                    if r["source"] == src:
+                        fh.write(json.dumps({k: v for k, v in r.items() if k != "source"}) + "\n")
+        tpl = Path(__file__).resolve().parents[1] / "src" / "ftprep" / "templates" / "rubric.yaml"
+        (root / "rubric.yaml").write_text(tpl.read_text(encoding="utf-8"), encoding="utf-8")
+        (root / "ftprep.yaml").write_text(
+            "name: bench\nrubric: rubric.yaml\nsources:\n"
+            "  - {name: web, path: data/web.jsonl, fields: {id: id, collected_at: collected_at}}\n"
+            "  - {name: vendor, path: data/vendor.jsonl, fields: {id: id, collected_at: collected_at}}\n",
+            encoding="utf-8",
+        )
+        t0 = time.perf_counter()
+        res = audit(root, only=["quality.rubric"])
+        secs = time.perf_counter() - t0
+        qr = next(r for r in res.results if r.check == "quality.rubric")
+        if qr.error:
+            raise RuntimeError(qr.error)
+        excluded = {x.example_id for x in qr.decisions if str(x.action) == "exclude"}
+        reasons: dict[str, int] = {}
+        for dec in qr.decisions:
+            if dec.example_id in bad and str(dec.action) == "exclude":
+                for code in dec.reason.split("+"):
+                    reasons[code] = reasons.get(code, 0) + 1
+    ids = [r["id"] for r in recs]
+    clean = [i for i in ids if i not in bad]
+    per_kind: dict[str, float] = {}
+    kinds = ("truncation", "boilerplate", "verbosity", "placeholder")
+    for k in kinds:
+        ks = [x for x, kk in kind_of.items() if kk == k]
+        per_kind[k] = round(sum(1 for x in ks if x in excluded) / max(1, len(ks)), 4)
+    # baseline: length filter dropping the 5% shortest and 5% longest responses
+    lens = np.asarray([len(r["messages"][-1]["content"]) for r in recs])
+    lo, hi = np.percentile(lens, 5), np.percentile(lens, 95)
+    base_ex = {r["id"] for r, ln in zip(recs, lens, strict=True) if ln < lo or ln > hi}
+    st = qr.values.get("strata", {})
+    return {
+        "n": n,
+        "n_degraded": len(bad),
+        "seconds": round(secs, 2),
+        "excluded_degraded": round(sum(1 for x in bad if x in excluded) / len(bad), 4),
+        "kept_clean": round(sum(1 for x in clean if x not in excluded) / len(clean), 4),
+        "per_kind_excluded": per_kind,
+        "reason_codes": reasons,
+        "flagged_sources": st.get("source", {}).get("lower", []),
+        "flagged_periods": st.get("period", {}).get("lower", []),
+        "drift": st.get("drift", {}),
+        "mean_before": qr.values.get("mean_score_before"),
+        "mean_after": qr.values.get("mean_score_after"),
+        "baseline_length_filter": {
+            "excluded_degraded": round(sum(1 for x in bad if x in base_ex) / len(bad), 4),
+            "kept_clean": round(sum(1 for x in clean if x not in base_ex) / len(clean), 4),
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ 2. learned
+def alpagasus_labels(pool: list[dict[str, str]]) -> np.ndarray:
+    key = {(r["instruction"], r["input"]): i for i, r in enumerate(pool)}
+    y = np.zeros(len(pool), dtype=int)
+    for r in json.loads(KEPT.read_text(encoding="utf-8")):
+        i = key.get((r["instruction"], r["input"]))
+        if i is not None:
+            y[i] = 1
+    return y
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s))
+
+
+def bench_learned(n_labels: int, draws: int, embed_spec: str) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from ftprep.examples import Dataset, Example
+    from ftprep.quality.features import TextFrame, dense_features
+    from ftprep.quality.learned import LearnedScorer, build_features
+    from ftprep.quality.rubric import load_rubric
+    from ftprep.quality.score import score_dataset
+
+    pool = load_pool()
+    y = alpagasus_labels(pool)
+    prompts = [r["instruction"] + ("\n\n" + r["input"] if r["input"] else "") for r in pool]
+    outs = [r["output"] for r in pool]
+    emb = None
+    emb_note = "none"
+    if embed_spec != "none":
+        try:
+            from ftprep.signals.embeddings import get_embedder
+
+            e = get_embedder(embed_spec)
+            t0 = time.perf_counter()
+            emb = np.hstack([e.encode(prompts), e.encode(outs)]).astype(np.float32) / np.sqrt(2)
+            emb_note = f"{e.name} ({len(pool) * 2 / (time.perf_counter() - t0):.0f} texts/s)"
+        except Exception as ex:
+            emb_note = f"unavailable: {type(ex).__name__}: {ex}"
+    ds = Dataset.from_examples(
+        [
+            Example(
+                id=str(i),
+                messages=[{"role": "user", "content": p}, {"role": "assistant", "content": o}],
+            )
+            for i, (p, o) in enumerate(zip(prompts, outs, strict=True))
+        ]
+    )
+    rubric = load_rubric()
+    det = score_dataset(rubric.model_copy(update={"criteria": rubric.by_kind("deterministic")}), ds)
+    rf, pf = TextFrame(outs, prompts), TextFrame(prompts)
+    dense, names = dense_features(rf, pf)
+    dense = np.hstack([dense, det.unit])
+    names += [f"criterion:{c.name}" for c in det.criteria]
+    feats = build_features(dense, names, [prompts, outs], emb)
+    length = np.log1p([len(o) for o in outs])
+    rng = np.random.default_rng(0)
+    res: dict[str, list[float]] = {
+        "ours": [],
+        "length": [],
+        "lr_embed_length": [],
+        "ours_no_embed": [],
+    }
+    for _ in range(draws):
+        idx = rng.permutation(len(pool))
+        tr, te = idx[:n_labels], idx[n_labels:]
+        if y[tr].min() == y[tr].max():
+            continue
+        s = LearnedScorer().fit(feats, tr, y[tr]).predict(feats)
+        res["ours"].append(_auroc(y[te], s[te]))
+        res["length"].append(_auroc(y[te], -length[te]))
+        if emb is not None:
+            s2 = LearnedScorer(views=("dense", "ngram")).fit(feats, tr, y[tr]).predict(feats)
+            res["ours_no_embed"].append(_auroc(y[te], s2[te]))
+            x = np.hstack([emb, length[:, None]])
+            sc = StandardScaler().fit(x[tr])
+            lr = LogisticRegression(max_iter=2000).fit(sc.transform(x[tr]), y[tr])
+            res["lr_embed_length"].append(_auroc(y[te], lr.decision_function(sc.transform(x[te]))))
+    return {
+        "n_labels": n_labels,
+        "draws": draws,
+        "positives_share": round(float(y.mean()), 4),
+        "embeddings": emb_note,
+        **{
+            f"auroc_{k}": {
+                "median": round(float(np.median(v)), 4),
+                "min": round(min(v), 4),
+                "max": round(max(v), 4),
+            }
+            for k, v in res.items()
+            if v
+        },
+    }
+
+
+# ------------------------------------------------------------------------------ 3. speed
+def bench_speed(n: int) -> dict[str, Any]:
+    from ftprep.examples import Dataset, Example
+    from ftprep.quality.calibration import RatingRow
+    from ftprep.quality.features import BOILERPLATE_PATTERNS, FILLER_PATTERNS, PLACEHOLDER_PATTERNS
+    from ftprep.quality.rubric import load_rubric
+    from ftprep.quality.score import score_dataset
+
+    pool = load_pool()[:n]
+    ds = Dataset.from_examples(
+        [
+            Example(
+                id=str(i),
+                messages=[
+                    {"role": "user", "content": r["instruction"] + "\n\n" + r["input"]},
+                    {"role": "assistant", "content": r["output"]},
+                ],
+            )
+            for i, r in enumerate(pool)
+        ]
+    )
+    rubric = load_rubric()
+    rng = np.random.default_rng(0)
+    rows = [
+        RatingRow(str(i), rater, "helpful", float(rng.integers(1, 6)))
+        for i in rng.choice(len(pool), 300, replace=False).tolist()
+        for rater in ("a", "b")
+    ]
+    t0 = time.perf_counter()
+    score_dataset(rubric, ds, ratings=rows)
+    ours = time.perf_counter() - t0
+    # baseline: the same regexes in a plain Python loop (what a script would do), no learned part
+    pats = [re.compile(p) for p in (*PLACEHOLDER_PATTERNS, *BOILERPLATE_PATTERNS, *FILLER_PATTERNS)]
+    outs = [r["output"] for r in pool]
+    t0 = time.perf_counter()
+    for o in outs:
+        _ = [bool(p.search(o)) for p in pats]
+        _ = len(o.split())
+    base = time.perf_counter() - t0
+    return {
+        "n": n,
+        "ours_examples_per_s": round(n / ours),
+        "baseline_python_regex_loop_per_s": round(n / base),
+        "ours_seconds": round(ours, 2),
+        "baseline_seconds": round(base, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--embed", default="static")
+    ap.add_argument("--only", default="degraded,learned,speed")
+    a = ap.parse_args(argv)
+    if not ALPACA.exists():
+        print("shared data not available", file=sys.stderr)
+        return 2
+    out: dict[str, Any] = {"machine": machine()}
+    only = a.only.split(",")
+    if "degraded" in only:
+        out["degraded"] = bench_degraded(2000 if a.quick else 8000, 0)
+    if "learned" in only:
+        out["learned"] = bench_learned(300, 3 if a.quick else 7, a.embed)
+    if "speed" in only:
+        out["speed"] = bench_speed(10000 if a.quick else len(load_pool()))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
