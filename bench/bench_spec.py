@@ -115,7 +115,7 @@ def project(
     changed: set[str],
     rules: bool,
     params: dict[str, object],
-    area_field: bool,
+    area_field: float,
     versions: list[str],
 ) -> Path:
     root.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ def project(
                     {
                         "id": f"e{k}",
                         "v": versions[k],
-                        "area": dom,
+                        "area": dom if (k * 2654435761) % 1000 < area_field * 1000 else None,
                         "messages": [
                             {"role": "user", "content": q},
                             {"role": "assistant", "content": f"intent: {intent}"},
@@ -135,7 +135,7 @@ def project(
                 )
                 + "\n"
             )
-    fields = "{id: id, spec_version: v" + (", area: area" if area_field else "") + "}"
+    fields = "{id: id, spec_version: v" + (", area: area" if area_field > 0 else "") + "}"
     (root / "ftprep.yaml").write_text(
         f"sources: [{{name: m, path: d.jsonl, fields: {fields}}}]\nspec: spec.md\n"
         + "checks:\n  spec.quarantine: "
@@ -178,17 +178,18 @@ def quarantine_bench(
         ]
     )
     configs = [
-        ("rules only (keywords)", True, {"area_embeddings": False}, False),
+        ("rules only (keywords)", True, {"area_embeddings": False}, 0.0),
         (
             "embeddings: nearest description",
             False,
-            {"area_seeds": False, "area_margin": 0.0},
-            False,
+            {"area_seeds": False, "area_margin": 0.0, "area_refine": 0},
+            0.0,
         ),
-        ("embeddings + refine (no rules)", False, {}, False),
-        ("ftprep default: rules + embeddings + seeds + refine", True, {}, False),
-        ("default, recall-oriented: area_margin 0.08", True, {"area_margin": 0.08}, False),
-        ("areas given as a field", False, {}, True),
+        ("embeddings + refine (no rules)", False, {}, 0.0),
+        ("ftprep default: rules + embeddings + seeds + refine", True, {}, 0.0),
+        ("default, recall-oriented: area_margin 0.08", True, {"area_margin": 0.08}, 0.0),
+        ("default, area field on 20% of examples", True, {}, 0.2),
+        ("areas given as a field", False, {}, 1.0),
     ]
     for label, rules, params, field in configs:
         root = project(
@@ -206,6 +207,16 @@ def quarantine_bench(
         acc = sum(
             1 for i, a in zip(prov["ids"], prov["area"], strict=True) if area_of[i] == a
         ) / len(rows)
+        if 0 < field < 1:
+            inferred = [
+                i == area_of[e]
+                for e, i, src in zip(prov["ids"], prov["area"], prov["area_source"], strict=True)
+                if src != "field"
+            ]
+            label += (
+                f" (holdout estimate {r.values['area_holdout_agreement']:.3f}; true accuracy of"
+                f" the inferred {sum(inferred) / len(inferred):.3f})"
+            )
         out.append([name, label, len(pred), *prf(pred, truth), acc, dt])
     return out
 

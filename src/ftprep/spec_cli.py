@@ -47,6 +47,11 @@ def _project(path: Path) -> Project:
     return load_project(path)
 
 
+def _short(ts: str) -> str:
+    """``2024-03-01T00:00:00+00:00`` -> ``2024-03-01 00:00`` (times are UTC)."""
+    return ts[:16].replace("T", " ")
+
+
 def _emit(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
@@ -163,16 +168,16 @@ def log(project: Path, as_json: bool) -> None:
     if not hist.entries:
         out.print("the spec is not locked yet (`ftprep spec lock`)")
         return
-    t = Table(title=f"spec history ({hist.path.name}, chain verified)")
+    t = Table(title=f"spec history ({hist.path.name}, chain verified; times UTC)")
     for c in ("version", "kind", "effective", "affected areas", "recorded", "by", "note"):
         t.add_column(c, overflow="fold")
     for e in hist.entries:
         t.add_row(
             escape(e.version),
             e.kind,
-            e.effective,
+            _short(e.effective),
             escape(", ".join(e.affected_areas) or "—"),
-            e.recorded_at,
+            _short(e.recorded_at),
             escape(e.actor),
             escape(e.note),
         )

@@ -232,6 +232,11 @@ class History:
         entry.hash = entry.compute_hash()
         line = orjson.dumps(asdict(entry), option=orjson.OPT_SORT_KEYS) + b"\n"
         old = self.path.read_bytes() if self.path.exists() else b""
+        on_disk = [ln for ln in old.split(b"\n") if ln.strip()]
+        if len(on_disk) != len(self.entries) or (
+            on_disk and orjson.loads(on_disk[-1]).get("hash") != self.entries[-1].hash
+        ):
+            raise SpecError(f"{self.path} changed while this command ran; run it again")
         if old and not old.endswith(b"\n"):
             old += b"\n"
         atomic_write_bytes(self.path, old + line)
