@@ -123,7 +123,7 @@ PLACEHOLDER_PATTERNS = (
     r"address|recipient|sender|product|customer|xx+)[^\]\n]{0,40}\]",
     r"\{\{\s*[\w .-]{1,40}\s*\}\}",
     r"<(?:insert|your|placeholder|name|todo)[^>\n]{0,40}>",
-    r"\blorem ipsum\b",
+    r"(?i)\blorem ipsum\b",
     r"\b(?:TODO|TBD|FIXME)\b",
     r"\bX{3,}\b",
     r"\[\s*\.\.\.\s*\]",
