@@ -376,21 +376,20 @@ def create_app(
     def queue_list(key: str) -> str:
         q = _queue(key)
         need(q.permission)
-        entries = data.queue_entries(q)
         check = request.args.get("check", "")
-        checks = Counter(e.check for e in entries)
-        if check:
-            entries = [e for e in entries if e.check == check]
+        checks = data.queue_checks(q)
+        chosen = [check] if check in checks else list(checks)
+        total = sum(checks[c] for c in chosen)
         page = max(1, _int(request.args.get("page"), 1))
-        n_pages = max(1, math.ceil(len(entries) / cfg.page_size))
-        shown = entries[(page - 1) * cfg.page_size : page * cfg.page_size]
+        n_pages = max(1, math.ceil(total / cfg.page_size))
+        shown = data.queue_page(q, chosen, (page - 1) * cfg.page_size, cfg.page_size)
         exs = data.examples([e.example_id for e in shown])
         return render_template(
             "queue.html",
             q=q,
             entries=shown,
             exs=exs,
-            total=len(entries),
+            total=total,
             checks=sorted(checks.items()),
             check=check,
             page=page,
@@ -503,7 +502,7 @@ def create_app(
             raise ConflictError(f"{example_id} / {check} was decided concurrently") from e
 
     def _next_url(key: str, q: Any, done: str) -> str:
-        for e in data.queue_entries(q):
+        for e in data.queue_page(q, list(data.queue_checks(q)), 0, 1):
             return url_for("queue_item", key=key, id=e.example_id, check=e.check, saved=done)
         return url_for("queue_list", key=key) + "?" + urlencode({"saved": done})
 

@@ -8,7 +8,6 @@ re-audit shows up without restarting the server.
 
 from __future__ import annotations
 
-import heapq
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -245,6 +245,9 @@ class ReviewData:
         self._rubric = _Cached(lambda: project.path(project.rubric), lambda p: p.read_text("utf-8"))
         self._spec = _Cached(lambda: project.path(project.spec), lambda p: p.read_text("utf-8"))
         self._export_lock = threading.Lock()
+        self._base_lock = threading.Lock()
+        self._base_key: tuple[int, int] | None = None
+        self._base: Any = None
 
     @property
     def name(self) -> str:
@@ -346,6 +349,52 @@ class ReviewData:
     def queue_entries(self, queue: Queue) -> list[LedgerEntry]:
         return [e for e in self.ledger.entries(actions=queue.actions) if queue.matches(e)]
 
+    def queue_checks(self, queue: Queue) -> dict[str, int]:
+        """Open items of ``queue`` per check (one grouped query)."""
+        t = decisions_t
+        q = (
+            sa.select(t.c.check_name, sa.func.count())
+            .where(t.c.action.in_([str(a) for a in queue.actions]))
+            .group_by(t.c.check_name)
+        )
+        with self.ledger.engine.connect() as conn:
+            rows = [(str(r[0]), int(r[1])) for r in conn.execute(q)]
+        return {c: n for c, n in sorted(rows) if queue.matches_check(c)}
+
+    def queue_page(
+        self, queue: Queue, checks: Sequence[str], offset: int, limit: int
+    ) -> list[LedgerEntry]:
+        """One page of ``queue`` restricted to ``checks``, ordered by example id and check
+        (paged in SQL: a queue of 100k items costs the same as one of 100)."""
+        if not checks or limit <= 0:
+            return []
+        t = decisions_t
+        q = (
+            sa.select(t)
+            .where(
+                t.c.action.in_([str(a) for a in queue.actions]), t.c.check_name.in_(list(checks))
+            )
+            .order_by(t.c.example_id, t.c.check_name)
+            .offset(offset)
+            .limit(limit)
+        )
+        with self.ledger.engine.connect() as conn:
+            return [
+                LedgerEntry(
+                    example_id=r.example_id,
+                    check=r.check_name,
+                    action=Action(r.action),
+                    reason=r.reason,
+                    detail=r.detail or "",
+                    actor=r.actor,
+                    actor_kind=r.actor_kind,
+                    updated_at=r.updated_at,
+                    version=r.version,
+                    patch=orjson.loads(r.patch) if r.patch else None,
+                )
+                for r in conn.execute(q)
+            ]
+
     def queue_counts(self) -> dict[str, int]:
         """Open items per queue (one grouped query: it runs on every page)."""
         t = decisions_t
@@ -369,12 +418,23 @@ class ReviewData:
         plus app) and none of them ``user``. Escalated examples come first (more labels settle
         them), then those flagged as likely label errors, then the least-labelled. Returns the
         first ``limit`` ids and the total count."""
-        ids = self._train_ids.get()
-        if ids is None:
+        base = self._annotate_base()
+        if base is None:
             return [], 0
-        imported: dict[str, frozenset[str]] = self._imported_index.get() or {}
-        app = db.annotation_counts(self.workspace.engine, self.name)
-        rank: dict[str, int] = {}
+        ids, pos, n_imported, imported = base
+        counts = n_imported.copy()
+        mine = np.zeros(len(ids), dtype=bool)
+        for eid, app_anns in db.annotation_counts(self.workspace.engine, self.name).items():
+            k = pos.get(eid)
+            if k is None:
+                continue
+            counts[k] += len(app_anns - imported.get(eid, frozenset()))
+            if user in app_anns:
+                mine[k] = True
+        for eid, anns in imported.items():
+            if user in anns and eid in pos:
+                mine[pos[eid]] = True
+        rank = np.full(len(ids), 2, dtype=np.int8)
         t = decisions_t
         q = sa.select(t.c.example_id, t.c.action).where(
             t.c.action.in_([str(Action.ESCALATE), str(Action.REVIEW)]),
@@ -382,19 +442,34 @@ class ReviewData:
         )
         with self.ledger.engine.connect() as conn:
             for eid, action in conn.execute(q):
-                r = 0 if action == str(Action.ESCALATE) else 1
-                rank[eid] = min(r, rank.get(eid, 2))
-        none: frozenset[str] = frozenset()
-        todo: list[tuple[int, int, str]] = []
-        for i in ids:
-            have = imported.get(i, none)
-            extra = app.get(i)
-            if extra:
-                have = have | extra
-            if len(have) < per_item and user not in have:
-                todo.append((rank.get(i, 2), len(have), i))
-        first = heapq.nsmallest(limit, todo) if limit < len(todo) else sorted(todo)
-        return [i for _, _, i in first], len(todo)
+                k = pos.get(eid)
+                if k is not None:
+                    rank[k] = min(rank[k], 0 if action == str(Action.ESCALATE) else 1)
+        todo = np.flatnonzero((counts < per_item) & ~mine)
+        order = np.lexsort((todo, counts[todo], rank[todo]))  # dataset order breaks ties
+        return [ids[int(todo[j])] for j in order[:limit]], len(todo)
+
+    def _annotate_base(
+        self,
+    ) -> tuple[list[str], dict[str, int], np.ndarray, dict[str, frozenset[str]]] | None:
+        """Train ids, id -> position, imported annotators per example (count array and sets);
+        recomputed only when the train or annotations table changes."""
+        ids = self._train_ids.get()
+        if ids is None:
+            return None
+        imported: dict[str, frozenset[str]] = self._imported_index.get() or {}
+        key = (id(ids), id(imported))
+        with self._base_lock:
+            if self._base_key != key:
+                pos = {eid: k for k, eid in enumerate(ids)}
+                n_imported = np.zeros(len(ids), dtype=np.int32)
+                for eid, anns in imported.items():
+                    k = pos.get(eid)
+                    if k is not None:
+                        n_imported[k] = len(anns)
+                self._base = (ids, pos, n_imported, imported)
+                self._base_key = key
+            return self._base
 
     # ------------------------------------------------------------------ standard
     def rubric_text(self) -> str | None:
