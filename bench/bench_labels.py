@@ -235,7 +235,8 @@ def bench_aggregation() -> str:
     def run(rr: object, tt: np.ndarray) -> list[float]:
         out = []
         for kw in ({"method": "majority"}, {"method": "auto", "guards": False}, {"method": "auto"}):
-            out.append(float((aggregate(rr, **kw).label == tt).mean()))  # type: ignore[arg-type]
+            c = aggregate(rr, **kw)  # type: ignore[arg-type]
+            out.append(float((rr.domain[c.label].astype(int) == tt).mean()))  # type: ignore[attr-defined]
         return out
 
     rows.append(["ChaosNLI SNLI+MNLI, original 5 labels (positional ids)", *run(r, t)])
@@ -295,7 +296,11 @@ def bench_escalation(repeats: int = 5) -> str:
             c = aggregate(r, method="auto")
             lab = r.domain[c.label].astype(int)
             wrong[idx] = lab != truth[idx]
-            conf[idx] = c.posterior[np.arange(len(idx)), c.label]
+            conf[idx] = (
+                c.stability
+                if c.stability is not None
+                else c.posterior[np.arange(len(idx)), c.label]
+            )
             top[idx] = c.counts.max(axis=1)
         n_wrong = max(int(wrong.sum()), 1)
 

@@ -115,7 +115,7 @@ class LabelAgreement(Check):
         cfg, table = load_for_project(ctx.project)
         ctx.workspace.save_table(TABLE_NAME, table)
         esc = EscalationParams(
-            escalate_below=_float(p, "escalate_below", 0.8),
+            escalate_below=_float(p, "escalate_below", 0.85),
             exclude_below=_float(p, "exclude_below", 0.5),
             exclude_min_labels=int(p.get("exclude_min_labels", 7)),
             min_labels=int(p.get("min_labels", 2)),

@@ -53,6 +53,7 @@ class Consensus:
     rater_confusion: np.ndarray | None = None  # raters × K × K (row: true, col: given)
     rater_supported: np.ndarray | None = None  # bool per rater
     class_prior: np.ndarray | None = None
+    stability: np.ndarray | None = None  # P(a large crowd keeps the final label), per unit
 
     @property
     def confidence(self) -> np.ndarray:
@@ -106,15 +107,15 @@ def dawid_skene(
     tol: float = 1e-6,
     smoothing: float = 0.5,
     model_weight: float = 0.5,
-    error_correlation: float | None = None,
+    concentration: float | None = None,
     guards: bool = True,
 ) -> Consensus:
     """Hierarchical Dawid–Skene with the guards described in the module docstring.
 
     ``model_weight``: weight of the per-annotator posterior in the reported confidence (the rest
-    is the pooled, exchangeable-annotator posterior). ``error_correlation``: within-example
-    correlation of annotator errors ρ (``None``: estimated from the overdispersion of the
-    disagreement counts). ``guards=False`` gives plain Dawid–Skene (every annotator modelled,
+    is the pooled, exchangeable-annotator posterior). ``concentration``: Dirichlet concentration
+    of the per-example vote distributions (item difficulty; ``None``: fitted by marginal
+    likelihood, ``inf``: independent votes). ``guards=False`` gives plain Dawid–Skene (every annotator modelled,
     no pooling, no majority floor, no tempering) — for comparison only."""
     counts = r.counts().astype(float)
     k = r.n_values
@@ -227,17 +228,27 @@ def dawid_skene(
         label = np.where(tied & labelled, ds, label)
     # pooled: annotators are exchangeable, so the vote count is sufficient: keep the majority
     label = np.where(labelled, label, -1)
-    # item difficulty: votes on one item are not independent (hard items draw correlated errors);
-    # shrink each item's evidence to its effective number of independent votes
+    # item difficulty: votes on one example are not independent (hard examples draw correlated
+    # errors). Each example's vote distribution is modelled as Dirichlet around its true class's
+    # confusion row with concentration s (Dirichlet-multinomial), s fitted by marginal likelihood
     m = counts.sum(axis=1)
-    rho = (
-        _error_correlation(counts, label, pooled_conf)
-        if error_correlation is None
-        else float(error_correlation)
+    conc = (
+        _fit_concentration(counts[labelled], pri_pooled, pooled_conf)
+        if concentration is None
+        else concentration
     )
-    scale = 1.0 / (1.0 + np.maximum(m - 1.0, 0.0) * rho)
-    lp = np.log(pooled_conf)
-    post_pooled = _softmax(np.log(pri_pooled)[None] + scale[:, None] * (counts @ lp.T))
+    if not guards:
+        conc, model_weight = np.inf, 1.0
+    if np.isfinite(conc):
+        post_pooled = _softmax(np.log(pri_pooled)[None] + _dm_loglik(counts, pooled_conf, conc))
+        scale = (conc + 1.0) / (conc + np.maximum(m, 1.0))  # 1 / overdispersion factor
+        notes.append(
+            f"item difficulty: vote distributions vary around each class (Dirichlet concentration "
+            f"{conc:.1f}); 5 votes on one example weigh like {5 * (conc + 1) / (conc + 5):.1f} independent ones"
+        )
+    else:
+        post_pooled = _softmax(np.log(pri_pooled)[None] + counts @ np.log(pooled_conf).T)
+        scale = np.ones(n_u)
     post_pooled[~labelled] = pri_pooled
     if method == "dawid_skene":
         lds = np.zeros((n_u, k))
@@ -249,11 +260,12 @@ def dawid_skene(
         post = model_weight * post_ds + (1.0 - model_weight) * post_pooled
     else:
         post = post_pooled
-    if rho > 0:
-        notes.append(
-            f"correlated errors on the same example (ρ = {rho:.2f}): each example's votes count as "
-            f"{1.0 / (1.0 + 4 * rho):.2f}× independent votes at 5 labels"
-        )
+    label_safe = np.maximum(label, 0)
+    if np.isfinite(conc):
+        stab = crowd_stability(counts, post, pooled_conf, conc, label_safe)
+    else:
+        stab = post[np.arange(n_u), label_safe]
+    stab = np.where(labelled, stab, 0.0)
     return Consensus(
         r.units,
         r.domain,
@@ -268,6 +280,7 @@ def dawid_skene(
         rater_confusion=conf[slot_of],
         rater_supported=supported,
         class_prior=pri,
+        stability=stab,
     )
 
 
@@ -277,22 +290,74 @@ def _softmax(logt: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
-def _error_correlation(counts: np.ndarray, label: np.ndarray, conf: np.ndarray) -> float:
-    """Intra-example correlation of annotator errors, by the method of moments: the variance of
-    the number of dissenting votes per example against its binomial variance under independent
-    errors (``φ = 1 + (m − 1)ρ``). Clipped to [0, 1]; 0 when there is too little data."""
+def crowd_stability(
+    counts: np.ndarray,
+    post: np.ndarray,
+    conf: np.ndarray,
+    conc: float,
+    label: np.ndarray,
+    *,
+    samples: int = 256,
+    max_classes: int = 8,
+    chunk: int = 4096,
+    seed: int = 0,
+) -> np.ndarray:
+    """Probability that the label a very large crowd would give (the argmax of the example's
+    vote distribution) is ``label``, under the Dirichlet-multinomial model: the example's
+    distribution is ``Dirichlet(conc · conf[c] + counts)`` given true class ``c`` (posterior
+    ``post``). Monte Carlo with a fixed seed (deterministic); with many classes only the
+    ``max_classes`` most likely per example are simulated."""
+    rng = np.random.default_rng(seed)
+    n_u, k = counts.shape
+    out = np.zeros(n_u)
+    kk = min(k, max_classes)
+    score = post + counts  # candidate classes: voted or probable
+    for start in range(0, n_u, chunk):
+        sl = slice(start, min(start + chunk, n_u))
+        cand = np.argsort(-score[sl], axis=1, kind="stable")[:, :kk]  # u × kk
+        lab = label[sl]
+        # make sure the label itself is a candidate (replace the last one when missing)
+        has = (cand == lab[:, None]).any(axis=1)
+        cand[~has, -1] = lab[~has]
+        pos = (cand == lab[:, None]).argmax(axis=1)
+        cnt = np.take_along_axis(counts[sl], cand, axis=1)
+        pc = np.take_along_axis(post[sl], cand, axis=1)
+        pc = pc / np.maximum(pc.sum(axis=1, keepdims=True), 1e-12)
+        acc = np.zeros(cnt.shape[0])
+        for j in range(kk):
+            true_c = cand[:, j]
+            a = conc * conf[true_c[:, None], cand] + cnt  # u × kk
+            g = rng.gamma(np.repeat(a[:, None, :], samples, axis=1))
+            acc += pc[:, j] * (g.argmax(axis=2) == pos[:, None]).mean(axis=1)
+        out[sl] = acc
+    return out
+
+
+def _dm_loglik(counts: np.ndarray, conf: np.ndarray, conc: float) -> np.ndarray:
+    """units × K: log Dirichlet-multinomial likelihood of each unit's votes if its true class is k
+    (vote distribution ~ Dirichlet(conc · conf[k])); the multinomial coefficient is omitted."""
+    from scipy.special import gammaln
+
+    a = conc * conf  # K × K (true, given)
     m = counts.sum(axis=1)
-    ok = (m >= 3) & (label >= 0)
-    if ok.sum() < 30:
-        return 0.0
-    lab = label[ok]
-    mm = m[ok]
-    dissent = mm - counts[ok, lab]
-    p_err = np.clip(1.0 - conf[lab, lab], 1e-3, 1 - 1e-3)
-    var_bin = mm * p_err * (1 - p_err)
-    phi = float(((dissent - mm * p_err) ** 2).sum() / var_bin.sum())
-    rho = (phi - 1.0) / max(float(mm.mean()) - 1.0, 1.0)
-    return float(np.clip(rho, 0.0, 1.0))
+    n = counts[:, None, :]  # U × 1 × K
+    ll = (gammaln(a[None] + n) - gammaln(a[None])).sum(axis=2)
+    return np.asarray(ll + (gammaln(conc) - gammaln(conc + m))[:, None])
+
+
+def _fit_concentration(counts: np.ndarray, prior: np.ndarray, conf: np.ndarray) -> float:
+    """Maximum-marginal-likelihood Dirichlet concentration over a log grid; ``inf`` (independent
+    votes) when the data prefer the largest value or there are too few multi-labelled units."""
+    from scipy.special import logsumexp
+
+    multi = counts[counts.sum(axis=1) >= 2]
+    if len(multi) < 30:
+        return float("inf")
+    grid = np.geomspace(0.3, 1000.0, 36)
+    lp = np.log(prior)[None]
+    scores = [float(logsumexp(lp + _dm_loglik(multi, conf, g), axis=1).sum()) for g in grid]
+    best = int(np.argmax(scores))
+    return float("inf") if best == len(grid) - 1 else float(grid[best])
 
 
 def _pooled(
