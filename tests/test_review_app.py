@@ -421,6 +421,49 @@ def test_annotate_queue_saves_exports_and_shows_the_standard(app: Any, project: 
     assert r.status_code == 400 and "Choose or type a label" in r.text
 
 
+@pytest.mark.parametrize("kind", ["rating", "text"])
+def test_rating_and_text_annotations(project: Project, kind: str) -> None:
+    y = project.root / "ftprep.yaml"
+    y.write_text(y.read_text().replace("kind: label", f"kind: {kind}"))
+    app = create_app(load_project(project.root))
+    c = login(app, "ann")
+    page = c.get("/annotate/item?id=t05")
+    tok = csrf_of(page.text)
+    engine = Workspace(project.workspace_dir).engine
+    if kind == "rating":
+        assert 'name="rating"' in page.text
+        bad = c.post(
+            "/annotate/item", data={"csrf_token": tok, "id": "t05", "version": "0", "rating": "nan"}
+        )
+        assert bad.status_code == 400 and "number" in bad.text
+        ok = c.post(
+            "/annotate/item", data={"csrf_token": tok, "id": "t05", "version": "0", "rating": "4"}
+        )
+        assert ok.status_code == 302
+        got = db.get_annotation(engine, project.name, "t05", "ann")
+        assert got is not None and got.rating == 4.0 and got.label is None
+    else:
+        assert 'value="corrected"' in page.text and "Corrected output" in page.text
+        bad = c.post(
+            "/annotate/item",
+            data={"csrf_token": tok, "id": "t05", "version": "0", "label": "corrected", "text": ""},
+        )
+        assert bad.status_code == 400 and "corrected output" in bad.text
+        ok = c.post(
+            "/annotate/item",
+            data={
+                "csrf_token": tok,
+                "id": "t05",
+                "version": "0",
+                "label": "corrected",
+                "text": "shipping",
+            },
+        )
+        assert ok.status_code == 302
+        got = db.get_annotation(engine, project.name, "t05", "ann")
+        assert got is not None and got.label == "corrected" and got.text == "shipping"
+
+
 def test_annotation_edit_conflict_between_two_sessions(app: Any, project: Project) -> None:
     a1, a2 = login(app, "ann"), login(app, "ann")
     p1 = a1.get("/annotate/item?id=t03")
