@@ -32,7 +32,8 @@ from ftprep.examples import normalize_column
 from ftprep.spec.control import spec_path
 from ftprep.spec.document import Spec, load_spec
 from ftprep.spec.history import History, check_anchor, history_path
-from ftprep.spec.provenance import assign_areas, month, resolve_versions
+from ftprep.spec.provenance import assign_areas, resolve_versions
+from ftprep.spec.provenance import months as month_of
 
 ARTIFACT = "spec_provenance"
 QUARANTINE_REASON = "superseded_spec_area"
@@ -370,7 +371,7 @@ class SpecQuarantine(Check):
         per_area: dict[str, Counter[str]] = defaultdict(Counter)
         q_area: Counter[str] = Counter()
         r_area: Counter[str] = Counter()
-        months = [month(c) for c in ctx.train.column("collected_at")]
+        months = month_of(ctx.train.column("collected_at"))
         over_time: dict[str, Counter[str]] = defaultdict(Counter)
         area_time: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         for i, eid in enumerate(ids):

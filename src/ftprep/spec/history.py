@@ -14,6 +14,7 @@ Git is the second anchor: the history file is committed and reviewed like code.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import getpass
 import os
@@ -143,6 +144,7 @@ class Entry:
 class History:
     path: Path
     entries: list[Entry] = field(default_factory=list)
+    _effective: list[dt.datetime] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -205,13 +207,10 @@ class History:
         older than the first effective date belongs to the first version."""
         if not self.entries:
             return None
-        cur = self.entries[0].version
-        for e in self.entries:
-            if e.effective_at <= when:
-                cur = e.version
-            else:
-                break
-        return cur
+        if self._effective is None or len(self._effective) != len(self.entries):
+            self._effective = [e.effective_at for e in self.entries]
+        k = bisect.bisect_right(self._effective, when)
+        return self.entries[max(k - 1, 0)].version
 
     def changed_since(self, version: str) -> dict[str, str]:
         """Areas whose criteria changed after ``version`` up to the latest version, each mapped

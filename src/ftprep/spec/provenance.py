@@ -143,9 +143,13 @@ def _normalise(m: np.ndarray) -> np.ndarray:
 
 def _with_centroids(base: np.ndarray, ex: np.ndarray, lab: np.ndarray) -> np.ndarray:
     """Each area profile plus the normalised centroid of the examples labelled with it."""
-    sums = np.zeros_like(base)
-    ok = lab >= 0
-    np.add.at(sums, lab[ok], ex[ok])
+    from scipy import sparse
+
+    ok = np.flatnonzero(lab >= 0)
+    onehot = sparse.csr_matrix(
+        (np.ones(len(ok), dtype=np.float32), (lab[ok], ok)), shape=(len(base), len(ex))
+    )
+    sums = np.asarray(onehot @ ex, dtype=np.float32)
     has = np.linalg.norm(sums, axis=1) > 0
     out = base.copy()
     out[has] = _normalise(base[has] + _normalise(sums[has]))
@@ -270,9 +274,16 @@ def _holdout(
     return sum(1 for p, t in zip(pred, truth, strict=True) if p == t) / len(truth)
 
 
-def month(value: str | None) -> str | None:
-    t = parse_time(value)
-    return None if t is None else f"{t.year:04d}-{t.month:02d}"
+def months(values: Sequence[str | None]) -> list[str | None]:
+    """``YYYY-MM`` of each timestamp (``None`` when missing or unparseable)."""
+    memo: dict[str | None, str | None] = {}
+    out: list[str | None] = []
+    for v in values:
+        if v not in memo:
+            t = parse_time(v)
+            memo[v] = None if t is None else f"{t.year:04d}-{t.month:02d}"
+        out.append(memo[v])
+    return out
 
 
 def derive_spec_versions(project: Project, dataset: Dataset) -> list[str | None]:
