@@ -553,6 +553,29 @@ def test_arbitration_shows_every_vote_and_writes_the_ledger(app: Any, project: P
     assert r.status_code == 400 and "final label" in r.text
 
 
+def test_app_label_replaces_the_imported_copy_of_the_same_annotator(
+    app: Any, project: Project
+) -> None:
+    engine = Workspace(project.workspace_dir).engine
+    db.save_annotation(
+        engine,
+        project.name,
+        "t07",
+        "ann_a",
+        label="account",
+        rating=None,
+        text=None,
+        reason="changed my mind",
+        expected_version=0,
+    )
+    page = login(app, "sen").get("/queue/escalations/item?id=t07&check=labels.agreement")
+    rows = re.findall(
+        r'<tr class="vote"><td class="mono">([^<]*)</td><td class="mono vote-label">([^<]*)</td>',
+        page.text,
+    )
+    assert sorted(rows) == [("ann_a", "account"), ("ann_b", "shipping"), ("ann_c", "refund")]
+
+
 def test_label_error_and_quarantine_decisions(app: Any, project: Project) -> None:
     c = login(app, "sen")
     assert (

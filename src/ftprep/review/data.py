@@ -316,15 +316,22 @@ class ReviewData:
         return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:limit]
 
     def votes(self, example_id: str) -> list[Vote]:
-        """Every annotator's label for one example: imported ones, then the app's."""
+        """Every annotator's label for one example: imported ones, then the app's. When the
+        label pipeline merged the app's labels into the imported table, the app's row (the
+        current one) replaces the imported copy of the same annotator."""
+        app = db.annotations_for(self.workspace.engine, self.name, example_id)
+        in_app = {a.annotator for a in app}
         out: list[Vote] = []
         t = self.imported_annotations()
         if t is not None and "example_id" in t.column_names:
             sub = t.filter(pc.equal(t.column("example_id"), example_id))
             for r in sub.to_pylist():
+                who = str(r.get("annotator") or "?")
+                if who in in_app:
+                    continue
                 out.append(
                     Vote(
-                        str(r.get("annotator") or "?"),
+                        who,
                         r.get("label"),
                         r.get("rating"),
                         r.get("text"),
@@ -333,7 +340,7 @@ class ReviewData:
                         "imported",
                     )
                 )
-        for a in db.annotations_for(self.workspace.engine, self.name, example_id):
+        for a in app:
             out.append(Vote(a.annotator, a.label, a.rating, a.text, a.reason, a.timestamp, "app"))
         return out
 
