@@ -30,7 +30,7 @@ class FakeServer:
             def log_message(self, *a: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.calls.append({"path": self.path, "body": body})
@@ -46,10 +46,17 @@ class FakeServer:
                     return
                 if self.path.endswith("/chat/completions"):
                     text = body["messages"][-1]["content"][::-1]
-                    out = {"choices": [{"message": {"role": "assistant", "content": text}}],
-                           "usage": {"prompt_tokens": 7, "completion_tokens": 3}}
+                    out = {
+                        "choices": [{"message": {"role": "assistant", "content": text}}],
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+                    }
                 else:
-                    out = {"data": [{"index": i, "embedding": [3.0, 4.0 + i]} for i, _ in enumerate(body["input"])]}
+                    out = {
+                        "data": [
+                            {"index": i, "embedding": [3.0, 4.0 + i]}
+                            for i, _ in enumerate(body["input"])
+                        ]
+                    }
                 data = json.dumps(out).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -80,7 +87,9 @@ def client(server: FakeServer, tmp_path: Path, **kw: Any) -> LLMClient:
     return LLMClient(server.url, api_key="sk-test", cache_dir=tmp_path / "cache", **kw)
 
 
-def test_chat_is_cached_on_disk_and_resumes_across_clients(server: FakeServer, tmp_path: Path) -> None:
+def test_chat_is_cached_on_disk_and_resumes_across_clients(
+    server: FakeServer, tmp_path: Path
+) -> None:
     c1 = client(server, tmp_path)
     r = c1.chat([{"role": "user", "content": "hello"}], model="m")
     assert r.text == "olleh" and not r.cached and r.usage["prompt_tokens"] == 7
@@ -97,7 +106,9 @@ def test_chat_is_cached_on_disk_and_resumes_across_clients(server: FakeServer, t
     assert len(files) == 2 and all("sk-test" not in f.read_text() for f in files)
 
 
-def test_retries_transient_errors_and_honours_retry_after(server: FakeServer, tmp_path: Path) -> None:
+def test_retries_transient_errors_and_honours_retry_after(
+    server: FakeServer, tmp_path: Path
+) -> None:
     slept: list[float] = []
     c = client(server, tmp_path, sleep=slept.append, backoff=0.01)
     server.fail_next = [(500, {}), (429, {"Retry-After": "2"}), (503, {})]
@@ -107,7 +118,9 @@ def test_retries_transient_errors_and_honours_retry_after(server: FakeServer, tm
     assert max(slept) >= 2.0  # Retry-After respected
 
 
-def test_non_retryable_error_and_exhausted_retries_raise(server: FakeServer, tmp_path: Path) -> None:
+def test_non_retryable_error_and_exhausted_retries_raise(
+    server: FakeServer, tmp_path: Path
+) -> None:
     c = client(server, tmp_path, max_retries=2, backoff=0.0)
     server.fail_next = [(400, {})]
     with pytest.raises(LLMError) as e:
@@ -126,7 +139,9 @@ def test_chat_many_keeps_order_and_reports_failures(server: FakeServer, tmp_path
     errors: list[int] = []
     done: list[int] = []
     convs = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
-    out = c.chat_many(convs, "m", concurrency=1, progress=done.append, on_error=lambda i, e: errors.append(i))
+    out = c.chat_many(
+        convs, "m", concurrency=1, progress=done.append, on_error=lambda i, e: errors.append(i)
+    )
     assert errors == [0] and out[0] is None
     assert [r.text for r in out[1:] if r] == [f"q{i}"[::-1] for i in range(1, 6)]
     assert sum(done) == 6

@@ -19,11 +19,66 @@ from ftprep.quality.rubric import RubricError, load_rubric, parse_rubric
 from ftprep.quality.score import overall_score, score_dataset
 from ftprep.quality.strata import compare_strata, drift, period_keys
 
-WORDS = ("account billing invoice refund password settings device network router cable order "
-         "delivery warranty screen battery charger update version backup storage folder email "
-         "message payment card address profile team manager report schedule meeting project "
-         "customer support ticket issue reply request error service server browser app").split()
-VERBS = "open check restart update select confirm send review change remove install contact".split()
+WORDS = [
+    "account",
+    "billing",
+    "invoice",
+    "refund",
+    "password",
+    "settings",
+    "device",
+    "network",
+    "router",
+    "cable",
+    "order",
+    "delivery",
+    "warranty",
+    "screen",
+    "battery",
+    "charger",
+    "update",
+    "version",
+    "backup",
+    "storage",
+    "folder",
+    "email",
+    "message",
+    "payment",
+    "card",
+    "address",
+    "profile",
+    "team",
+    "manager",
+    "report",
+    "schedule",
+    "meeting",
+    "project",
+    "customer",
+    "support",
+    "ticket",
+    "issue",
+    "reply",
+    "request",
+    "error",
+    "service",
+    "server",
+    "browser",
+    "app",
+]
+VERBS = [
+    "open",
+    "check",
+    "restart",
+    "update",
+    "select",
+    "confirm",
+    "send",
+    "review",
+    "change",
+    "remove",
+    "install",
+    "contact",
+]
 
 
 def sentence(rng: random.Random) -> str:
@@ -40,9 +95,14 @@ def dataset(texts: list[str], prompts: list[str] | None = None, **cols: list[str
     ex = []
     for i, t in enumerate(texts):
         p = prompts[i] if prompts else f"Question {i} about {WORDS[i % len(WORDS)]}?"
-        ex.append(Example(id=f"e{i}", messages=[{"role": "user", "content": p}, {"role": "assistant", "content": t}],
-                          source=cols.get("source", ["s"] * len(texts))[i],
-                          collected_at=cols.get("collected_at", [None] * len(texts))[i]))
+        ex.append(
+            Example(
+                id=f"e{i}",
+                messages=[{"role": "user", "content": p}, {"role": "assistant", "content": t}],
+                source=cols.get("source", ["s"] * len(texts))[i],
+                collected_at=cols.get("collected_at", [None] * len(texts))[i],
+            )
+        )
     return Dataset.from_examples(ex)
 
 
@@ -58,13 +118,37 @@ def test_template_rubric_is_valid_and_documented() -> None:
 @pytest.mark.parametrize(
     ("data", "needle"),
     [
-        ({"criteria": [{"name": "x", "definition": "d", "scorer": "nope"}]}, "criteria[0]: unknown scorer"),
-        ({"criteria": [{"name": "x", "definition": "d", "scorer": "length", "scale": [1, 5], "minimum": 7}]},
-         "outside the scale"),
-        ({"threshold": 0.9, "tiers": {"gold": 0.8}, "criteria": [{"name": "x", "definition": "d", "scorer": "length"}]},
-         "tiers.review <= threshold <= tiers.gold"),
+        (
+            {"criteria": [{"name": "x", "definition": "d", "scorer": "nope"}]},
+            "criteria[0]: unknown scorer",
+        ),
+        (
+            {
+                "criteria": [
+                    {
+                        "name": "x",
+                        "definition": "d",
+                        "scorer": "length",
+                        "scale": [1, 5],
+                        "minimum": 7,
+                    }
+                ]
+            },
+            "outside the scale",
+        ),
+        (
+            {
+                "threshold": 0.9,
+                "tiers": {"gold": 0.8},
+                "criteria": [{"name": "x", "definition": "d", "scorer": "length"}],
+            },
+            "tiers.review <= threshold <= tiers.gold",
+        ),
         ({"criteria": []}, "at least one criterion"),
-        ({"criteria": [{"name": "x", "definition": "d", "scorer": "length", "wieght": 2}]}, "criteria[0].wieght"),
+        (
+            {"criteria": [{"name": "x", "definition": "d", "scorer": "length", "wieght": 2}]},
+            "criteria[0].wieght",
+        ),
     ],
 )
 def test_rubric_errors_name_the_key(data: dict, needle: str) -> None:
@@ -74,7 +158,9 @@ def test_rubric_errors_name_the_key(data: dict, needle: str) -> None:
 
 
 # ------------------------------------------------------------------------------ scorers
-def run(scorer: str, texts: list[str], prompts: list[str] | None = None, **params: object) -> np.ndarray:
+def run(
+    scorer: str, texts: list[str], prompts: list[str] | None = None, **params: object
+) -> np.ndarray:
     return SCORERS[scorer](TextFrame(texts, prompts), dict(params)).scores
 
 
@@ -99,17 +185,34 @@ def test_truncation_flags_cut_responses_not_finished_ones() -> None:
     ]
     s = run("truncation", finished + cut)
     assert s[: len(finished)].tolist() == [1.0] * len(finished)
-    assert s[len(finished):].tolist() == [0.0] * len(cut)
+    assert s[len(finished) :].tolist() == [0.0] * len(cut)
 
 
 def test_placeholder_boilerplate_refusal_patterns() -> None:
-    s = run("placeholders", ["Dear [Customer Name], thanks.", "Hi {{name}}", "Lorem ipsum dolor", "TODO: fix",
-                             "Dear Anna, thanks."])
+    s = run(
+        "placeholders",
+        [
+            "Dear [Customer Name], thanks.",
+            "Hi {{name}}",
+            "Lorem ipsum dolor",
+            "TODO: fix",
+            "Dear Anna, thanks.",
+        ],
+    )
     assert s.tolist() == [0, 0, 0, 0, 1]
-    s = run("boilerplate", ["As an AI language model, I think so.", "Sent from my iPhone", "Fine answer."])
+    s = run(
+        "boilerplate",
+        ["As an AI language model, I think so.", "Sent from my iPhone", "Fine answer."],
+    )
     assert s.tolist() == [0, 0, 1]
-    s = run("refusal", ["I'm sorry, but I cannot help with that.", "I cannot assist with this request.",
-                        "Sure, here is how to do it."])
+    s = run(
+        "refusal",
+        [
+            "I'm sorry, but I cannot help with that.",
+            "I cannot assist with this request.",
+            "Sure, here is how to do it.",
+        ],
+    )
     assert s.tolist() == [0, 0, 1]
     s = run("placeholders", ["ACME_NAME here", "fine"], extra_patterns=[r"\bACME_NAME\b"])
     assert s.tolist() == [0, 1]
@@ -134,26 +237,43 @@ def test_boilerplate_learns_recurring_template_text_from_the_data() -> None:
 def test_verbosity_repetition_length_language_readability() -> None:
     rng = random.Random(2)
     texts = [clean_answer(rng) for _ in range(300)]
-    filler = ("It is important to note that this matters. In conclusion, this is good. Furthermore, more "
-              "to say. I hope this helps! Moreover, there is more. Let me know if you have questions.")
+    filler = (
+        "It is important to note that this matters. In conclusion, this is good. Furthermore, more "
+        "to say. I hope this helps! Moreover, there is more. Let me know if you have questions."
+    )
     texts.append(texts[0] + " " + filler)
     texts.append(" ".join([sentence(rng) for _ in range(60)]))  # far longer than usual
     s = run("verbosity", texts)
     assert s[-2] < 0.3 and s[-1] < 0.3 and (s[:300] == 1).mean() > 0.97
     rep = "Restart the router and check the cable. " * 6
     assert run("repetition", [rep, texts[0]]).tolist() == [0.0, 1.0]
-    assert run("length", ["", "one two", "a " * 50], min_words=1, max_words=20).tolist() == [0.0, 1.0, 0.0]
-    assert run("language", ["Привет, как дела? Всё хорошо, спасибо.", "Hello there, how are you?"]).tolist() == [0, 1]
+    assert run("length", ["", "one two", "a " * 50], min_words=1, max_words=20).tolist() == [
+        0.0,
+        1.0,
+        0.0,
+    ]
+    assert run(
+        "language", ["Привет, как дела? Всё хорошо, спасибо.", "Hello there, how are you?"]
+    ).tolist() == [0, 1]
     long_sent = " ".join(["word"] * 120) + "."
     assert run("readability", [long_sent, texts[0]]).tolist() == [0.0, 1.0]
 
 
 def test_json_pattern_echo() -> None:
-    assert run("json", ['{"intent": "a", "reply": "b"}', '{"intent": "a"}', "not json"],
-               required_keys=["intent", "reply"]).tolist() == [1, 0, 0]
-    assert run("pattern", ["## Summary\nok", "nothing"], require=["(?m)^## Summary"]).tolist() == [1, 0]
-    assert run("echo", ["please reset my account password now", "Open settings and reset it."],
-               ["please reset my account password now"] * 2).tolist() == [0, 1]
+    assert run(
+        "json",
+        ['{"intent": "a", "reply": "b"}', '{"intent": "a"}', "not json"],
+        required_keys=["intent", "reply"],
+    ).tolist() == [1, 0, 0]
+    assert run("pattern", ["## Summary\nok", "nothing"], require=["(?m)^## Summary"]).tolist() == [
+        1,
+        0,
+    ]
+    assert run(
+        "echo",
+        ["please reset my account password now", "Open settings and reset it."],
+        ["please reset my account password now"] * 2,
+    ).tolist() == [0, 1]
 
 
 @settings(max_examples=60, deadline=None)
@@ -166,8 +286,16 @@ def test_every_scorer_returns_unit_scores_for_any_text(texts: list[str]) -> None
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=3, max_size=3), min_size=1, max_size=20))
-def test_overall_score_is_a_weighted_mean_of_available_criteria(rows: list[list[float | None]]) -> None:
+@given(
+    st.lists(
+        st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=3, max_size=3),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_overall_score_is_a_weighted_mean_of_available_criteria(
+    rows: list[list[float | None]],
+) -> None:
     u = np.asarray([[np.nan if v is None else v for v in r] for r in rows], dtype=float)
     o = overall_score(u, np.asarray([1.0, 2.0, 0.5]))
     for i, r in enumerate(u):
@@ -189,13 +317,23 @@ def test_agreement_matches_krippendorff_and_flags_vague_criterion(tmp_path: Path
         vague = rng.integers(1, 6, size=120)
         for u in range(120):
             if not (r == "cy" and u % 3 == 0):  # missing ratings are fine
-                rows.append({"id": f"e{u}", "rater": r, "clear": int(clear[u]), "vague": int(vague[u])})
+                rows.append(
+                    {"id": f"e{u}", "rater": r, "clear": int(clear[u]), "vague": int(vague[u])}
+                )
     path = tmp_path / "ratings.csv"
-    path.write_text("id,rater,clear,vague\n" + "".join(f"{x['id']},{x['rater']},{x['clear']},{x['vague']}\n"
-                                                       for x in rows), encoding="utf-8")
-    rubric = parse_rubric({"criteria": [
-        {"name": "clear", "definition": "d", "kind": "learned", "scale": [1, 5]},
-        {"name": "vague", "definition": "d", "kind": "learned", "scale": [1, 5]}]})
+    path.write_text(
+        "id,rater,clear,vague\n"
+        + "".join(f"{x['id']},{x['rater']},{x['clear']},{x['vague']}\n" for x in rows),
+        encoding="utf-8",
+    )
+    rubric = parse_rubric(
+        {
+            "criteria": [
+                {"name": "clear", "definition": "d", "kind": "learned", "scale": [1, 5]},
+                {"name": "vague", "definition": "d", "kind": "learned", "scale": [1, 5]},
+            ]
+        }
+    )
     got = {a.criterion: a for a in agreement(read_ratings(path), rubric)}
     for crit in ("clear", "vague"):
         mat = np.full((3, 120), np.nan)
@@ -210,8 +348,11 @@ def test_agreement_matches_krippendorff_and_flags_vague_criterion(tmp_path: Path
 
 def test_read_ratings_long_jsonl_and_errors(tmp_path: Path) -> None:
     p = tmp_path / "r.jsonl"
-    p.write_text('{"id": "a", "rater": "x", "criterion": "helpful", "score": 4}\n'
-                 '{"id": "a", "rater": "y", "criterion": "helpful", "score": ""}\n', encoding="utf-8")
+    p.write_text(
+        '{"id": "a", "rater": "x", "criterion": "helpful", "score": 4}\n'
+        '{"id": "a", "rater": "y", "criterion": "helpful", "score": ""}\n',
+        encoding="utf-8",
+    )
     assert read_ratings(p) == [RatingRow("a", "x", "helpful", 4.0)]
     bad = tmp_path / "bad.csv"
     bad.write_text("id,rater,helpful\na,x,great\n", encoding="utf-8")
@@ -243,7 +384,12 @@ def test_strata_and_drift_find_the_degraded_period() -> None:
     assert d.change_at == "2023" and d.change_p < 1e-6 and d.tau < 0
     flat = drift(keys, rng.normal(0.9, 0.05, 2000))
     assert flat.change_p > 0.01 or abs(flat.after_mean - flat.before_mean) < 0.02
-    assert period_keys(["2024-05-17T10:00:00Z", "2024-02-01", None, "junk"], "quarter") == ["2024-Q2", "2024-Q1", None, None]
+    assert period_keys(["2024-05-17T10:00:00Z", "2024-02-01", None, "junk"], "quarter") == [
+        "2024-Q2",
+        "2024-Q1",
+        None,
+        None,
+    ]
     assert period_keys(["2024-05-17"], "month") == ["2024-05"]
     with pytest.raises(ValueError):
         period_keys(["2024-01-01"], "fortnight")
@@ -272,7 +418,9 @@ def make_project(root: Path, recs: list[dict], extra: str = "", rubric: str | No
     (root / "rubric.yaml").write_text(rubric or tpl.read_text(encoding="utf-8"), encoding="utf-8")
     (root / "ftprep.yaml").write_text(
         "name: q\nrubric: rubric.yaml\nsources:\n  - name: main\n    path: data/train.jsonl\n"
-        "    fields: {id: id, collected_at: date, annotator: author}\n" + extra, encoding="utf-8")
+        "    fields: {id: id, collected_at: date, annotator: author}\n" + extra,
+        encoding="utf-8",
+    )
     return root
 
 
@@ -288,16 +436,29 @@ def planted(n: int = 600, seed: int = 0) -> tuple[list[dict], set[str]]:
             if kind == 0:
                 ans = ans + " And then you should open the"
             elif kind == 1:
-                ans = ans + "\n\nBest regards,\nThe Team\nThis email and any attachments are confidential."
+                ans = (
+                    ans
+                    + "\n\nBest regards,\nThe Team\nThis email and any attachments are confidential."
+                )
             elif kind == 2:
                 ans = "Hello [insert customer name], " + ans
             else:
-                ans = ans + " It is important to note that this matters. In conclusion, it helps. " \
-                            "Furthermore, all is well. I hope this helps! Moreover, that is it."
+                ans = (
+                    ans + " It is important to note that this matters. In conclusion, it helps. "
+                    "Furthermore, all is well. I hope this helps! Moreover, that is it."
+                )
             bad.add(rid)
-        recs.append({"id": rid, "date": f"{year}-0{1 + i % 9}-15", "author": f"a{i % 3}",
-                     "messages": [{"role": "user", "content": f"How do I fix {rng.choice(WORDS)} {i}?"},
-                                  {"role": "assistant", "content": ans}]})
+        recs.append(
+            {
+                "id": rid,
+                "date": f"{year}-0{1 + i % 9}-15",
+                "author": f"a{i % 3}",
+                "messages": [
+                    {"role": "user", "content": f"How do I fix {rng.choice(WORDS)} {i}?"},
+                    {"role": "assistant", "content": ans},
+                ],
+            }
+        )
     return recs, bad
 
 
@@ -316,14 +477,28 @@ def test_audit_excludes_degraded_period_with_reasons_and_shows_the_stratum(tmp_p
     for d in excl.values():  # every exclusion names the failing criteria and the evidence
         assert d.reason and d.detail.startswith("score ")
         assert d.reason == "below_threshold" or all(
-            code in {"truncated", "boilerplate", "placeholder", "verbose", "repetitive", "refusal",
-                     "empty_response"} for code in d.reason.split("+"))
+            code
+            in {
+                "truncated",
+                "boilerplate",
+                "placeholder",
+                "verbose",
+                "repetitive",
+                "refusal",
+                "empty_response",
+            }
+            for code in d.reason.split("+")
+        )
     v = qr.values
     assert v["strata"]["period"]["lower"] == ["2024"]
     assert v["mean_score_after"] > v["mean_score_before"] and v["n_kept"] < v["n_examples"]
     assert any(f.code == "low_quality_period" for f in qr.findings)
     titles = [s.title for s in qr.sections]
-    assert "Smaller but better" in titles and "Quality by period" in titles and "Quality by annotator" in titles
+    assert (
+        "Smaller but better" in titles
+        and "Quality by period" in titles
+        and "Quality by annotator" in titles
+    )
     sample = (root / "out" / "audit" / "quality_calibration_sample.csv").read_text(encoding="utf-8")
     assert sample.startswith("id,rater,helpful,")
 
@@ -336,16 +511,30 @@ def test_learned_criterion_trains_on_calibration_labels(tmp_path: Path) -> None:
     lines = ["id,rater,helpful"]
     for i in range(400):
         good = i % 2 == 0
-        ans = clean_answer(rng) + (" Then confirm the refund in the billing settings." if good else "")
-        recs.append({"id": f"x{i}", "date": "2024-01-01", "author": "a",
-                     "messages": [{"role": "user", "content": f"Help with billing {i}"},
-                                  {"role": "assistant", "content": ans}]})
+        ans = clean_answer(rng) + (
+            " Then confirm the refund in the billing settings." if good else ""
+        )
+        recs.append(
+            {
+                "id": f"x{i}",
+                "date": "2024-01-01",
+                "author": "a",
+                "messages": [
+                    {"role": "user", "content": f"Help with billing {i}"},
+                    {"role": "assistant", "content": ans},
+                ],
+            }
+        )
         if i < 160:
             for r in ("ann", "bob"):
                 lines.append(f"x{i},{r},{5 if good else 1}")
     root = make_project(tmp_path / "p", recs, "embeddings: none-such-model\n")
     (root / "calib.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tpl = (root / "rubric.yaml").read_text(encoding="utf-8").replace("ratings: null", "ratings: calib.csv")
+    tpl = (
+        (root / "rubric.yaml")
+        .read_text(encoding="utf-8")
+        .replace("ratings: null", "ratings: calib.csv")
+    )
     (root / "rubric.yaml").write_text(tpl, encoding="utf-8")
     res = audit(root, only=["quality.rubric"])
     qr = next(r for r in res.results if r.check == "quality.rubric")
@@ -364,15 +553,125 @@ def test_alpaca_planted_source_is_excluded() -> None:
     if not data.exists():
         pytest.skip("shared data not available")
     spec = importlib.util.spec_from_file_location(
-        "bench_quality", Path(__file__).resolve().parents[1] / "bench" / "bench_quality.py")
+        "bench_quality", Path(__file__).resolve().parents[1] / "bench" / "bench_quality.py"
+    )
     assert spec and spec.loader
     bq = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bq)
-    recs, bad = bq.planted_records(bq.load_pool(), 1600, seed=1, kinds=("boilerplate", "verbosity", "placeholder"))
-    ds = Dataset.from_examples([Example(id=r["id"], messages=r["messages"], source=r["source"],
-                                        collected_at=r["collected_at"]) for r in recs])
+    recs, bad = bq.planted_records(
+        bq.load_pool(), 1600, seed=1, kinds=("boilerplate", "verbosity", "placeholder")
+    )
+    ds = Dataset.from_examples(
+        [
+            Example(
+                id=r["id"],
+                messages=r["messages"],
+                source=r["source"],
+                collected_at=r["collected_at"],
+            )
+            for r in recs
+        ]
+    )
     res = score_dataset(load_rubric(), ds)
     drop = {i for i, t in zip(res.ids, res.tiers, strict=True) if t == "drop"}
     assert len(bad & drop) / len(bad) >= 0.9
     clean = set(res.ids) - bad
     assert len(clean - drop) / len(clean) >= 0.95
+
+
+class _JudgeServer:
+    """A local OpenAI-compatible endpoint: scores 5 when the response mentions Paris, else 1."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.calls = 0
+        srv = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                srv.calls += 1
+                user = body["messages"][-1]["content"]
+                resp = user.split("<response>", 1)[1]
+                data = json.dumps(
+                    {
+                        "choices": [
+                            {"message": {"content": "5" if "Paris" in resp else "Score: 1"}}
+                        ],
+                        "usage": {"prompt_tokens": 50, "completion_tokens": 1},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: Path) -> None:
+    from ftprep.api import audit
+
+    srv = _JudgeServer()
+    try:
+        recs = [
+            {
+                "id": f"j{i}",
+                "date": "2024-01-01",
+                "author": "a",
+                "messages": [
+                    {"role": "user", "content": "What is the capital of France?"},
+                    {
+                        "role": "assistant",
+                        "content": f"It is {'Paris' if i % 2 else 'Lyon'}, case {i}.",
+                    },
+                ],
+            }
+            for i in range(30)
+        ]
+        rubric = (
+            "threshold: 0.6\ncriteria:\n"
+            "  - {name: complete, definition: finished, scorer: truncation, minimum: 0.5}\n"
+            "  - {name: accurate, code: inaccurate, definition: Every fact is correct., kind: judged,\n"
+            "     scale: [1, 5], weight: 3, minimum: 3}\n"
+            f"judge: {{enabled: true, base_url: '{srv.url}', requests_per_minute: 0, concurrency: 2,\n"
+            "        price_input_per_1k: 0.001, max_cost_usd: 1}\n"
+        )
+        root = make_project(tmp_path / "p", recs, rubric=rubric)
+        res = audit(root, only=["quality.rubric"])
+        qr = next(r for r in res.results if r.check == "quality.rubric")
+        assert not qr.error, qr.error
+        assert srv.calls == 30
+        excl = {d.example_id: d for d in qr.decisions if d.action == Action.EXCLUDE}
+        assert set(excl) == {f"j{i}" for i in range(0, 30, 2)}
+        assert all(d.reason == "inaccurate" for d in excl.values())
+        est = qr.values["judge"]["estimate"]
+        assert est["requests"] == 30 and est["to_send"] == 30 and est["cost_usd"] > 0
+        # second run: every answer comes from the workspace cache
+        res2 = audit(root, only=["quality.rubric"])
+        qr2 = next(r for r in res2.results if r.check == "quality.rubric")
+        assert srv.calls == 30 and qr2.values["judge"]["estimate"]["to_send"] == 0
+        assert {d.example_id for d in qr2.decisions if d.action == Action.EXCLUDE} == set(excl)
+        # over budget: refuses to start, says why, scores nothing with the judge
+        (root / "rubric.yaml").write_text(
+            rubric.replace("model: gpt-4o-mini", "").replace(
+                "max_cost_usd: 1", "max_cost_usd: 0.000001, model: other-model"
+            ),
+            encoding="utf-8",
+        )
+        res3 = audit(root, only=["quality.rubric"])
+        qr3 = next(r for r in res3.results if r.check == "quality.rubric")
+        assert srv.calls == 30 and any(f.code == "judge_over_budget" for f in qr3.findings)
+    finally:
+        srv.close()
