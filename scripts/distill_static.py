@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "normalize": True,
         "weights_folded_in": True,
         "max_tokens": 512,
-        "skip_tokens": ["[CLS]", "[SEP]", "[PAD]"],
+        "skip_tokens": ["[PAD]", "[UNK]"],  # [CLS]/[SEP]/[MASK] are not in the vocabulary
         "source_model": SOURCE_MODEL,
         "source_license": "Apache-2.0",
         "source_package": source_pkg,

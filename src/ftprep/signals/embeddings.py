@@ -36,13 +36,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-_csr_matrix: Any = None
-try:  # scipy is a dependency of ftprep; the static embedder falls back to numpy without it
-    from scipy.sparse import csr_matrix
-
-    _csr_matrix = csr_matrix
-except ImportError:  # pragma: no cover - exercised only without scipy
-    pass
+# scipy is a dependency of ftprep and gives the fastest pooling; without it (or with this set to
+# False) the static embedder pools with numpy alone.
+USE_SCIPY = True
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "data" / "static_minilm"
 STATIC_FORMAT = "ftprep-static-v1"
@@ -51,7 +47,20 @@ DEFAULT_MAX_TOKENS = 512
 # Characters kept before tokenising: a generous bound on what 512 WordPiece tokens can cover,
 # so a 1 MB document does not cost a 1 MB tokenisation.
 _CHARS_PER_TOKEN_BOUND = 12
-_SKIP_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[MASK]", "<s>", "</s>", "<pad>")
+# Left out of the mean: framing tokens, and unknown-token markers (a text made only of characters
+# the vocabulary lacks, e.g. emoji, must embed as zero, not as "the [UNK] direction" shared by
+# every such text; in mixed text [UNK] carries a near-zero SIF weight anyway).
+DEFAULT_SKIP_TOKENS = (
+    "[CLS]",
+    "[SEP]",
+    "[PAD]",
+    "[MASK]",
+    "[UNK]",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<unk>",
+)
 
 ProgressFn = Callable[[int], None]
 
@@ -96,6 +105,7 @@ class StaticEmbedder:
         name: str,
         weights: np.ndarray | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        skip_tokens: Sequence[str] = DEFAULT_SKIP_TOKENS,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -122,7 +132,7 @@ class StaticEmbedder:
                 f"{vecs.shape[0]} token vectors"
             )
         skip = np.zeros(vecs.shape[0], dtype=bool)
-        for tok_str in _SKIP_TOKENS:
+        for tok_str in skip_tokens:
             if tok_str in vocab:
                 skip[vocab[tok_str]] = True
         self._skip: np.ndarray | None = skip if skip.any() else None
@@ -158,8 +168,14 @@ class StaticEmbedder:
             )
         if name is None:
             name = cfg.get("name") or f"static:{d.resolve()}#{digest[:12]}"
-        max_tokens = int(cfg.get("max_tokens", DEFAULT_MAX_TOKENS))
-        return cls(vectors, tok_path, name=name, weights=weights, max_tokens=max_tokens)
+        return cls(
+            vectors,
+            tok_path,
+            name=name,
+            weights=weights,
+            max_tokens=int(cfg.get("max_tokens", DEFAULT_MAX_TOKENS)),
+            skip_tokens=tuple(cfg.get("skip_tokens", DEFAULT_SKIP_TOKENS)),
+        )
 
     def _pool(self, ids_lists: list[list[int]]) -> np.ndarray:
         """Sum of token vectors per text (special tokens skipped), L2-normalised."""
@@ -179,9 +195,10 @@ class StaticEmbedder:
         n, vecs = len(lengths), self._vectors
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        if _csr_matrix is not None:
+        csr_matrix = _scipy_csr() if USE_SCIPY else None
+        if csr_matrix is not None:
             # (texts x vocab) count matrix times the token vectors: no (tokens x dim) temporary.
-            counts = _csr_matrix(
+            counts = csr_matrix(
                 (np.ones(len(flat), dtype=np.float32), flat, indptr), shape=(n, vecs.shape[0])
             )
             return np.asarray(counts @ vecs, dtype=np.float32)
@@ -216,6 +233,14 @@ class StaticEmbedder:
             if progress is not None:
                 progress(len(batch))
         return out
+
+
+def _scipy_csr() -> Any:
+    try:
+        from scipy.sparse import csr_matrix
+    except ImportError:  # pragma: no cover - scipy is a dependency of ftprep
+        return None
+    return csr_matrix
 
 
 def _as_text(t: object) -> str:
@@ -282,7 +307,10 @@ class SentenceTransformerEmbedder:
             ) from e
         self._model = SentenceTransformer(str(model_dir), device="cpu")
         self.name = name
-        dim = self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        if get_dim is None:
+            get_dim = self._model.get_sentence_embedding_dimension
+        dim = get_dim()
         if dim is None:
             dim = int(self._model.encode(["x"], convert_to_numpy=True).shape[1])
         self.dim = int(dim)
