@@ -204,9 +204,6 @@ def test_bump_rules(tmp_path: Path) -> None:
         sp.lock(p)
     with pytest.raises(sp.SpecError, match="nothing to bump"):
         sp.bump(p, note="x")
-    (root / "spec.md").write_text(SPEC_V1.replace("within 30", "within 7"), encoding="utf-8")
-    with pytest.raises(sp.SpecError, match="still says version"):
-        sp.bump(p, note="x")
     (root / "spec.md").write_text(_v2(), encoding="utf-8")
     with pytest.raises(sp.SpecError, match="effective"):
         sp.bump(p, note="x", effective="2023-01-01")
@@ -467,7 +464,7 @@ def test_conflicts_across_versions_are_found(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ real data
 
 
-def _promptsource_spec(path: Path) -> str:
+def _promptsource_spec(path: Path, version: int) -> str:
     """A promptsource template file as a spec: one area per template (criteria: its prompt)."""
     import yaml
 
@@ -487,7 +484,12 @@ def _promptsource_spec(path: Path) -> str:
             "description": t.get("jinja", ""),
             "criteria": [f"answer choices: {choices}"] if choices else [],
         }
-    header = {"name": data.get("dataset"), "purpose": "prompted classification", "areas": areas}
+    header = {
+        "name": data.get("dataset"),
+        "version": str(version),
+        "purpose": "prompted classification",
+        "areas": areas,
+    }
     return "---\n" + yaml.safe_dump(header, sort_keys=True) + "---\n"
 
 
@@ -504,7 +506,7 @@ def test_real_promptsource_history_versions_and_diffs(tmp_path: Path) -> None:
         p = load_project(root)
         prev_spec = None
         for k, f in enumerate(files):
-            text = _promptsource_spec(f)
+            text = _promptsource_spec(f, k + 1)
             (root / "spec.md").write_text(text)
             date = f.name.split("_")[1]
             cur = sp.parse_spec(text)
@@ -513,8 +515,6 @@ def test_real_promptsource_history_versions_and_diffs(tmp_path: Path) -> None:
             else:
                 assert prev_spec is not None
                 d = sp.diff_specs(prev_spec, cur)
-                if cur.content_hash == prev_spec.content_hash:
-                    continue
                 expected = sorted(
                     n
                     for n in set(cur.areas) | set(prev_spec.areas)
@@ -522,13 +522,11 @@ def test_real_promptsource_history_versions_and_diffs(tmp_path: Path) -> None:
                     or cur.areas[n].criteria_hash != prev_spec.areas[n].criteria_hash
                 )
                 assert d.changed_areas == expected
-                if not expected and d.general_changed:
-                    e, _ = sp.bump(
-                        p, note=f.name, effective=date, version=str(k + 1), areas=["none"]
-                    )
-                elif expected or d.general_changed:
-                    e, _ = sp.bump(p, note=f.name, effective=date, version=str(k + 1))
-                    assert e.affected_areas == expected
+                general_only = not expected and d.general_changed
+                e, _ = sp.bump(
+                    p, note=f.name, effective=date, areas=["none"] if general_only else None
+                )
+                assert e.version == str(k + 1) and e.affected_areas == expected
             prev_spec = cur
         h = History.load(history_path(root / "spec.md"))
         assert len(h.entries) >= 2
@@ -746,3 +744,27 @@ def test_area_holdout_agreement_is_reported(tmp_path: Path) -> None:
         r.values["area_holdout_agreement"] == 1.0
     )  # the keyword rules place every given one right
     assert r.values["area_sources"] == {"field": len(recs) // 2, "rules": len(recs) // 2}
+
+
+def test_bump_without_header_edit_numbers_the_version_and_updates_the_header(
+    tmp_path: Path,
+) -> None:
+    root = make(tmp_path, _records(1))
+    p = load_project(root)
+    no_version = SPEC_V1.replace('version: "1"\n', "")
+    (root / "spec.md").write_text(no_version, encoding="utf-8")
+    e1 = sp.lock(p, effective="2024-01-01")
+    assert e1.version == "1" and sp.load_spec(root / "spec.md").version == "1"
+    text = (root / "spec.md").read_text().replace("within 30 days", "within 7 days")
+    (root / "spec.md").write_text(text, encoding="utf-8")
+    e2, d = sp.bump(p, note="7 days", effective="2024-02-01")
+    assert (e2.version, e2.affected_areas, d.changed_areas) == ("2", ["refunds"], ["refunds"])
+    assert sp.load_spec(root / "spec.md").version == "2"
+    sp.preflight(p)  # the rewritten file is the recorded one
+    (root / "spec.md").write_text(
+        (root / "spec.md").read_text().replace("Send the reset link.", "Call the user."),
+        encoding="utf-8",
+    )
+    e3, _ = sp.bump(p, note="calls", version="2025.1")
+    assert e3.version == "2025.1" and sp.load_spec(root / "spec.md").version == "2025.1"
+    assert History.load(history_path(root / "spec.md")).versions == ["1", "2", "2025.1"]

@@ -75,14 +75,24 @@ def spec() -> None:
     "--effective", default=None, help="When the version took effect (ISO date/time; default now)."
 )
 @click.option("--note", default="", help="Why (default: 'initial version').")
+@click.option(
+    "--version", "version", default=None, help="The version (default: the spec header's, else 1)."
+)
 @click.option("--actor", default=None, help="Who (default: $FTPREP_USER or the login name).")
 @json_option
-def lock(project: Path, effective: str | None, note: str, actor: str | None, as_json: bool) -> None:
+def lock(
+    project: Path,
+    effective: str | None,
+    note: str,
+    version: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
     """Put the spec under change control: record its version and content hash."""
     from ftprep import spec as sp
 
     with _errors():
-        e = sp.lock(_project(project), effective=effective, note=note, actor=actor)
+        e = sp.lock(_project(project), effective=effective, note=note, actor=actor, version=version)
     if as_json:
         _emit(e.summary())
         return
@@ -110,7 +120,11 @@ def lock(project: Path, effective: str | None, note: str, actor: str | None, as_
     help="When the new version takes effect (ISO date/time; default now).",
 )
 @click.option(
-    "--version", "version", default=None, help="The new version (default: the spec header's)."
+    "--version",
+    "version",
+    default=None,
+    help="The new version (default: the header's if new, else the next number); the header's "
+    "`version:` is set to it.",
 )
 @click.option("--actor", default=None, help="Who (default: $FTPREP_USER or the login name).")
 @json_option

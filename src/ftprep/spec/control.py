@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftprep.project import Project
-from ftprep.spec.document import Spec, SpecDiff, SpecError, diff_specs, load_spec
+from ftprep.spec.document import (
+    Spec,
+    SpecDiff,
+    SpecError,
+    diff_specs,
+    load_spec,
+    normalise_newlines,
+    parse_spec,
+)
 from ftprep.spec.history import (
     Entry,
     History,
@@ -21,6 +30,7 @@ from ftprep.spec.history import (
     version_key,
     write_anchor,
 )
+from ftprep.store import atomic_write_text
 
 
 def spec_path(project: Project) -> Path | None:
@@ -60,9 +70,45 @@ def _next_version(prev: str) -> str:
     return f"{m.group(1)}{int(m.group(2)) + 1}"
 
 
+_VERSION_LINE = re.compile(r"^version[ \t]*:.*$")
+
+
+def set_header_version(text: str, version: str) -> str:
+    """``text`` with the header's top-level ``version:`` set to ``version`` (added after the
+    opening ``---`` when absent)."""
+    lines = normalise_newlines(text).split("\n")
+    value = f"version: {json.dumps(str(version))}"
+    for i in range(1, len(lines)):
+        if lines[i].strip() in ("---", "..."):
+            break
+        if _VERSION_LINE.match(lines[i]):
+            lines[i] = value
+            return "\n".join(lines)
+    return "\n".join([lines[0], value, *lines[1:]])
+
+
+def _sync_header_version(spec: Spec, version: str) -> Spec:
+    """Make the spec file's header say ``version`` (rewriting the file atomically if needed)."""
+    if spec.version is not None and version_key(spec.version) == version_key(version):
+        return spec
+    assert spec.path is not None
+    new = parse_spec(set_header_version(spec.raw, version), str(spec.path), spec.path)
+    if new.version != str(version):
+        raise SpecError(f"{spec.path}: could not set `version: {version}` in the header")
+    atomic_write_text(spec.path, new.raw)
+    return new
+
+
 def lock(
-    project: Project, *, effective: str | None = None, note: str = "", actor: str | None = None
+    project: Project,
+    *,
+    effective: str | None = None,
+    note: str = "",
+    actor: str | None = None,
+    version: str | None = None,
 ) -> Entry:
+    """Record the current spec as the first version (``version``, else the header's, else
+    ``1``; the header's ``version:`` is set to it)."""
     spec, hist = open_history(project)
     if hist.locked:
         last = hist.latest
@@ -71,7 +117,8 @@ def lock(
             f"{hist.path}: the spec is already locked (version {last.version}); record a "
             "change with `ftprep spec bump --note ...`"
         )
-    version = spec.version or "1"
+    version = version or spec.version or "1"
+    spec = _sync_header_version(spec, version)
     e = new_entry(
         spec,
         kind="lock",
@@ -134,18 +181,8 @@ def bump(
     if version is None:
         if spec.version is not None and hist.find(spec.version) is None:
             version = spec.version
-        elif spec.version is not None:
-            raise SpecError(
-                f"the spec header still says version {spec.version!r}, which is already "
-                "recorded: change `version:` in the spec header (or pass --version)"
-            )
         else:
             version = _next_version(last.version)
-    elif spec.version is not None and version_key(version) != version_key(spec.version):
-        raise SpecError(
-            f"--version {version} differs from the spec header (version: {spec.version}); "
-            "make them agree"
-        )
     if hist.find(version) is not None:
         raise SpecError(f"version {version} is already recorded; choose a new version")
     eff = _parse_effective(effective)
@@ -154,6 +191,7 @@ def bump(
             f"--effective {effective} is before version {last.version}'s effective date "
             f"({last.effective}); effective dates must not go back in time"
         )
+    spec = _sync_header_version(spec, version)
     e = new_entry(
         spec,
         kind="bump",
