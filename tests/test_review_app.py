@@ -623,6 +623,21 @@ def test_label_error_and_quarantine_decisions(app: Any, project: Project) -> Non
     }
 
 
+def test_quarantine_shows_the_criteria_then_and_now(project: Project) -> None:
+    spec_mod = pytest.importorskip("ftprep.spec")
+    spec_mod.lock(project, note="first locked version")
+    spec_file = project.root / "spec.md"
+    spec_file.write_text(spec_file.read_text().replace("within 14 days", "within 7 days"))
+    spec_mod.bump(project, note="refund window shortened", areas=["refunds"])
+    app = create_app(load_project(project.root))
+    page = login(app, "sen").get("/queue/quarantine/item?id=t10&check=spec.quarantine")
+    assert page.status_code == 200
+    current = page.text.split('id="current-area-text">')[1].split("</div>")[0]
+    old = page.text.split('id="old-area-text">')[1].split("</div>")[0]
+    assert "within 7 days" in current and "within 14 days" in old  # t10 was collected under v2
+    assert "As collected — version 2" in page.text
+
+
 def test_concurrent_reviewers_never_lose_an_update(app: Any, project: Project) -> None:
     """Two seniors open the same escalation; the second save is refused with the first one's
     decision shown, and nothing is overwritten until the second resubmits knowingly."""
