@@ -2,11 +2,11 @@
 
 Per example the *item agreement* is:
 
-* labels and text reviews: the consensus posterior of the winning label (see
-  :mod:`ftprep.labels.aggregate`) — it combines the vote distribution, each annotator's
-  estimated reliability (when annotators are distinguishable) and the class prior, so a 3–2 split
-  between two labels that are often confused scores lower than the same split between rarely
-  confused ones, and a 3–2 split where the two dissenters are the reliable annotators scores low;
+* labels and text reviews: the *crowd stability* of the consensus label (see
+  :func:`ftprep.labels.aggregate.crowd_stability`) — the probability that a very large crowd
+  would give the same label, given the vote distribution, each annotator's estimated
+  reliability (when annotators are distinguishable), the labels' confusability, the class prior
+  and the fitted spread of item difficulty;
 * ratings: the share of ratings within ``rating_tolerance`` scale steps of the median rating.
 
 Rules (all thresholds are parameters of ``labels.agreement``):
