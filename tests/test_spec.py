@@ -768,3 +768,21 @@ def test_bump_without_header_edit_numbers_the_version_and_updates_the_header(
     e3, _ = sp.bump(p, note="calls", version="2025.1")
     assert e3.version == "2025.1" and sp.load_spec(root / "spec.md").version == "2025.1"
     assert History.load(history_path(root / "spec.md")).versions == ["1", "2", "2025.1"]
+
+
+def test_clearance_before_a_further_change_is_stale(tmp_path: Path) -> None:
+    recs = _records(2)
+    root = make(tmp_path, recs)
+    _lock_and_bump(root)
+    ftprep.audit(root)
+    _ws, ledger = ftprep.api.open_workspace(load_project(root))
+    ledger.decide("refunds-1-0", "spec.quarantine", "include", "reviewer")
+    (root / "spec.md").write_text(
+        _v2().replace('version: "2"', 'version: "3"').replace("14 days", "10 days")
+    )
+    sp.bump(load_project(root), note="10 days", effective="2024-04-01")
+    r = next(r for r in ftprep.audit(root).results if r.check == "spec.quarantine")
+    assert r.values["stale_clearances"] == 1
+    assert "stale_spec_clearance" in {f.code for f in r.findings}
+    # version-2 refunds examples are now superseded too
+    assert {d.example_id for d in r.decisions} >= {"refunds-2-0", "refunds-2-1", "refunds-1-1"}

@@ -242,14 +242,15 @@ class SpecQuarantine(Check):
             e.example_id: e for e in ctx.ledger.entries(check=self.name) if e.actor_kind == "human"
         }
         resolved = [q for q in quarantined if q in human]
-        recorded = {e.version: e.recorded_at for e in hist.entries}
+        latest_change: dict[str, str] = {}  # area -> when its criteria last changed
+        for e in hist.entries:
+            for a in e.affected_areas:
+                latest_change[a] = e.recorded_at
         stale = []
         for q in resolved:
-            i, hit = quarantined[q]
-            ver = versions[i]
-            assert ver is not None
-            last_change = max(recorded[changed_memo[ver][a]] for a in hit)
-            if human[q].updated_at < last_change:
+            _, hit = quarantined[q]
+            # cleared before (or in the same second as) the area's latest change: review again
+            if human[q].updated_at <= max(latest_change[a] for a in hit):
                 stale.append(q)
         unresolved = [q for q in quarantined if q not in human]
         v.update(
