@@ -83,7 +83,7 @@ def test_duplicate_clusters_link_near_duplicates_only() -> None:
 def test_lexical_leaks_found_and_unrelated_clean() -> None:
     edited = [light_edit(q, seed=i, edit_rate=0.08) for i, q in enumerate(QUESTIONS)]
     buried = [bury(e, UNRELATED[i % 6], UNRELATED[(i + 1) % 6]) for i, e in enumerate(edited)]
-    train = [QUESTIONS[0].upper()] + edited[1:4] + buried[4:] + UNRELATED
+    train = [QUESTIONS[0].upper(), *edited[1:4], *buried[4:], *UNRELATED]
     params = LeakParams(semantic=False, near_min_shingles=2)
     rep = find_leaks({"prompt": train, "full": train}, QUESTIONS, QUESTIONS, params)
     found = {lk.train: lk for lk in rep.leaks}
@@ -115,7 +115,7 @@ def _gsm8k() -> tuple[list[str], list[str], list[str]]:
 
 @pytest.mark.skipif(not (DATA / "benchmarks" / "gsm8k").exists(), reason="shared data absent")
 def test_near_duplicate_recall_on_gsm8k_and_no_false_alarm() -> None:
-    test, train, _ = _gsm8k()
+    test, _train, _ = _gsm8k()
     edited = [light_edit(q, seed=i, edit_rate=0.08) for i, q in enumerate(test)]
     params = LeakParams(semantic=False)
     rep = find_leaks({"prompt": edited, "full": edited}, test, test, params)

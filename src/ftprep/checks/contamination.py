@@ -39,7 +39,7 @@ from ftprep.contamination.detect import (
     duplicate_clusters,
     find_leaks,
 )
-from ftprep.contamination.text import normalize_array, tokenize
+from ftprep.contamination.text import tokenize
 from ftprep.context import Context
 from ftprep.examples import Dataset
 from ftprep.splits import SPLITS, assign_splits, eval_from_pool
@@ -401,8 +401,7 @@ class SplitLeakage(Check):
         ids = train.ids
         full = train.texts("full")
         tokens = tokenize(full)
-        exact_keys = [t or "" for t in normalize_array(full).to_pylist()]
-        clusters, info = duplicate_clusters(tokens, cp, exact_keys)
+        clusters, info = duplicate_clusters(tokens, cp)
         links = [[ids[i] for i in c] for c in clusters]
         ctx.artifacts["link_clusters"] = links
         splits = assign_splits(train, policy, links)

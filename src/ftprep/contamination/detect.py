@@ -18,9 +18,10 @@ method         rule                                                             
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from ftprep.contamination.minhash import (
     self_pairs,
 )
 from ftprep.contamination.semantic import PairScorer, VerifierWeights, calibrate, passages, topk
-from ftprep.contamination.text import Tokens, ngram_hashes, normalize_array, tokenize
+from ftprep.contamination.text import Tokens, ngram_hashes, text_keys, tokenize
 
 Embed = Callable[[list[str]], np.ndarray]
 CATEGORY = {"exact": "exact", "near": "near", "paraphrase": "paraphrase"}
@@ -51,6 +52,8 @@ class LeakParams:
     near_containment: float = 0.5
     near_min_shingles: int = 4
     near_max_df: int = 20
+    near_sample: int = 16
+    near_candidate: float = 0.25
     ngram_sizes: tuple[int, ...] = (13,)
     ngram_max_df: int = 10
     semantic: bool = True
@@ -104,18 +107,6 @@ class LeakReport:
     n_candidates: int = 0
 
 
-def _norm_list(texts: Sequence[str]) -> list[str]:
-    return [t or "" for t in normalize_array(texts).to_pylist()]
-
-
-def _windows_size(ref_tokens: Tokens, params: LeakParams) -> int:
-    if params.window:
-        return int(params.window)
-    lens = ref_tokens.lengths
-    p90 = float(np.percentile(lens, 90)) if len(lens) else 32.0
-    return int(min(256, max(32, 2 * p90)))
-
-
 def find_leaks(
     train: dict[str, list[str]],
     ref_input: list[str],
@@ -143,40 +134,45 @@ def find_leaks(
 
     if n_train == 0 or n_ref == 0:
         return LeakReport([], float("nan"), secs)
-    # -- exact --------------------------------------------------------------------------
+    # -- exact (normalised word sequences equal) -----------------------------------------
     t0 = time.perf_counter()
-    ref_keys: dict[str, int] = {}
-    for texts in (ref_input, ref_full):
-        for i, t in enumerate(_norm_list(texts)):
-            if t:
-                ref_keys.setdefault(t, i)
+    lex_field = "full" if "full" in params.fields else params.fields[0]
+    rt = tokenize(ref_input)
+    rft = tokenize(ref_full) if ref_full is not ref_input else rt
+    tok: dict[str, Tokens] = {}
+    for fld in dict.fromkeys([lex_field, *params.fields]):
+        given = train_tokens if fld == lex_field else None
+        tok[fld] = given if given is not None else tokenize(train[fld])
+    tt = tok[lex_field]
+    secs["tokenize"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref_k = np.concatenate([text_keys(rt), text_keys(rft)])
+    ref_i = np.concatenate([np.arange(n_ref), np.arange(n_ref)])
+    order = np.argsort(ref_k)
+    sk, si = ref_k[order], ref_i[order]
     for fld in params.fields:
-        for r, t in enumerate(_norm_list(train[fld])):
-            j = ref_keys.get(t) if t else None
-            if j is not None:
-                add(Leak(r, j, "exact", 1.0, f"normalised {fld} equals the item"))
+        keys = text_keys(tok[fld])
+        pos = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
+        for r in np.flatnonzero((keys != 0) & (sk[pos] == keys)).tolist():
+            add(Leak(r, int(si[pos[r]]), "exact", 1.0, f"normalised {fld} equals the item"))
     secs["exact"] = time.perf_counter() - t0
     # -- lexical: containment and n-grams on the widest field --------------------------
     t0 = time.perf_counter()
-    lex_field = "full" if "full" in params.fields else params.fields[0]
-    tt = train_tokens if train_tokens is not None else tokenize(train[lex_field])
-    rt = tokenize(ref_input)
-    secs["tokenize"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
     rh, ro = ngram_hashes(rt, params.shingle)
-    idx = ShingleIndex(rh, ro, n_ref, max_df=params.near_max_df)
+    idx = ShingleIndex(rh, ro, n_ref, max_df=params.near_max_df, sample=params.near_sample)
     th, to = ngram_hashes(tt, params.shingle)
-    pc = idx.query(th, to)
-    ok = (pc.containment >= params.near_containment) & (
-        idx.size[pc.item] >= params.near_min_shingles
+    pc = idx.query(th, to, min_shared=min(2, params.near_min_shingles))
+    cand = (pc.containment >= params.near_candidate) & (
+        idx.full_size[pc.item] >= params.near_min_shingles
     )
+    cont = idx.verify(pc.record[cand], pc.item[cand], th, to)
+    ok = cont >= params.near_containment
     for r, j, c in zip(
-        pc.record[ok].tolist(), pc.item[ok].tolist(), pc.containment[ok].tolist(), strict=True
+        pc.record[cand][ok].tolist(), pc.item[cand][ok].tolist(), cont[ok].tolist(), strict=True
     ):
         add(Leak(r, j, "near", float(c), f"{c:.0%} of the item's word {params.shingle}-grams"))
     secs["near"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rft = tokenize(ref_full) if ref_full is not ref_input else rt
     for n in params.ngram_sizes:
         rh, ro = ngram_hashes(rft, n)
         nidx = ShingleIndex(rh, ro, n_ref, max_df=params.ngram_max_df)
@@ -270,7 +266,7 @@ def _paraphrases(
             best_p = passages(
                 train[lex_field][q],
                 size,
-                lambda t, r=r: scorer.word_overlap(r, t),
+                functools.partial(scorer.word_overlap, r),
                 k=params.verify_windows,
             )
             for w in best_p:
@@ -301,16 +297,6 @@ def _paraphrases(
     return out, threshold, len(jobs)
 
 
-def _ref_self_dups(rt: Tokens, params: LeakParams) -> set[tuple[int, int]]:
-    """Pairs of reference items that are near-duplicates of each other (kept out of the null
-    distribution: a benchmark that repeats an item is not a paraphrase baseline)."""
-    h, o = ngram_hashes(rt, params.shingle)
-    idx = ShingleIndex(h, o, rt.n_texts, max_df=params.near_max_df)
-    pc = idx.query(h, o)
-    ok = (pc.record != pc.item) & (pc.containment >= params.near_containment)
-    return set(zip(pc.record[ok].tolist(), pc.item[ok].tolist(), strict=True))
-
-
 # ------------------------------------------------------------------------ inside the train set
 @dataclass(slots=True)
 class ClusterParams:
@@ -322,11 +308,11 @@ class ClusterParams:
 
 
 def duplicate_clusters(
-    tokens: Tokens, params: ClusterParams | None = None, exact_keys: Sequence[str] | None = None
+    tokens: Tokens, params: ClusterParams | None = None, exact: bool = True
 ) -> tuple[list[list[int]], dict[str, Any]]:
     """Clusters (lists of row numbers, size >= 2) of near-duplicate records: MinHash LSH on word
     ``shingle``-grams, candidates verified by estimated Jaccard >= ``target_jaccard``, plus
-    records with equal ``exact_keys``; connected components by union-find."""
+    (``exact``) records whose normalised texts are equal; connected components by union-find."""
     p = params or ClusterParams()
     n = tokens.n_texts
     bands, rows = choose_bands(p.num_perm, p.target_jaccard, p.recall)
@@ -354,9 +340,10 @@ def duplicate_clusters(
     for x, y in zip(a.tolist(), b.tolist(), strict=True):
         union(x, y)
     n_exact = 0
-    if exact_keys is not None:
-        first: dict[str, int] = {}
-        for i, k in enumerate(exact_keys):
+    if exact:
+        keys = text_keys(tokens)
+        first: dict[int, int] = {}
+        for i, k in enumerate(keys.tolist()):
             if not k:
                 continue
             j = first.setdefault(k, i)

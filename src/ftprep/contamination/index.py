@@ -2,10 +2,17 @@
 
 The reference side (benchmark items, validation/test, production holdout: thousands of short
 items) is indexed as a sorted array of shingle hashes with the items that contain each one. A
-record's shingles are looked up with one vectorised binary search, and every (record, item) pair
-that shares a shingle is counted. ``containment = shared / |item shingles|`` is exactly the share
-of the item found in the record, however long the record is, which is what a leaked item buried
-inside a longer training example needs (Jaccard would shrink with the record's length).
+record's shingles are looked up with one vectorised pass (a cache-resident bitmap of the
+indexed hashes rejects almost every shingle before the binary search), and every (record,
+item) pair that shares a shingle is counted. ``containment = shared / |item shingles|`` is the
+share of the item found in the record, however long the record is, which is what a leaked
+item buried inside a longer training example needs (Jaccard would shrink with the record's
+length).
+
+``sample=k`` indexes only a bottom-k MinHash sample of each item's shingles (the ``k`` with the
+smallest mixed hash): the share of the sample found in a record is an unbiased estimate of the
+containment, and far fewer record shingles hit the index. :meth:`ShingleIndex.verify` then
+computes the exact containment of the few candidate pairs.
 
 Shingles that occur in more than ``max_df`` reference items (templates, boilerplate such as
 "which of the following") carry no evidence of a specific item and are left out of the index
@@ -18,6 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ftprep.contamination.text import fmix64
+
+_BITMAP_BITS = 24
+
 
 @dataclass(slots=True)
 class PairCounts:
@@ -29,27 +40,54 @@ class PairCounts:
     containment: np.ndarray  # float64: shared / indexed size of the item
 
 
+def _empty() -> PairCounts:
+    z = np.zeros(0, np.int64)
+    return PairCounts(z, z, z, np.zeros(0))
+
+
+def _dedupe_pairs(h: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((o, h))
+    h, o = h[order], o[order]
+    keep = np.r_[True, (h[1:] != h[:-1]) | (o[1:] != o[:-1])] if len(h) else np.zeros(0, bool)
+    return h[keep], o[keep]
+
+
 class ShingleIndex:
     def __init__(
-        self, hashes: np.ndarray, owner: np.ndarray, n_items: int, max_df: int | None = 10
+        self,
+        hashes: np.ndarray,
+        owner: np.ndarray,
+        n_items: int,
+        max_df: int | None = 10,
+        sample: int | None = None,
     ) -> None:
         self.n_items = n_items
-        if len(hashes):
-            key = np.unique(np.stack([hashes, owner.astype(np.uint64)], axis=1), axis=0)
-            h, o = key[:, 0], key[:, 1].astype(np.int64)
-        else:
-            h, o = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        h, o = _dedupe_pairs(hashes, owner.astype(np.int64))
         uniq, start, df = np.unique(h, return_index=True, return_counts=True)
-        if max_df is not None:
-            keep_h = df <= max_df
-            keep_rows = np.repeat(keep_h, df)
+        if max_df is not None and len(h):
+            keep_rows = np.repeat(df <= max_df, df)
             h, o = h[keep_rows], o[keep_rows]
-            uniq, start, df = np.unique(h, return_index=True, return_counts=True)
+        # the item's full (df-filtered) shingle set, for exact verification
+        by_item = np.lexsort((h, o))
+        self.item_h, self.item_o = h[by_item], o[by_item]
+        self.full_size = np.bincount(o, minlength=n_items).astype(np.int64)
+        self.item_start = np.r_[0, np.cumsum(self.full_size)].astype(np.int64)
+        if sample is not None and len(h):
+            mixed = fmix64(self.item_h ^ np.uint64(0xA5A5A5A5A5A5A5A5))
+            order = np.lexsort((mixed, self.item_o))
+            rank = np.arange(len(order)) - self.item_start[self.item_o[order]]
+            chosen = order[rank < sample]
+            h, o = self.item_h[chosen], self.item_o[chosen]
+        order = np.argsort(h, kind="stable")
+        h, o = h[order], o[order]
+        uniq, start, df = np.unique(h, return_index=True, return_counts=True)
         self.keys = uniq
         self.start = start.astype(np.int64)
         self.df = df.astype(np.int64)
         self.owners = o
         self.size = np.bincount(o, minlength=n_items).astype(np.int64)
+        self.bitmap = np.zeros(1 << _BITMAP_BITS, dtype=bool)
+        self.bitmap[(uniq & np.uint64((1 << _BITMAP_BITS) - 1)).astype(np.int64)] = True
 
     def query(
         self,
@@ -58,19 +96,24 @@ class ShingleIndex:
         min_shared: int = 1,
         max_pairs: int = 50_000_000,
     ) -> PairCounts:
-        """Count shared shingles for every (record, item) pair with at least ``min_shared``."""
-        z = np.zeros(0, np.int64)
-        empty = PairCounts(z, z, z, np.zeros(0))
+        """Count shared (indexed) shingles for every (record, item) pair with at least
+        ``min_shared``; ``containment`` is relative to the indexed size of the item."""
         if len(self.keys) == 0 or len(hashes) == 0:
-            return empty
-        pos = np.searchsorted(self.keys, hashes)
+            return _empty()
+        maybe = np.flatnonzero(
+            self.bitmap[(hashes & np.uint64((1 << _BITMAP_BITS) - 1)).astype(np.int64)]
+        )
+        if len(maybe) == 0:
+            return _empty()
+        hq = hashes[maybe]
+        pos = np.searchsorted(self.keys, hq)
         pos[pos >= len(self.keys)] = 0
-        hit = self.keys[pos] == hashes
+        hit = self.keys[pos] == hq
         if not hit.any():
-            return empty
-        pos, rec = pos[hit], owner[hit]
+            return _empty()
+        pos, rec = pos[hit], owner[maybe[hit]].astype(np.int64)
         # one hit per (record, shingle): a record repeating a shingle shares it once
-        rk = np.unique(rec.astype(np.int64) * np.int64(len(self.keys)) + pos)
+        rk = np.unique(rec * np.int64(len(self.keys)) + pos)
         rec, pos = rk // len(self.keys), rk % len(self.keys)
         counts = self.df[pos]
         total = int(counts.sum())
@@ -87,3 +130,26 @@ class ShingleIndex:
         r, i = up // self.n_items, up % self.n_items
         cont = shared / np.maximum(self.size[i], 1)
         return PairCounts(r, i, shared.astype(np.int64), cont)
+
+    def verify(
+        self, records: np.ndarray, items: np.ndarray, hashes: np.ndarray, owner: np.ndarray
+    ) -> np.ndarray:
+        """Exact containment of each (record, item) pair over the item's full shingle set;
+        ``hashes``/``owner`` are the records' shingles (``owner`` nondecreasing)."""
+        out = np.zeros(len(records))
+        if len(records) == 0:
+            return out
+        lo = np.searchsorted(owner, records, "left")
+        hi = np.searchsorted(owner, records, "right")
+        cache: dict[int, np.ndarray] = {}
+        for k, (r, i) in enumerate(zip(records.tolist(), items.tolist(), strict=True)):
+            rs = cache.get(r)
+            if rs is None:
+                rs = np.unique(hashes[lo[k] : hi[k]])
+                if len(cache) > 4096:
+                    cache.clear()
+                cache[r] = rs
+            ih = self.item_h[self.item_start[i] : self.item_start[i + 1]]
+            if len(ih):
+                out[k] = np.isin(ih, rs, assume_unique=True).mean()
+        return out

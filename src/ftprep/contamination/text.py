@@ -47,23 +47,54 @@ class Tokens:
         return np.repeat(np.arange(self.n_texts, dtype=np.int64), self.lengths)
 
 
-def normalize_array(texts: Sequence[str] | pa.Array) -> pa.Array:
-    """NFKC, lower case, non-alphanumeric runs -> one space, trimmed (as a pyarrow array)."""
+def _ascii_lut() -> np.ndarray:
+    lut = np.full(256, ord(" "), dtype=np.uint8)
+    for c in range(128):
+        ch = chr(c)
+        if ch.isalnum():
+            lut[c] = ord(ch.lower())
+    lut[128:] = np.arange(128, 256, dtype=np.uint8)  # UTF-8 continuation/lead bytes untouched
+    return lut
+
+
+_LUT = _ascii_lut()
+
+
+def normalize_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Lower case with every non-alphanumeric character replaced by a space (a pyarrow
+    ``large_string`` array; runs of spaces are not collapsed, :func:`tokenize` splits on them).
+
+    Pure-ASCII rows go through a 256-entry byte lookup table over the whole data buffer; only
+    the other rows pay for NFKC, Unicode lower-casing and the ``[^\\p{L}\\p{N}]`` regex."""
     arr = (
         texts
         if isinstance(texts, pa.Array | pa.ChunkedArray)
         else pa.array(list(texts), pa.large_string())
     )
-    arr = pc.fill_null(arr, "")
-    arr = pc.utf8_normalize(arr, "NFKC")
-    arr = pc.utf8_lower(arr)
-    arr = pc.replace_substring_regex(arr, _NON_WORD, " ")
-    return pc.utf8_trim_whitespace(arr)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = pc.fill_null(arr.cast(pa.large_string()), "")
+    n = len(arr)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    lo, hi = int(offsets[0]) if n else 0, int(offsets[-1]) if n else 0
+    mapped = _LUT[data[lo:hi]]
+    out = pa.LargeStringArray.from_buffers(
+        n, pa.py_buffer((offsets - lo).tobytes()), pa.py_buffer(mapped.tobytes())
+    )
+    non_ascii = pc.invert(pc.string_is_ascii(arr))
+    if (pc.sum(non_ascii).as_py() or 0) > 0:
+        sub = pc.filter(arr, non_ascii)
+        sub = pc.utf8_lower(pc.utf8_normalize(sub, "NFKC"))
+        sub = pc.replace_substring_regex(sub, _NON_WORD, " ")
+        out = pc.replace_with_mask(out, non_ascii, sub)
+    return out
 
 
 def normalize(text: str) -> str:
-    """The normalisation of one text (same result as :func:`normalize_array`)."""
-    return str(normalize_array([text])[0].as_py())
+    """The normalisation of one text, with whitespace collapsed."""
+    return " ".join(str(normalize_array([text])[0].as_py()).split())
 
 
 def _word_hashes(words: list[str]) -> np.ndarray:
@@ -75,10 +106,10 @@ def _word_hashes(words: list[str]) -> np.ndarray:
     return out
 
 
-def tokenize(texts: Sequence[str] | pa.Array) -> Tokens:
-    """Normalise and split ``texts`` into word hashes."""
-    norm = normalize_array(texts)
-    lists = pc.utf8_split_whitespace(norm)
+def tokenize(texts: Sequence[str] | pa.Array, *, normalized: bool = False) -> Tokens:
+    """Normalise (unless ``normalized``) and split ``texts`` into word hashes."""
+    norm = texts if normalized and isinstance(texts, pa.Array) else normalize_array(texts)
+    lists = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(norm))
     if isinstance(lists, pa.ChunkedArray):
         lists = lists.combine_chunks()
     offsets = np.asarray(lists.offsets, dtype=np.int64)
@@ -92,6 +123,24 @@ def tokenize(texts: Sequence[str] | pa.Array) -> Tokens:
     table = _word_hashes(enc.dictionary.to_pylist())
     idx = np.asarray(enc.indices, dtype=np.int64)
     return Tokens(table[idx], offsets)
+
+
+def text_keys(tokens: Tokens) -> np.ndarray:
+    """One 64-bit key per text from its whole word sequence (equal normalised texts, equal
+    keys; 0 for an empty text)."""
+    n = tokens.n_texts
+    out = np.zeros(n, dtype=_U64)
+    if len(tokens.ids) == 0:
+        return out
+    lengths = tokens.lengths
+    pos = np.arange(len(tokens.ids), dtype=np.int64) - np.repeat(tokens.offsets[:-1], lengths)
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(int(lengths.max()), _POLY, dtype=_U64)) * _U64(1)
+        terms = fmix64(tokens.ids + _U64(0x632BE59BD9B4E019)) * powers[pos]
+    nonempty = np.flatnonzero(lengths > 0)
+    sums = np.add.reduceat(terms, tokens.offsets[nonempty])
+    out[nonempty] = fmix64(sums ^ lengths[nonempty].astype(_U64)) | _U64(1)
+    return out
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
