@@ -400,3 +400,65 @@ def test_labels_agreement_not_run_without_annotations(tmp_path: Path) -> None:
     (root / "ftprep.yaml").write_text(y)
     res = ftprep.audit(root, only=["labels.agreement"])
     assert str(res.results[0].status) == "NOT_RUN"
+
+
+def test_consistency_check_flags_conflicting_outputs(tmp_path: Path) -> None:
+    topics = [
+        "tides",
+        "volcanoes",
+        "glaciers",
+        "photosynthesis",
+        "inflation",
+        "vaccines",
+        "magnets",
+        "rainbows",
+        "earthquakes",
+        "democracy",
+        "compilers",
+        "bread baking",
+        "chess openings",
+        "jazz harmony",
+        "tax returns",
+        "bicycle gears",
+        "coral reefs",
+        "black holes",
+        "knitting",
+        "mortgages",
+    ]
+    recs = [
+        {
+            "id": f"g{i}",
+            "messages": [
+                {"role": "user", "content": f"Explain {t} to a curious student."},
+                {
+                    "role": "assistant",
+                    "content": f"Here is a careful explanation of {t}, step by step.",
+                },
+            ],
+        }
+        for i, t in enumerate(topics)
+    ]
+    # a near-identical input answered in a contradictory way
+    recs.append(
+        {
+            "id": "dup",
+            "messages": [
+                {"role": "user", "content": "Explain volcanoes to a curious student!"},
+                {"role": "assistant", "content": "No. I refuse; bananas are purple on Tuesdays."},
+            ],
+        }
+    )
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: g\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n",
+        encoding="utf-8",
+    )
+    res = ftprep.audit(tmp_path, only=["labels.consistency"])
+    r = res.results[0]
+    assert r.error == "", r.error
+    ids = {d.example_id for d in r.decisions}
+    assert ids == {"g1", "dup"}
+    assert all(d.action == Action.REVIEW and d.reason == "inconsistent_output" for d in r.decisions)
