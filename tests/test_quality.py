@@ -675,3 +675,9 @@ def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: P
         assert srv.calls == 30 and any(f.code == "judge_over_budget" for f in qr3.findings)
     finally:
         srv.close()
+
+
+def test_criteria_on_a_field_no_example_has_are_not_applied() -> None:
+    res = score_dataset(load_rubric(), dataset(["", "", ""], prompts=["a b c", "d e f", "g h i"]))
+    assert (res.tiers != "drop").all()
+    assert any("empty response" in n for n in res.notes)

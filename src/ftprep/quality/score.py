@@ -112,8 +112,11 @@ def score_dataset(
     unit = np.full((n, k), np.nan)
     details: dict[str, dict[int, str]] = {}
     notes: list[str] = []
+    empty_fields = {f for f, fr in frames.items() if n and not any(t.strip() for t in fr.texts)}
+    for f in sorted(empty_fields):
+        notes.append(f"every example has an empty {f}: criteria on it are not applicable")
     for j, c in enumerate(rubric.criteria):
-        if c.kind != "deterministic":
+        if c.kind != "deterministic" or c.field in empty_fields:
             continue
         assert c.scorer is not None
         res = SCORERS[c.scorer](frames[c.field], c.params)
