@@ -462,3 +462,45 @@ def test_consistency_check_flags_conflicting_outputs(tmp_path: Path) -> None:
     ids = {d.example_id for d in r.decisions}
     assert ids == {"g1", "dup"}
     assert all(d.action == Action.REVIEW and d.reason == "inconsistent_output" for d in r.decisions)
+
+
+def test_rating_annotations_end_to_end(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    recs, rows = [], []
+    for i in range(80):
+        recs.append(
+            {
+                "id": f"r{i}",
+                "messages": [
+                    {"role": "user", "content": f"Rate request {i}"},
+                    {"role": "assistant", "content": "ok"},
+                ],
+            }
+        )
+        true = int(rng.integers(1, 6))
+        scores = [min(5, max(1, true + int(rng.integers(-1, 2)))) for _ in range(4)]
+        if i < 6:  # contested: ratings spread over the whole scale
+            scores = [1, 5, 1, 5]
+        rows.append([f"r{i}", *scores, int(rng.integers(1, 6))])  # last column: a random rater
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+    with open(tmp_path / "ratings.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "s_a", "s_b", "s_c", "s_d", "s_rand"])
+        w.writerows(rows)
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: r\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+        "annotations: {path: ratings.csv, format: wide, kind: rating, id_field: id, value_columns: 's_*'}\n",
+        encoding="utf-8",
+    )
+    res = ftprep.audit(tmp_path, only=["labels.agreement"])
+    r = res.results[0]
+    assert r.error == "", r.error
+    assert r.values["level"] == "ordinal" and r.values["consensus_method"] == "median"
+    esc = {d.example_id for d in r.decisions if d.action == Action.ESCALATE}
+    assert {f"r{i}" for i in range(6)} <= esc
+    assert len(esc) <= 20
+    flagged = next(f for f in r.findings if f.code == "annotator_standard_differs")
+    assert "s_rand" in flagged.message

@@ -115,7 +115,8 @@ class LabelAgreement(Check):
         cfg, table = load_for_project(ctx.project)
         ctx.workspace.save_table(TABLE_NAME, table)
         esc = EscalationParams(
-            escalate_below=_float(p, "escalate_below", 0.85),
+            # ratings: share of ratings near the median (4 of 5 within tolerance passes)
+            escalate_below=_float(p, "escalate_below", 0.7 if cfg.kind == "rating" else 0.85),
             exclude_below=_float(p, "exclude_below", 0.5),
             exclude_min_labels=int(p.get("exclude_min_labels", 7)),
             min_labels=int(p.get("min_labels", 2)),
