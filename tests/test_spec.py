@@ -226,7 +226,10 @@ def test_edit_without_bump_makes_audit_and_build_exit_2(tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(main, ["spec", "lock", "-p", str(root), "--effective", "2024-01-01"])
     assert r.exit_code == 0, r.output
-    assert runner.invoke(main, ["audit", "-p", str(root), "-q"]).exit_code in (0, 1)
+    assert runner.invoke(main, ["audit", "-p", str(root), "-q", "--check", "spec"]).exit_code in (
+        0,
+        1,
+    )
     (root / "spec.md").write_text(_v2(), encoding="utf-8")
     for cmd in (["audit", "-p", str(root), "-q"], ["build", "-p", str(root), "-q"]):
         r = runner.invoke(main, cmd)
@@ -247,7 +250,10 @@ def test_edit_without_bump_makes_audit_and_build_exit_2(tmp_path: Path) -> None:
         runner.invoke(main, ["spec", "diff", "1", "2", "-p", str(root), "--json"]).output
     )
     assert d12["changed_areas"] == ["refunds"]
-    assert runner.invoke(main, ["audit", "-p", str(root), "-q"]).exit_code in (0, 1)
+    assert runner.invoke(main, ["audit", "-p", str(root), "-q", "--check", "spec"]).exit_code in (
+        0,
+        1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -271,7 +277,7 @@ def test_tampering_is_detected(tmp_path: Path, tamper: str) -> None:
     hp.write_text("\n".join(lines) + "\n")
     with pytest.raises(sp.SpecError, match=r"tampered|corrupt"):
         sp.preflight(load_project(root))
-    r = CliRunner().invoke(main, ["audit", "-p", str(root), "-q"])
+    r = CliRunner().invoke(main, ["audit", "-p", str(root), "-q", "--check", "spec"])
     assert r.exit_code == 2 and "history" in r.output
 
 
@@ -320,7 +326,7 @@ def test_versions_from_collected_at_and_source_default(tmp_path: Path) -> None:
     recs = _records(6)
     root = make(tmp_path, recs, fields="{id: id, collected_at: at, area: area}")
     _lock_and_bump(root)
-    res = ftprep.audit(root)
+    res = ftprep.audit(root, only=["spec"])
     truth = {r["id"] for r in recs if r["area"] == "refunds" and r["at"] < "2024-02-15"}
     assert _quarantined(res) == truth
     m = ftprep.build(root).manifest  # derived versions reach the manifest
@@ -345,7 +351,7 @@ def test_areas_from_spec_rules(tmp_path: Path) -> None:
     recs = _records(5)
     root = make(tmp_path, recs, fields="{id: id, spec_version: v}")
     _lock_and_bump(root)
-    res = ftprep.audit(root)
+    res = ftprep.audit(root, only=["spec"])
     assert _quarantined(res) == {r["id"] for r in recs if r["area"] == "refunds" and r["v"] == "1"}
     r = next(r for r in res.results if r.check == "spec.quarantine")
     assert r.values["area_sources"] == {"rules": len(recs)}
@@ -357,7 +363,7 @@ def test_unknown_and_missing_versions_warn(tmp_path: Path) -> None:
     del recs[1]["v"], recs[1]["at"]
     root = make(tmp_path, recs)
     _lock_and_bump(root)
-    r = next(r for r in ftprep.audit(root).results if r.check == "spec.quarantine")
+    r = next(r for r in ftprep.audit(root, only=["spec"]).results if r.check == "spec.quarantine")
     assert r.values["unknown_version"] == 1 and r.values["missing_version"] == 1
     codes = {f.code for f in r.findings}
     assert {"unknown_spec_version", "missing_spec_version"} <= codes
@@ -366,7 +372,7 @@ def test_unknown_and_missing_versions_warn(tmp_path: Path) -> None:
 
 def test_not_locked_spec_warns(tmp_path: Path) -> None:
     root = make(tmp_path, _records(1))
-    r = next(r for r in ftprep.audit(root).results if r.check == "spec.quarantine")
+    r = next(r for r in ftprep.audit(root, only=["spec"]).results if r.check == "spec.quarantine")
     assert r.values["locked"] == 0 and str(r.status) == "WARN"
     assert r.findings[0].code == "spec_not_locked"
 
@@ -375,7 +381,7 @@ def test_review_clearance_changes_build_and_manifest_versions(tmp_path: Path) ->
     recs = _records(4)
     root = make(tmp_path, recs)
     _lock_and_bump(root)
-    ftprep.audit(root)
+    ftprep.audit(root, only=["spec"])
     b1 = ftprep.build(root)
     built1 = {i for s in b1.manifest["splits"].values() for i in s["ids"]}
     q = {
@@ -394,7 +400,7 @@ def test_review_clearance_changes_build_and_manifest_versions(tmp_path: Path) ->
         patch={"response": "Within 14 days: yes."},
     )
     ledger.decide("refunds-1-1", "spec.quarantine", "exclude", "reviewer")
-    res = ftprep.audit(root)
+    res = ftprep.audit(root, only=["spec"])
     r = next(r for r in res.results if r.check == "spec.quarantine")
     assert r.values["resolved"] == 2 and r.values["unresolved_quarantine"] == 2
     b2 = ftprep.build(root)
@@ -451,7 +457,7 @@ def test_conflicts_across_versions_are_found(tmp_path: Path) -> None:
     ]
     root = make(tmp_path, recs)
     _lock_and_bump(root)
-    res = ftprep.audit(root)
+    res = ftprep.audit(root, only=["spec"])
     r = next(r for r in res.results if r.check == "spec.conflicts")
     assert r.values["conflicts"] >= 1
     flagged = {(d.example_id, d.reason) for d in r.decisions}
@@ -774,14 +780,14 @@ def test_clearance_before_a_further_change_is_stale(tmp_path: Path) -> None:
     recs = _records(2)
     root = make(tmp_path, recs)
     _lock_and_bump(root)
-    ftprep.audit(root)
+    ftprep.audit(root, only=["spec"])
     _ws, ledger = ftprep.api.open_workspace(load_project(root))
     ledger.decide("refunds-1-0", "spec.quarantine", "include", "reviewer")
     (root / "spec.md").write_text(
         _v2().replace('version: "2"', 'version: "3"').replace("14 days", "10 days")
     )
     sp.bump(load_project(root), note="10 days", effective="2024-04-01")
-    r = next(r for r in ftprep.audit(root).results if r.check == "spec.quarantine")
+    r = next(r for r in ftprep.audit(root, only=["spec"]).results if r.check == "spec.quarantine")
     assert r.values["stale_clearances"] == 1
     assert "stale_spec_clearance" in {f.code for f in r.findings}
     # version-2 refunds examples are now superseded too
