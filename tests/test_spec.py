@@ -792,3 +792,14 @@ def test_clearance_before_a_further_change_is_stale(tmp_path: Path) -> None:
     assert "stale_spec_clearance" in {f.code for f in r.findings}
     # version-2 refunds examples are now superseded too
     assert {d.example_id for d in r.decisions} >= {"refunds-2-0", "refunds-2-1", "refunds-1-1"}
+
+
+def test_areas_from_body_headings_when_the_header_has_none() -> None:
+    s = sp.parse_spec(
+        "---\npurpose: p\n---\nIntro.\n\n## Refunds\nWithin 30 days.\n### Detail\nkept\n"
+        "```\n## not a heading\n```\n## Area: Shipping\nTracking link.\n"
+    )
+    assert list(s.areas) == ["Refunds", "Shipping"]
+    assert "Within 30 days." in s.area_text("Refunds") and "kept" in s.area_text("Refunds")
+    assert "not a heading" in s.area_text("Refunds")
+    assert s.area_text("Shipping") == "Tracking link." and "Intro." in s.general_text

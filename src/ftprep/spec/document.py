@@ -186,6 +186,20 @@ def _split_front_matter(text: str, where: str) -> tuple[str, str, int]:
     raise SpecError(f"{where}: the YAML header is not closed by a '---' line")
 
 
+def _level2_titles(body: str) -> list[str]:
+    out: list[str] = []
+    in_fence = False
+    for line in body.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        m = None if in_fence else _HEADING.match(line)
+        if m and len(m.group(1)) == 2:
+            t = re.sub(r"^area\s*:\s*", "", m.group(2).strip(), flags=re.IGNORECASE).strip("`*_ ")
+            if t and t.casefold() not in {x.casefold() for x in out}:
+                out.append(t)
+    return out
+
+
 def _sections(body: str, names: set[str]) -> tuple[dict[str, str], str]:
     """Split the Markdown body: a level-2 heading equal to an area name (case-insensitive,
     optionally prefixed ``Area:``) starts that area's section, any other heading of level <= 2
@@ -255,6 +269,8 @@ def parse_spec(text: str, where: str = "spec", path: Path | None = None) -> Spec
         raw_areas = conv
     if not isinstance(raw_areas, dict):
         raise SpecError(f"{where}: areas: expected a mapping of area name -> description/criteria")
+    if not raw_areas:  # no areas in the header: every level-2 heading of the body is one
+        raw_areas = {t: {} for t in _level2_titles(body)}
     names = {str(n) for n in raw_areas}
     sections, general = _sections(body, names)
     areas: dict[str, Area] = {}
