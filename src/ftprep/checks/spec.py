@@ -590,6 +590,11 @@ class SpecConflicts(Check):
             if label_diff or jac < thr:
                 conflicts.append((old, new, sim, jac))
         conflicts.sort(key=lambda c: (-c[2], c[3], ids[c[0]], ids[c[1]]))
+        # one conflict per older example: its most similar newer counterpart
+        firsts: dict[int, tuple[int, int, float, float]] = {}
+        for c in conflicts:
+            firsts.setdefault(c[0], c)
+        conflicts = list(firsts.values())
         involved = sorted({ids[c[0]] for c in conflicts} | {ids[c[1]] for c in conflicts})
         area = prov["area"]
         changed_all = {a for ver in distinct if ver is not None for a in hist.changed_since(ver)}
@@ -602,11 +607,7 @@ class SpecConflicts(Check):
                 1 for c in conflicts if area[c[0]] not in changed_all
             ),
         )
-        seen_old: set[str] = set()
         for old, new, sim, jac in conflicts:
-            if ids[old] in seen_old:
-                continue
-            seen_old.add(ids[old])
             res.decisions.append(
                 Decision(
                     ids[old],
