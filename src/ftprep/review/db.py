@@ -30,6 +30,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 ROLES = ("annotator", "senior", "admin")
 MIN_PASSWORD = 8
+# werkzeug's scrypt (N=2**15, r=8, p=1: ~0.1-0.5 s per hash here). Tests lower N to stay fast;
+# the parameters are stored with each hash, so verification follows whatever made it.
+PASSWORD_METHOD = "scrypt:32768:8:1"
 
 metadata = sa.MetaData()
 
@@ -153,7 +156,7 @@ def _check_role(role: str) -> str:
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise ReviewError(f"a password needs at least {MIN_PASSWORD} characters")
-    return generate_password_hash(password, method="scrypt")
+    return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
 def add_user(
@@ -247,7 +250,7 @@ def update_user(
     return user
 
 
-_DUMMY_HASH = generate_password_hash("not-a-real-password", method="scrypt")
+_DUMMY_HASH = generate_password_hash("not-a-real-password", method=PASSWORD_METHOD)
 
 
 def authenticate(engine: sa.Engine, project: str, username: str, password: str) -> User | None:
