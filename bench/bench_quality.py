@@ -340,23 +340,26 @@ def bench_speed(n: int) -> dict[str, Any]:
         for i in rng.choice(len(pool), 300, replace=False).tolist()
         for rater in ("a", "b")
     ]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     score_dataset(rubric, ds, ratings=rows)
-    ours = time.perf_counter() - t0
+    ours, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
     # baseline: the same regexes in a plain Python loop (what a script would do), no learned part
     pats = [re.compile(p) for p in (*PLACEHOLDER_PATTERNS, *BOILERPLATE_PATTERNS, *FILLER_PATTERNS)]
     outs = [r["output"] for r in pool]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for o in outs:
         _ = [bool(p.search(o)) for p in pats]
         _ = len(o.split())
-    base = time.perf_counter() - t0
+    base, base_cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "n": n,
         "ours_examples_per_s": round(n / ours),
         "baseline_python_regex_loop_per_s": round(n / base),
+        "ours_examples_per_cpu_s": round(n / ours_cpu),
+        "baseline_examples_per_cpu_s": round(n / base_cpu),
         "ours_seconds": round(ours, 2),
         "baseline_seconds": round(base, 2),
+        "load_average_1min": os.getloadavg()[0],
     }
 
 

@@ -10,8 +10,8 @@ heavily-regularised views of the example, each of which degrades gracefully with
   stable than regression coefficients at this sample size);
 * ``embed`` — nearest-centroid direction (mean good − mean bad) in the offline sentence
   embedding space of prompt and response;
-* ``ngram`` — a multinomial naive-Bayes log-count ratio over hashed word unigrams of the prompt
-  and of the response (each example scored by its mean token ratio).
+* ``ngram`` — a multinomial naive-Bayes log-count ratio over word unigrams of the prompt and of
+  the response (each example scored by its mean token ratio).
 
 Each view's score is rank-normalised over the dataset, the views are averaged, and a one-feature
 logistic regression on the labels maps the result to a probability that experts would rate the
@@ -45,25 +45,42 @@ class Features:
         return int(self.dense.shape[0])
 
 
+def token_matrix(texts: Sequence[str]) -> sp.csr_matrix:
+    """Binary document × word matrix (lower-cased letter/digit runs), built with Arrow kernels:
+    split, dictionary-encode, then CSR from the list offsets — no per-text Python work."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(texts)
+    if n == 0:
+        return sp.csr_matrix((0, 1), dtype=np.float32)
+    toks = pc.split_pattern_regex(
+        pc.utf8_lower(pa.array(list(texts), pa.string())), r"[^\p{L}\p{N}_]+"
+    )
+    if isinstance(toks, pa.ChunkedArray):
+        toks = toks.combine_chunks()
+    lengths = pc.list_value_length(toks).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(toks)
+    rows = np.repeat(np.arange(n), np.nan_to_num(lengths.astype(float)).astype(np.int64))
+    keep = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
+    enc = pc.dictionary_encode(flat.filter(pa.array(keep)))
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    rows = rows[keep]
+    vocab = max(1, len(enc.dictionary))
+    m = sp.csr_matrix((np.ones(len(codes), dtype=np.float32), (rows, codes)), shape=(n, vocab))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
 def build_features(
     dense: np.ndarray,
     dense_names: list[str],
     texts: Sequence[Sequence[str]],
     embed: np.ndarray | None = None,
-    n_features: int = 2**18,
 ) -> Features:
-    """``texts``: one list of strings per n-gram view (e.g. prompts, responses)."""
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    hv = HashingVectorizer(
-        n_features=n_features,
-        alternate_sign=False,
-        binary=True,
-        norm=None,
-        dtype=np.float32,
-        token_pattern=r"(?u)\b\w+\b",
-    )
-    grams = [hv.transform(list(t)).tocsr() for t in texts]
+    """``texts``: one list of strings per word view (e.g. prompts, responses)."""
+    grams = [token_matrix(t) for t in texts]
     return Features(np.asarray(dense, dtype=np.float64), list(dense_names), embed, grams)
 
 
