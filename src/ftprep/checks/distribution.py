@@ -1,0 +1,263 @@
+"""Failure mode 2: training inputs differ from production inputs.
+
+``distribution.coverage``: which production regions (including small tail ones) the training
+inputs do not cover or cover too thinly, the share of production traffic there, importance
+weights and a resampling plan toward production proportions (with the effective sample size it
+costs) and a data-collection list. ``distribution.shift``: a classifier two-sample test with its
+effect size over a training-vs-training baseline, per-item shift scores and the surface features
+and words that explain the shift. Method and parameters: ``docs/distribution.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ftprep.checks.base import Check, CheckResult, Condition, Finding, Section, Status
+from ftprep.checks.registry import register
+from ftprep.distribution.coverage import CoverageParams, coverage_scores
+from ftprep.distribution.regions import RegionParams, build_regions
+from ftprep.distribution.shift import ShiftParams, classifier_test
+from ftprep.distribution.text import token_sets
+from ftprep.distribution.weights import (
+    WeightParams,
+    density_ratio_weights,
+    effective_sample_size,
+    resampling_plan,
+)
+
+if TYPE_CHECKING:
+    from ftprep.context import Context
+    from ftprep.examples import Dataset
+
+ARTIFACT = "distribution"
+ARTIFACT_VERSION = 1
+
+
+def _embed(ctx: Context, ds: Dataset, model: str | None) -> np.ndarray:
+    return np.asarray(ctx.embeddings(ds, "prompt", model=model), dtype=np.float32)
+
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    c = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    return c @ vt[:2].T
+
+
+def _artifact(ctx: Context) -> dict[str, Any]:
+    art = ctx.artifacts.setdefault(ARTIFACT, {"version": ARTIFACT_VERSION})
+    assert isinstance(art, dict)
+    return art
+
+
+@register
+class Coverage(Check):
+    name = "distribution.coverage"
+    failure_mode = "distribution"
+    description = (
+        "Coverage of production inputs by training inputs: per-item uncovered flags calibrated "
+        "on a held-out slice of training (nearest-neighbour distance, kNN density ratio, "
+        "production-only vocabulary), production regions with their production vs training "
+        "share, uncovered, under-covered and tail regions with labels and examples, importance "
+        "weights toward production proportions with their effective sample size, and a "
+        "data-collection list. FAIL when more than 5% of production falls in uncovered regions."
+    )
+    requires = ("production",)
+    default_conditions = (
+        Condition("uncovered_region_share", ">", 0.01, Status.WARN,
+                  "share of production inputs in regions the training data does not cover"),
+        Condition("uncovered_region_share", ">", 0.05, Status.FAIL,
+                  "share of production inputs in regions the training data does not cover"),
+    )
+
+    def run(self, ctx: Context) -> CheckResult:
+        assert ctx.production is not None
+        model = self.param("embeddings", None)
+        cp = CoverageParams.from_dict(self.params)
+        rp = RegionParams.from_dict(self.params)
+        wp = WeightParams.from_dict({k[len("weight_"):]: v for k, v in self.params.items()
+                                     if k.startswith("weight_")} | {"seed": cp.seed})
+        train, prod = ctx.train, ctx.production
+        t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
+        xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
+        with ctx.progress("distribution: coverage", None):
+            cov = coverage_scores(xt, xp, t_texts, p_texts, cp)
+            weights = density_ratio_weights(xt, xp, wp)
+            regions, _ = build_regions(xp, xt, cov.flagged, weights, token_sets(p_texts),
+                                       token_sets(t_texts), rp)
+        p_ids, t_ids = prod.ids, train.ids
+        n_p = len(p_ids)
+        unc_regions = [r for r in regions if r.status == "uncovered"]
+        under = [r for r in regions if r.status == "under-covered"]
+        in_unc = np.zeros(n_p, dtype=bool)
+        for r in unc_regions:
+            in_unc[r.prod_items] = True
+        ess = effective_sample_size(weights)
+        plan = resampling_plan(weights, seed=cp.seed)
+        values = {
+            "uncovered_region_share": float(in_unc.mean()),
+            "uncovered_item_share": float(cov.flagged.mean()),
+            "uncovered_regions": len(unc_regions),
+            "tail_regions": sum(1 for r in unc_regions if r.kind == "tail"),
+            "under_covered_regions": len(under),
+            "under_covered_share": float(sum(r.prod_share for r in under)),
+            "regions": len(regions),
+            "score_threshold": cov.threshold,
+            "target_fpr": cp.fpr,
+            "holdout_size": cov.holdout_size,
+            "nn_distance_median": float(np.median(cov.nn_distance)),
+            "holdout_nn_distance": cov.holdout_nn_distance_q,
+            "effective_sample_size": ess,
+            "ess_fraction": ess / max(len(weights), 1),
+            "max_weight": float(weights.max()) if len(weights) else 0.0,
+            "examples_needed": int(sum(r.needed for r in regions)),
+            "n_training": len(t_ids),
+            "n_production": n_p,
+            "embeddings": model or ctx.project.embeddings,
+        }
+        res = self.result(values=values, summary=(
+            f"{values['uncovered_region_share']:.1%} of production in {len(unc_regions)} uncovered "
+            f"region(s); {len(under)} under-covered region(s); reweighting keeps "
+            f"{values['ess_fraction']:.0%} effective sample size"))
+        for r in unc_regions + under:
+            res.findings.append(Finding(
+                severity="info",
+                code="uncovered_region" if r.status == "uncovered" else "under_covered_region",
+                message=(f"{r.status} {r.kind} region '{r.label}': {r.prod_share:.1%} of production, "
+                         f"{r.train_share:.1%} of training"),
+                metrics={"production_share": r.prod_share, "training_share": r.train_share,
+                         "uncovered_fraction": r.uncovered_frac, "needed_examples": r.needed},
+                threshold=rp.uncovered_share if r.status == "uncovered" else rp.under_ratio,
+                example_ids=[p_ids[i] for i in r.prod_items],
+                action=f"collect about {r.needed} training examples like these",
+            ))
+        region_dicts = [r.to_dict(p_ids, p_texts) for r in regions]
+        art = _artifact(ctx)
+        art["coverage"] = {k: v for k, v in values.items()}
+        art["regions"] = region_dicts
+        art["collection_list"] = [
+            {"region": d["id"], "status": d["status"], "label": d["label"], "needed_examples": d["needed_examples"],
+             "production_share": d["production_share"], "examples": d["examples"]}
+            for d in region_dicts if d["needed_examples"] > 0]
+        art["importance_weights"] = {i: round(float(w), 5) for i, w in zip(t_ids, weights, strict=True)}
+        art["resampling_plan"] = {"n_target": int(plan.sum()), "effective_sample_size": ess,
+                                  "counts": {i: int(c) for i, c in zip(t_ids, plan, strict=True) if c != 1}}
+        art["uncovered_production_ids"] = [p_ids[i] for i in np.nonzero(cov.flagged)[0]]
+        res.sections.extend(self._sections(cov, xt, xp, regions, region_dicts, values, cp.seed))
+        return res
+
+    def _sections(self, cov: Any, xt: np.ndarray, xp: np.ndarray, regions: list[Any],
+                  region_dicts: list[dict[str, Any]], values: dict[str, Any], seed: int) -> list[Section]:
+        rng = np.random.default_rng(seed)
+        n_map = int(self.param("map_points", 1500))
+        ti = np.sort(rng.choice(len(xt), size=min(n_map, len(xt)), replace=False))
+        pi = np.sort(rng.choice(len(xp), size=min(n_map, len(xp)), replace=False))
+        xy = _pca2(np.concatenate([xt[ti], xp[pi]]))
+        unc = np.zeros(len(xp), dtype=bool)
+        for r in regions:
+            if r.status == "uncovered":
+                unc[r.prod_items] = True
+        groups = ["training"] * len(ti) + [
+            "production (uncovered region)" if unc[i] else "production" for i in pi]
+        points = [[round(float(a), 4), round(float(b), 4), g] for (a, b), g in zip(xy, groups, strict=True)]
+        shown = [d for d in region_dicts if d["status"] != "covered"][:12]
+        sections = [
+            Section("Production vs training inputs (PCA of embeddings)", "scatter",
+                    {"points": points, "highlight": ["production (uncovered region)"],
+                     "xlabel": "PC1", "ylabel": "PC2"},
+                    note="Highlighted: production inputs in regions the training data does not cover."),
+            Section("Coverage per production region", "table", {
+                "columns": ["region", "status", "label", "production share", "training share",
+                            "production/training", "uncovered items", "examples needed"],
+                "rows": [[d["id"], d["status"], d["label"], f"{d['production_share']:.2%}",
+                          f"{d['training_share']:.2%}", "∞" if d["ratio"] is None else f"{d['ratio']:.2f}",
+                          f"{d['uncovered_fraction']:.0%}", d["needed_examples"]] for d in region_dicts]},
+                note=(f"Per-item threshold calibrated so {values['target_fpr']:.0%} of a held-out "
+                      f"training slice ({values['holdout_size']} inputs) is flagged.")),
+        ]
+        if shown:
+            sections.append(Section("Uncovered and under-covered regions: representative production inputs",
+                                    "examples", {"items": [
+                                        {"id": e["id"], "title": f"{d['id']} ({d['status']}): {d['label']}",
+                                         "fields": {"input": e["text"]}}
+                                        for d in shown for e in d["examples"][:3]]}))
+        sections.append(Section("Reweighting toward production proportions", "text", {"text": (
+            f"Importance weights (kNN density ratio, mean 1, max {values['max_weight']:.2f}) keep an "
+            f"effective sample size of {values['effective_sample_size']:.0f} "
+            f"({values['ess_fraction']:.0%} of training). Uncovered regions cannot be reweighted: "
+            f"collect about {values['examples_needed']} examples (artifact distribution.json: "
+            "collection_list, importance_weights, resampling_plan).")}))
+        return sections
+
+
+@register
+class Shift(Check):
+    name = "distribution.shift"
+    failure_mode = "distribution"
+    description = (
+        "Classifier two-sample test between training and production inputs (embeddings, words, "
+        "surface features): out-of-fold AUC with a permutation p-value, compared with the same "
+        "test between two halves of training; per-item shift scores; the surface features "
+        "(length, bracketed alternatives, placeholders, conditionals, questions, language, "
+        "code) and words that explain it, with effect sizes and a prevalence floor. WARN when "
+        "the AUC exceeds the training baseline by more than 0.15 (p < 0.05)."
+    )
+    requires = ("production",)
+    default_conditions = (
+        Condition("shift_effect", ">", 0.15, Status.WARN,
+                  "AUC above the training-vs-training baseline (0 unless p < alpha)"),
+    )
+
+    def run(self, ctx: Context) -> CheckResult:
+        assert ctx.production is not None
+        model = self.param("embeddings", None)
+        sp_ = ShiftParams.from_dict(self.params)
+        alpha = float(self.param("alpha", 0.05))
+        train, prod = ctx.train, ctx.production
+        t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
+        xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
+        with ctx.progress("distribution: shift test", None):
+            r = classifier_test(t_texts, xt, p_texts, xp, sp_)
+        explains = [f for f in r.features if f["explains"]]
+        values = {
+            "auc": r.auc, "null_auc": r.null_auc, "excess_auc": r.excess_auc, "p_value": r.p_value,
+            "shift_effect": r.excess_auc if r.p_value < alpha else 0.0,
+            "explaining_features": [f["feature"] for f in explains],
+            "n_training": r.n_train, "n_production": r.n_production,
+        }
+        res = self.result(values=values, summary=(
+            f"train vs production AUC {r.auc:.3f} (training halves {r.null_auc:.3f}, p={r.p_value:.3g})"
+            + (f"; explained by {', '.join(values['explaining_features'][:4])}" if explains else "")))
+        p_ids = prod.ids
+        order = np.argsort(-r.prod_scores, kind="stable")
+        top = [int(r.prod_items[j]) for j in order[: min(200, len(order))]]
+        for f in explains:
+            res.findings.append(Finding(
+                severity="info", code="shift_feature",
+                message=(f"{f['feature']} ({f['description']}): training {f['training']}, "
+                         f"production {f['production']} ({f['effect_size']} {f['effect']:+.2f})"),
+                metrics={k: f[k] for k in ("training", "production", "effect")},
+                threshold=sp_.min_effect, action="collect or synthesise training inputs with this form",
+            ))
+        art = _artifact(ctx)
+        art["shift"] = {**values, "features": r.features, "words": r.words,
+                        "most_shifted_production_ids": [p_ids[i] for i in top]}
+        res.sections.extend([
+            Section("Shift test: training vs production classifier", "table", {
+                "columns": ["comparison", "out-of-fold AUC", "p-value"],
+                "rows": [["training vs production", f"{r.auc:.3f}", f"{r.p_value:.3g}"],
+                         ["training half vs training half (baseline)", f"{r.null_auc:.3f}", ""]]}),
+            Section("Surface features that explain the shift", "table", {
+                "columns": ["feature", "training", "production", "effect", "explains"],
+                "rows": [[f["feature"], f["training"], f["production"], f"{f['effect']:+.2f} ({f['effect_size']})",
+                          "yes" if f["explains"] else ""] for f in r.features]},
+                note=f"Explains: |effect| >= {sp_.min_effect} and present in >= {sp_.min_prevalence:.0%} of one side."),
+            Section("Words whose prevalence differs most", "table", {
+                "columns": ["word", "training", "production", "Cohen's h"],
+                "rows": [[w["word"], f"{w['training']:.1%}", f"{w['production']:.1%}", f"{w['effect']:+.2f}"]
+                         for w in r.words]}),
+            Section("Most production-like inputs (per-item shift score)", "examples", {"items": [
+                {"id": p_ids[i], "fields": {"input": p_texts[i][:300]}} for i in top[:8]]}),
+        ])
+        return res

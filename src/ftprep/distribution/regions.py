@@ -1,0 +1,189 @@
+"""Production regions: clusters of production inputs with their coverage, labels and needs.
+
+Production inputs are clustered (spherical k-means); each training input is assigned to its
+nearest cluster centre, so every region has a production share and a training share. A region
+is *uncovered* when at least ``uncovered_share`` of its items are flagged by the per-item
+coverage score, *under-covered* when its production/training ratio reaches ``under_ratio``.
+Flagged items inside regions that are not uncovered as a whole are clustered once more: a group
+of at least ``min_region_size`` of them becomes a *tail* region of its own, so a small
+uncovered pocket is not averaged away inside a large covered cluster.
+
+Each region gets a readable label (the words that most distinguish it from everything else,
+with a prevalence floor) and representative inputs (nearest to its centre).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ftprep.distribution.knn import spherical_kmeans
+from ftprep.distribution.text import doc_freq
+
+
+@dataclass(slots=True)
+class RegionParams:
+    n_clusters: int | None = None  # default: sqrt(n_production / 3), within [4, 150]
+    uncovered_share: float = 0.5
+    under_ratio: float = 2.0
+    min_region_size: int = 5
+    target_coverage: float = 1.0  # collection target: this share of the production proportion
+    min_examples: int = 20  # at least this many new examples per uncovered region
+    label_terms: int = 4
+    label_min_prevalence: float = 0.1
+    examples_per_region: int = 5
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RegionParams:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(slots=True)
+class Region:
+    id: str
+    kind: str  # cluster | tail
+    status: str  # covered | under-covered | uncovered
+    label: str
+    prod_items: np.ndarray  # indices into production
+    n_train: int
+    prod_share: float
+    train_share: float
+    ratio: float  # production share / training share (inf when no training)
+    weighted_ratio: float  # mean importance weight of the region's training items
+    uncovered_frac: float
+    examples: list[int] = field(default_factory=list)
+    needed: int = 0
+
+    def to_dict(self, prod_ids: list[str], prod_texts: list[str]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "label": self.label,
+            "n_production": int(len(self.prod_items)),
+            "n_training": self.n_train,
+            "production_share": round(self.prod_share, 6),
+            "training_share": round(self.train_share, 6),
+            "ratio": None if math.isinf(self.ratio) else round(self.ratio, 4),
+            "weighted_ratio": round(self.weighted_ratio, 4),
+            "uncovered_fraction": round(self.uncovered_frac, 4),
+            "needed_examples": self.needed,
+            "examples": [{"id": prod_ids[i], "text": prod_texts[i][:300]} for i in self.examples],
+        }
+
+
+def _assign(x: np.ndarray, cent: np.ndarray) -> np.ndarray:
+    out = np.empty(len(x), dtype=np.int64)
+    for s in range(0, len(x), 8192):
+        out[s : s + 8192] = np.argmax(x[s : s + 8192] @ cent.T, axis=1)
+    return out
+
+
+def distinguishing_terms(
+    member_sets: list[set[str]], df_all: dict[str, int], n_all: int, top: int, min_prevalence: float
+) -> list[str]:
+    """Words frequent in the region and rare elsewhere: prevalence x log lift."""
+    n = len(member_sets)
+    if n == 0:
+        return []
+    df = doc_freq(member_sets)
+    floor = max(2, math.ceil(min_prevalence * n)) if n >= 4 else 1
+    scored = []
+    for w, c in df.items():
+        if c < floor:
+            continue
+        prev = c / n
+        rest = (df_all.get(w, 0) - c + 1) / (n_all - n + 2)
+        scored.append((prev * math.log(prev / rest), w))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return [w for s, w in scored[:top] if s > 0]
+
+
+def _representatives(emb: np.ndarray, members: np.ndarray, k: int) -> list[int]:
+    if len(members) == 0:
+        return []
+    centre = emb[members].mean(axis=0)
+    sims = emb[members] @ centre
+    return [int(members[j]) for j in np.argsort(-sims, kind="stable")[:k]]
+
+
+def build_regions(
+    prod_emb: np.ndarray,
+    train_emb: np.ndarray,
+    flagged: np.ndarray,
+    weights: np.ndarray,
+    prod_sets: list[set[str]],
+    train_sets: list[set[str]],
+    params: RegionParams | None = None,
+) -> tuple[list[Region], np.ndarray]:
+    """Regions (sorted: uncovered first, then by production share) and the cluster of each
+    production item."""
+    p = params or RegionParams()
+    n_p, n_t = len(prod_emb), len(train_emb)
+    n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, 150))
+    n_c = max(1, min(n_c, n_p))
+    cent = spherical_kmeans(prod_emb, n_c, iters=15, seed=p.seed, sample=50000)
+    pc = _assign(prod_emb, cent)
+    tc = _assign(train_emb, cent)
+    t_counts = np.bincount(tc, minlength=n_c)
+    w_sums = np.bincount(tc, weights=weights, minlength=n_c)
+    df_all = doc_freq(prod_sets)
+    df_all.update(doc_freq(train_sets))
+    n_all = n_p + n_t
+
+    def make(rid: str, kind: str, members: np.ndarray, n_train: int, w_sum: float) -> Region:
+        prod_share = len(members) / n_p
+        train_share = n_train / n_t
+        ratio = prod_share / train_share if n_train else math.inf
+        unc = float(flagged[members].mean()) if len(members) else 0.0
+        if unc >= p.uncovered_share:
+            status = "uncovered"
+        elif ratio >= p.under_ratio:
+            status = "under-covered"
+        else:
+            status = "covered"
+        terms = distinguishing_terms([prod_sets[i] for i in members], df_all, n_all,
+                                     p.label_terms, p.label_min_prevalence)
+        reg = Region(
+            id=rid, kind=kind, status=status, label=", ".join(terms) or "(no distinctive words)",
+            prod_items=members, n_train=int(n_train), prod_share=prod_share,
+            train_share=train_share, ratio=ratio,
+            weighted_ratio=float(w_sum / n_train) if n_train else 0.0, uncovered_frac=unc,
+            examples=_representatives(prod_emb, members, p.examples_per_region),
+        )
+        if status != "covered":
+            target = p.target_coverage * prod_share * n_t
+            need = math.ceil(target - n_train) if math.isfinite(target) else 0
+            floor = p.min_examples if status == "uncovered" else 0
+            reg.needed = int(max(need, floor, 0))
+        return reg
+
+    regions: list[Region] = []
+    pocket: list[int] = []
+    for c in range(n_c):
+        members = np.nonzero(pc == c)[0]
+        if len(members) == 0:
+            continue
+        reg = make(f"c{c}", "cluster", members, int(t_counts[c]), float(w_sums[c]))
+        if reg.status != "uncovered":
+            pocket.extend(int(i) for i in members[flagged[members]])
+        regions.append(reg)
+    if len(pocket) >= p.min_region_size:
+        pk = np.array(sorted(pocket))
+        n_sub = max(1, len(pk) // max(p.min_region_size * 4, 1))
+        sub_cent = spherical_kmeans(prod_emb[pk], min(n_sub, len(pk)), iters=15, seed=p.seed)
+        sub = _assign(prod_emb[pk], sub_cent)
+        for j in range(len(sub_cent)):
+            members = pk[sub == j]
+            if len(members) < p.min_region_size:
+                continue
+            reg = make(f"t{j}", "tail", members, 0, 0.0)
+            if reg.status == "uncovered":
+                regions.append(reg)
+    order = {"uncovered": 0, "under-covered": 1, "covered": 2}
+    regions.sort(key=lambda r: (order[r.status], -r.prod_share, r.id))
+    return regions, pc

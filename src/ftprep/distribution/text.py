@@ -1,0 +1,105 @@
+"""Token and surface-form features of input texts (no model, no language-specific word lists).
+
+``tokens`` lower-cases and splits on word characters (Unicode-aware). ``surface_features``
+computes the interpretable per-text features the shift test uses to *explain* a difference
+between training and production: length, bracketed alternatives, placeholders, conditional
+phrasing, questions, script/language, code, digits, upper case, URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
+
+# [a/b], (a | b), {a or b}: two or more options inside one pair of brackets
+_BRACKET_ALT = re.compile(r"[\[(\{][^\[\](){}]{1,60}?(?:/|\||\bor\b)[^\[\](){}]{1,60}?[\])\}]", re.I)
+# {name}, {{name}}, <NAME>, [NAME], [name], %s, $VAR, ___, XXX
+_PLACEHOLDER = re.compile(
+    r"\{\{?\s*[A-Za-z_][\w.]*\s*\}\}?|<[A-Z][A-Z0-9_]{1,30}>|\[[A-Za-z_]\w{0,30}\]"
+    r"|%[sd]\b|\$[A-Z_]{2,}\b|_{3,}|\bX{3,}\b"
+)
+_CONDITIONAL = re.compile(
+    r"\b(if|unless|provided that|in case|assuming|suppose|supposing|whether|otherwise|"
+    r"would|could|should|might)\b", re.I)
+_QUESTION_START = re.compile(
+    r"^\s*(who|what|when|where|why|how|which|whose|whom|is|are|am|was|were|do|does|did|can|"
+    r"could|will|would|should|shall|may|might|have|has|had)\b", re.I)
+_CODE = re.compile(r"```|`[^`\n]+`|\b(def|class|function|return|import|SELECT|FROM|WHERE)\b|[{};]\s*$|=>|==|\(\)",
+                   re.M)
+_URL = re.compile(r"https?://|www\.\S+|\S+@\S+\.\w+")
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def token_sets(texts: Sequence[str]) -> list[set[str]]:
+    return [set(tokens(t)) for t in texts]
+
+
+def doc_freq(sets: Sequence[set[str]]) -> Counter[str]:
+    c: Counter[str] = Counter()
+    for s in sets:
+        c.update(s)
+    return c
+
+
+def _script_share(text: str) -> tuple[float, float]:
+    """(share of letters outside ASCII, share of letters outside Latin scripts)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0, 0.0
+    non_ascii = sum(1 for ch in letters if ord(ch) > 127)
+    non_latin = sum(1 for ch in letters if ord(ch) > 0x24F)
+    return non_ascii / len(letters), non_latin / len(letters)
+
+
+# name -> (kind, description); kind "binary" features are prevalence-filtered
+SURFACE_FEATURES: dict[str, tuple[str, str]] = {
+    "chars": ("numeric", "length in characters"),
+    "words": ("numeric", "length in words"),
+    "bracketed_alternatives": ("binary", "options in brackets, e.g. [a/b] or (x | y)"),
+    "placeholders": ("binary", "template slots, e.g. {name}, <NAME>, [date], ___"),
+    "conditional": ("binary", "conditional or hedged phrasing (if, unless, would, could…)"),
+    "question": ("binary", "phrased as a question (ends with ? or starts with a question word)"),
+    "statement": ("binary", "phrased as a statement or command (not a question)"),
+    "non_ascii_letters": ("binary", "more than 20% of letters outside ASCII (accents, other languages)"),
+    "non_latin_script": ("binary", "more than 20% of letters outside Latin scripts"),
+    "code": ("binary", "code or markup (backticks, keywords, braces, operators)"),
+    "digits": ("binary", "contains digits"),
+    "upper_case": ("binary", "more than 30% of letters upper case"),
+    "url_or_email": ("binary", "contains a URL or an e-mail address"),
+    "multi_line": ("binary", "spans several lines"),
+}
+
+
+def surface_features(texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-text feature columns (float64; binary features are 0/1)."""
+    n = len(texts)
+    out = {name: np.zeros(n, dtype=np.float64) for name in SURFACE_FEATURES}
+    for i, t in enumerate(texts):
+        t = t or ""
+        words = len(t.split())
+        out["chars"][i] = len(t)
+        out["words"][i] = words
+        out["bracketed_alternatives"][i] = bool(_BRACKET_ALT.search(t))
+        out["placeholders"][i] = bool(_PLACEHOLDER.search(t))
+        out["conditional"][i] = bool(_CONDITIONAL.search(t))
+        q = t.rstrip().endswith("?") or bool(_QUESTION_START.match(t))
+        out["question"][i] = q
+        out["statement"][i] = not q
+        na, nl = _script_share(t)
+        out["non_ascii_letters"][i] = na > 0.2
+        out["non_latin_script"][i] = nl > 0.2
+        out["code"][i] = bool(_CODE.search(t))
+        out["digits"][i] = any(ch.isdigit() for ch in t)
+        letters = [ch for ch in t if ch.isalpha()]
+        out["upper_case"][i] = bool(letters) and sum(ch.isupper() for ch in letters) / len(letters) > 0.3
+        out["url_or_email"][i] = bool(_URL.search(t))
+        out["multi_line"][i] = "\n" in t.strip()
+    return out

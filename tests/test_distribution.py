@@ -1,0 +1,258 @@
+"""Production distribution match (failure mode 2): kNN search, coverage flags, regions,
+importance weights, the shift test and its explanations, and the checks inside an audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ftprep.distribution.coverage import CoverageParams, coverage_scores, upper_pvalue
+from ftprep.distribution.knn import knn, knn_exact, knn_ivf
+from ftprep.distribution.regions import RegionParams, build_regions, distinguishing_terms
+from ftprep.distribution.shift import ShiftParams, classifier_test
+from ftprep.distribution.text import doc_freq, surface_features, token_sets
+from ftprep.distribution.weights import density_ratio_weights, effective_sample_size, resampling_plan
+from ftprep.signals.embeddings import l2_normalise
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _clusters(n_per: dict[int, int], dim: int = 32, spread: float = 0.35, seed: int = 0,
+              centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Points around unit centres, with texts drawn from a per-cluster vocabulary."""
+    rng = np.random.default_rng(seed)
+    if centres is None:
+        centres = l2_normalise(np.random.default_rng(99).standard_normal((20, dim)).astype(np.float32))
+    xs, ys, texts = [], [], []
+    for c, n in n_per.items():
+        xs.append(centres[c] + spread * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim))
+        ys += [c] * n
+        for _ in range(n):
+            words = [f"topic{c}word{j}" for j in rng.choice(6, size=3)] + list(rng.choice(["the", "a", "please", "my"], 2))
+            texts.append(" ".join(words))
+    return l2_normalise(np.concatenate(xs)), np.array(ys), texts
+
+
+def test_knn_exact_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    a = l2_normalise(rng.standard_normal((50, 8)).astype(np.float32))
+    b = l2_normalise(rng.standard_normal((300, 8)).astype(np.float32))
+    d, i = knn_exact(a, b, 5)
+    full = 1 - a @ b.T
+    assert np.array_equal(i, np.argsort(full, axis=1)[:, :5])
+    assert np.allclose(d, np.sort(full, axis=1)[:, :5], atol=1e-5)
+    d2, i2 = knn_exact(b, b, 3, exclude_self=True)
+    assert not (i2 == np.arange(300)[:, None]).any()
+    assert np.all(np.diff(d2, axis=1) >= -1e-6)
+
+
+def test_knn_ivf_finds_most_true_neighbours() -> None:
+    x, _, _ = _clusters({c: 400 for c in range(12)}, dim=16)
+    q = x[::7]
+    _, ie = knn_exact(q, x, 10)
+    _, ia = knn_ivf(q, x, 10, nprobe=8)
+    recall = np.mean([len(set(r) & set(s)) / 10 for r, s in zip(ie, ia, strict=True)])
+    assert recall >= 0.9
+    # the dispatcher picks the index above the pair limit and stays consistent in shape
+    d, i = knn(q, x, 10, exact_limit=0)
+    assert d.shape == i.shape == (len(q), 10)
+
+
+@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=50),
+       st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=50))
+@settings(max_examples=60, deadline=None)
+def test_upper_pvalue_is_a_monotone_probability(values: list[float], null: list[float]) -> None:
+    v, n = np.array(values), np.array(null)
+    p = upper_pvalue(v, n)
+    assert np.all((p > 0) & (p <= 1))
+    order = np.argsort(v)
+    assert np.all(np.diff(p[order]) <= 1e-12)
+
+
+def test_density_ratio_weights_recover_region_ratios() -> None:
+    # training: 900 in region 0, 100 in region 1; production 500/500 -> ratios 0.556 and 5
+    xt, yt, _ = _clusters({0: 900, 1: 100}, seed=1)
+    xp, _, _ = _clusters({0: 500, 1: 500}, seed=2)
+    w = density_ratio_weights(xt, xp)
+    assert w.mean() == pytest.approx(1.0)
+    for region, truth in ((0, 500 / 1000 / 0.9), (1, 500 / 1000 / 0.1)):
+        est = w[yt == region].mean()
+        assert truth / 1.25 <= est <= truth * 1.25, (region, est, truth)
+    ess = effective_sample_size(w)
+    assert 0 < ess < len(w)
+    plan = resampling_plan(w, seed=0)
+    assert plan.sum() == len(w)
+    share1 = plan[yt == 1].sum() / plan.sum()
+    assert share1 == pytest.approx(0.5, abs=0.08)
+
+
+def test_coverage_flags_missing_regions_and_calibrates_false_alarms() -> None:
+    train_n = {c: 150 for c in range(8)}
+    prod_n = {c: 40 for c in range(10)} | {10: 12}  # 8, 9 and a small tail 10 are missing
+    xt, _, tt = _clusters(train_n, seed=3)
+    xp, yp, tp = _clusters(prod_n, seed=4)
+    cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=0))
+    missing = np.isin(yp, [8, 9, 10])
+    assert cov.flagged[missing].mean() >= 0.9
+    assert cov.flagged[~missing].mean() <= 0.15
+    w = density_ratio_weights(xt, xp)
+    regions, _ = build_regions(xp, xt, cov.flagged, w, token_sets(tp), token_sets(tt), RegionParams(seed=0))
+    uncovered = [r for r in regions if r.status == "uncovered"]
+    found = {int(np.bincount(yp[r.prod_items]).argmax()) for r in uncovered}
+    assert {8, 9, 10} <= found
+    for r in uncovered:
+        assert r.needed >= RegionParams().min_examples
+        topic = int(np.bincount(yp[r.prod_items]).argmax())
+        assert f"topic{topic}" in r.label  # the label names the region's own vocabulary
+
+
+def test_coverage_without_shift_flags_little() -> None:
+    xt, _, tt = _clusters({c: 120 for c in range(8)}, seed=5)
+    xp, _, tp = _clusters({c: 40 for c in range(8)}, seed=6)
+    cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=1))
+    assert cov.flagged.mean() <= 0.12
+    regions, _ = build_regions(xp, xt, cov.flagged, np.ones(len(xt)), token_sets(tp), token_sets(tt))
+    unc_share = sum(r.prod_share for r in regions if r.status == "uncovered")
+    assert unc_share <= 0.05
+
+
+def test_distinguishing_terms_respect_prevalence() -> None:
+    members = [{"refund", "card"}, {"refund", "late"}, {"refund", "card"}, {"rareword", "card"}]
+    others = [{"card", "balance"}] * 40
+    df = doc_freq(members + others)
+    terms = distinguishing_terms(members, df, len(members) + len(others), top=3, min_prevalence=0.5)
+    assert terms[0] == "refund"
+    assert "rareword" not in terms
+
+
+def test_surface_features_detect_forms() -> None:
+    f = surface_features([
+        "Please send the [draft/final] contract to {client_name}",
+        "what time is it?",
+        "if the payment fails, retry",
+        "def f(x): return x",
+        "Привет, как дела",
+    ])
+    assert f["bracketed_alternatives"].tolist() == [1, 0, 0, 0, 0]
+    assert f["placeholders"].tolist() == [1, 0, 0, 0, 0]
+    assert f["question"].tolist() == [0, 1, 0, 0, 0]
+    assert f["conditional"][2] == 1
+    assert f["code"][3] == 1
+    assert f["non_latin_script"].tolist() == [0, 0, 0, 0, 1]
+
+
+def _requests(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    verbs = ["cancel", "change", "check", "book", "pay", "update", "find", "track"]
+    things = ["my order", "the invoice", "a flight", "the subscription", "my address", "the parcel", "my card"]
+    when = ["today", "tomorrow", "next week", "now", "before friday"]
+    return [f"please {rng.choice(verbs)} {rng.choice(things)} {rng.choice(when)}" for _ in range(n)]
+
+
+def _surface_change(texts: list[str], seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in texts:
+        r = rng.random()
+        if r < 0.35:
+            out.append(t.replace("please", "please [quickly/carefully]"))
+        elif r < 0.7:
+            out.append(t + " for {customer_name}")
+        else:
+            out.append(t)
+    return out
+
+
+def _embed(texts: list[str]) -> np.ndarray:
+    from ftprep.signals.embeddings import get_embedder
+
+    return get_embedder("static").encode(texts)
+
+
+def test_shift_test_detects_and_names_a_surface_change() -> None:
+    train = _requests(400, 0)
+    prod_same = _requests(400, 1)
+    prod_changed = _surface_change(_requests(400, 2), 3)
+    p = ShiftParams(permutations=5, folds=3, seed=0)
+    xt = _embed(train)
+    base = classifier_test(train, xt, prod_same, _embed(prod_same), p)
+    shifted = classifier_test(train, xt, prod_changed, _embed(prod_changed), p)
+    assert shifted.auc > 0.75 and shifted.p_value <= 1 / 6 + 1e-9
+    assert shifted.excess_auc > base.excess_auc + 0.2
+    named = {f["feature"] for f in shifted.features if f["explains"]}
+    assert {"bracketed_alternatives", "placeholders"} <= named
+    assert not {f["feature"] for f in base.features if f["explains"]} & {"bracketed_alternatives", "placeholders"}
+    # per-item scores localise the shift: changed items score higher than unchanged ones
+    changed = np.array([prod_changed[i] != _requests(400, 2)[i] for i in shifted.prod_items])
+    assert shifted.prod_scores[changed].mean() > shifted.prod_scores[~changed].mean()
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
+    import ftprep
+
+    train = _requests(300, 10)
+    novel = [f"how do i {v} my {o} abroad" for v in ("insure", "register", "export") for o in ("boat", "drone", "horse", "piano", "tractor", "camper", "trailer")] * 4
+    prod = _requests(150, 11) + novel
+    _write(tmp_path / "data/train.jsonl", [
+        {"id": f"t{i}", "messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "done"}]}
+        for i, t in enumerate(train)])
+    _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prod)])
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+        "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
+        "checks:\n  distribution.shift: {permutations: 3, folds: 3}\n", encoding="utf-8")
+    res = ftprep.audit(tmp_path, only=["distribution"])
+    f = json.loads((tmp_path / "out/audit/findings.json").read_text())
+    checks = {c["check"]: c for c in f["checks"]}
+    cov = checks["distribution.coverage"]
+    assert cov["status"] == "FAIL", cov
+    assert cov["values"]["uncovered_region_share"] > 0.2
+    assert res.exit_code == 1
+    art = json.loads((tmp_path / "out/audit/artifacts/distribution.json").read_text())
+    assert len(art["importance_weights"]) == len(train)
+    assert art["collection_list"] and all(c["needed_examples"] > 0 for c in art["collection_list"])
+    flagged = set(art["uncovered_production_ids"])
+    novel_ids = {f"p{i}" for i in range(150, len(prod))}
+    assert len(flagged & novel_ids) >= 0.9 * len(novel_ids)
+    assert "shift" in art and art["shift"]["auc"] > 0.5
+    # without a production sample the checks are reported as not run
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n", encoding="utf-8")
+    ftprep.audit(tmp_path, only=["distribution"])
+    f = json.loads((tmp_path / "out/audit/findings.json").read_text())
+    assert {c["check"]: c["status"] for c in f["checks"]}["distribution.coverage"] == "NOT_RUN"
+
+
+@pytest.mark.skipif(not (SHARED / "intents" / "clinc150").exists(), reason="shared data not available")
+def test_clinc_missing_domains_are_found() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    d = json.loads((SHARED / "intents/clinc150/data_full.json").read_text())
+    domains = json.loads((SHARED / "intents/clinc150/domains.json").read_text())
+    dom = {i: k for k, v in domains.items() for i in v}
+    missing = {"credit_cards", "home", "small_talk"}
+    rng = np.random.default_rng(0)
+    train = [t for t, label in d["train"] if dom[label] not in missing and rng.random() < 0.4]
+    test = [(t, dom[label]) for t, label in d["test"]] + [(t, "oos") for t, _ in d["oos_test"]]
+    keep = rng.random(len(test)) < 0.5
+    prod = [t for (t, _), k in zip(test, keep, strict=True) if k]
+    ydom = np.array([g for (_, g), k in zip(test, keep, strict=True) if k])
+    unc = np.isin(ydom, sorted(missing) + ["oos"])
+    xt, xp = _embed(train), _embed(prod)
+    cov = coverage_scores(xt, xp, train, prod)
+    baseline = roc_auc_score(unc, cov.nn_distance)
+    assert roc_auc_score(unc, cov.score) >= max(0.93, baseline + 0.03)
+    regions, _ = build_regions(xp, xt, cov.flagged, np.ones(len(xt)), token_sets(prod), token_sets(train))
+    majority = {str(max(set(ydom[r.prod_items]), key=list(ydom[r.prod_items]).count))
+                for r in regions if r.status == "uncovered"}
+    assert missing <= majority
