@@ -42,6 +42,8 @@ LAUNCH_ARGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
+    mp = pytest.MonkeyPatch()
+    mp.setattr(db, "PASSWORD_METHOD", "scrypt:1024:8:1")  # salted scrypt, smaller work factor
     exs = demo_examples()
     exs[11] = Example(
         id="t12",
@@ -91,6 +93,7 @@ def server(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
     }
     srv.shutdown()
     thread.join(timeout=10)
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
