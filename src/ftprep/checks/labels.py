@@ -116,7 +116,7 @@ class LabelAgreement(Check):
         ctx.workspace.save_table(TABLE_NAME, table)
         esc = EscalationParams(
             # ratings: share of ratings near the median (4 of 5 within tolerance passes)
-            escalate_below=_float(p, "escalate_below", 0.7 if cfg.kind == "rating" else 0.85),
+            escalate_below=_float(p, "escalate_below", 0.7 if cfg.kind == "rating" else 0.8),
             exclude_below=_float(p, "exclude_below", 0.5),
             exclude_min_labels=int(p.get("exclude_min_labels", 7)),
             min_labels=int(p.get("min_labels", 2)),

@@ -262,7 +262,10 @@ def dawid_skene(
         post = post_pooled
     label_safe = np.maximum(label, 0)
     if np.isfinite(conc):
-        stab = crowd_stability(counts, post, pooled_conf, conc, label_safe)
+        # average two item-difficulty models: Dirichlet around each true class's confusion row,
+        # and one Dirichlet over vote distributions regardless of class
+        stab = 0.5 * crowd_stability(counts, post, pooled_conf, conc, label_safe)
+        stab += 0.5 * dirichlet_stability(counts, label_safe, labelled)
     else:
         stab = post[np.arange(n_u), label_safe]
     stab = np.where(labelled, stab, 0.0)
@@ -330,6 +333,59 @@ def crowd_stability(
             g = rng.gamma(np.repeat(a[:, None, :], samples, axis=1))
             acc += pc[:, j] * (g.argmax(axis=2) == pos[:, None]).mean(axis=1)
         out[sl] = acc
+    return out
+
+
+def dirichlet_stability(
+    counts: np.ndarray,
+    label: np.ndarray,
+    labelled: np.ndarray,
+    *,
+    samples: int = 256,
+    max_classes: int = 8,
+    chunk: int = 4096,
+    seed: int = 1,
+) -> np.ndarray:
+    """P(argmax of the example's vote distribution = ``label``) when vote distributions follow
+    one Dirichlet(α) over all examples, α fitted by maximum likelihood (Dirichlet-multinomial);
+    the posterior is Dirichlet(α + votes). Monte Carlo with a fixed seed."""
+    from scipy.optimize import minimize
+    from scipy.special import gammaln
+
+    n_u, k = counts.shape
+    multi = counts[labelled & (counts.sum(axis=1) >= 2)]
+    if len(multi) < 30:
+        return np.asarray(
+            np.take_along_axis(counts, label[:, None], axis=1)[:, 0]
+            / np.maximum(counts.sum(axis=1), 1)
+        )
+    m = multi.sum(axis=1)
+
+    def nll(la: np.ndarray) -> float:
+        a = np.exp(la)
+        return -float(
+            (
+                gammaln(a.sum())
+                - gammaln(a.sum() + m)
+                + (gammaln(a[None] + multi) - gammaln(a)[None]).sum(axis=1)
+            ).sum()
+        )
+
+    alpha = np.exp(minimize(nll, np.zeros(k), method="L-BFGS-B", bounds=[(-8.0, 8.0)] * k).x)
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n_u)
+    kk = min(k, max_classes)
+    for start in range(0, n_u, chunk):
+        sl = slice(start, min(start + chunk, n_u))
+        a_full = alpha[None] + counts[sl]
+        cand = np.argsort(-a_full, axis=1, kind="stable")[:, :kk]
+        lab = label[sl]
+        has = (cand == lab[:, None]).any(axis=1)
+        cand[~has, -1] = lab[~has]
+        pos = (cand == lab[:, None]).argmax(axis=1)
+        a = np.take_along_axis(a_full, cand, axis=1)
+        g = rng.gamma(np.repeat(a[:, None, :], samples, axis=1))
+        out[sl] = (g.argmax(axis=2) == pos[:, None]).mean(axis=1)
     return out
 
 

@@ -32,7 +32,7 @@ from ftprep.checks.base import Action
 
 @dataclass(slots=True)
 class EscalationParams:
-    escalate_below: float = 0.85
+    escalate_below: float = 0.8
     exclude_below: float = 0.5
     exclude_min_labels: int = 7
     min_labels: int = 2
