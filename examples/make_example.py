@@ -248,5 +248,70 @@ def make(out: Path) -> None:
                 w.writerow([r["ticket_id"], a, lab, "2024-12-01T10:00:00"])
 
 
+SPEC_V1 = """---
+name: support-bot
+version: "1"
+purpose: >-
+  Answer Northwind Home customers' support tickets correctly, briefly and kindly, following
+  company policy.
+inputs: One customer message (English), often with an order number.
+outputs:
+  - A reply to the customer in plain text.
+areas:
+  orders:
+    description: Order status, tracking, delivery times and delivery address changes.
+    criteria:
+      - Give the current status and the expected delivery time.
+      - Addresses can be changed only before the order ships.
+    keywords: [order status, shipped, tracking, delivery address, shipping address]
+  refunds:
+    description: Returns, refunds and getting money back for an item.
+    criteria:
+      - Items can be returned within 30 days of delivery for a full refund.
+      - Say how long the refund takes to reach the customer.
+    keywords: [refund, money back, return]
+  account:
+    description: Logging in, passwords, locked accounts.
+    criteria:
+      - Never ask for the password; send the reset link instead.
+    keywords: [password, log in, login, locked out]
+  billing:
+    description: Charges, double charges, failed payments.
+    criteria:
+      - Explain pre-authorisations; refund real duplicate charges.
+    keywords: [charged, charge, payment]
+---
+# Northwind Home support: task specification
+
+Be brief and kind; never promise what policy does not allow.
+"""
+
+
+def write_project(out: Path) -> None:
+    """The project files around the data: ftprep.yaml, the task spec with its history (v1,
+    then v2 changing the refund window), rubric, capabilities, objectives."""
+    from ftprep.project import load_project
+    from ftprep.spec import bump, lock
+
+    templates = HERE.parent / "src" / "ftprep" / "templates"
+    for name in ("rubric.yaml", "capabilities.yaml", "objectives.yaml"):
+        (out / name).write_text((templates / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (out / "ftprep.yaml").write_text((HERE / "support-bot.ftprep.yaml").read_text(encoding="utf-8"),
+                                     encoding="utf-8")
+    for f in ("spec.md", "spec.history.jsonl"):
+        (out / f).unlink(missing_ok=True)
+    (out / "spec.md").write_text(SPEC_V1, encoding="utf-8")
+    project = load_project(out)
+    lock(project, effective="2024-01-01", note="initial policy", actor="policy-team")
+    (out / "spec.md").write_text(
+        SPEC_V1.replace('version: "1"', 'version: "2"').replace(
+            "Items can be returned within 30 days", "Items can be returned within 14 days"),
+        encoding="utf-8")
+    bump(load_project(out), effective="2025-01-01", note="refund window shortened to 14 days",
+         actor="policy-team")
+
+
 if __name__ == "__main__":
-    make(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "support-bot")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "support-bot"
+    make(target)
+    write_project(target)

@@ -193,8 +193,10 @@ def test_write_then_read_round_trips(tmp_path: Path, turns: list) -> None:
 
 
 def test_fast_path_equals_slow_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ftprep.formats.fastpath as fp
     import ftprep.formats.readers as r
 
+    monkeypatch.setattr(fp, "FAST_MIN_BYTES", 0)
     recs = [chat(i, conv=f"c{i % 3}", flag=bool(i % 2), score=i / 2) for i in range(30)]
     recs[3]["messages"][1]["role"] = "wizard"
     recs[5]["messages"][2]["content"] = "   "

@@ -20,6 +20,8 @@ import pyarrow as pa
 
 from ftprep.examples import ROLES
 
+# below this size the line-by-line path is faster than starting DuckDB
+FAST_MIN_BYTES = 1 << 20
 _EXTRA_KEYS = ("tool_calls", "name", "tool_call_id", "function_call", "weight")
 _FIELDS = ("id", "group", "collected_at", "spec_version", "label", "annotator", "area")
 
@@ -65,9 +67,9 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
         return None
     import duckdb
 
+    if path.stat().st_size < FAST_MIN_BYTES:
+        return None
     with open(path, "rb") as fh:
-        if path.stat().st_size == 0:
-            return None
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             if mm[:3] == b"\xef\xbb\xbf":
                 return None
