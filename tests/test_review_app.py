@@ -646,6 +646,27 @@ def test_quarantine_shows_the_criteria_then_and_now(project: Project) -> None:
     assert "As collected — version 2" in page.text
 
 
+def test_an_item_is_only_decided_through_its_own_queue(app: Any, project: Project) -> None:
+    c = login(app, "sen")
+    # a quarantined example cannot be "arbitrated" with a label through the escalation queue
+    assert c.get("/queue/escalations/item?id=t01&check=spec.quarantine").status_code == 404
+    tok = csrf_of(c.get("/").text)
+    r = c.post(
+        "/queue/escalations/item",
+        data={
+            "csrf_token": tok,
+            "id": "t01",
+            "check": "spec.quarantine",
+            "version": "1",
+            "choice": "label",
+            "label": "x",
+        },
+    )
+    assert r.status_code == 404
+    assert ledger(project).get("t01", "spec.quarantine").actor_kind == "auto"  # type: ignore[union-attr]
+    assert c.get("/queue/nope").status_code == 404
+
+
 def test_concurrent_reviewers_never_lose_an_update(app: Any, project: Project) -> None:
     """Two seniors open the same escalation; the second save is refused with the first one's
     decision shown, and nothing is overwritten until the second resubmits knowingly."""

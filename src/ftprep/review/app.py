@@ -420,9 +420,9 @@ def create_app(
         user = need(q.permission)
         example_id = request.values.get("id", "")
         check = request.values.get("check", "")
-        entry = data.ledger.get(example_id, check)
+        entry = data.ledger.get(example_id, check) if q.matches_check(check) else None
         if entry is None:
-            abort(404, "no decision for this example and check")
+            abort(404, "no decision for this example and check in this queue")
         ex = data.example(example_id)
         form: dict[str, Any] = {
             "choice": "",
