@@ -57,15 +57,16 @@ class LeakParams:
     ngram_sizes: tuple[int, ...] = (13,)
     ngram_max_df: int = 10
     semantic: bool = True
-    candidate_k: int = 5
+    candidate_k: int = 3
     candidate_cos: float = 0.6
     lexical_candidate: float = 0.5
-    lexical_max_df: int = 50
+    lexical_max_df: int = 20
     window: int | None = None
     window_margin: float = 0.1
     verify_windows: int = 3
     null_quantile: float = 0.99
     null_k: int = 5
+    null_items: int = 2000
     min_null_items: int = 200
     min_score: float = 2.6
     default_score: float = 2.9
@@ -232,7 +233,7 @@ def _paraphrases(
     n_ref = len(ref_input)
     scorer = PairScorer(ref_input, params.weights)
     if n_ref >= params.min_null_items:
-        null = calibrate(scorer, ref_emb, params.null_k)
+        null = calibrate(scorer, ref_emb, params.null_k, max_items=params.null_items)
         threshold = max(params.min_score, float(np.quantile(null, params.null_quantile)))
     else:
         threshold = params.default_score
@@ -244,7 +245,7 @@ def _paraphrases(
     pairs = set(zip(qi.tolist(), ri.tolist(), strict=True))
     # an item buried in a longer record: rare-word containment of the item in the full text
     uh, uo = ngram_hashes(rt, 1)
-    uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df)
+    uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df, sample=params.near_sample)
     th1, to1 = ngram_hashes(tt, 1)
     pcu = uidx.query(th1, to1, min_shared=2)
     ok = (
@@ -254,6 +255,16 @@ def _paraphrases(
     )
     pairs.update(zip(pcu.record[ok].tolist(), pcu.item[ok].tolist(), strict=True))
     pairs -= skip
+    # a short record's pair whose cosine cannot reach the threshold even with perfect lexical
+    # features is dropped before any Python work
+    wt = params.weights
+    if pairs:
+        pq = np.array([p[0] for p in pairs], dtype=np.int64)
+        pr = np.array([p[1] for p in pairs], dtype=np.int64)
+        long = rec_len[pq] > 2 * item_len[pr]
+        cos_p = np.einsum("ij,ij->i", train_emb[pq], ref_emb[pr])
+        ok_p = long | (wt.cos * cos_p + wt.words + wt.specifics + wt.length >= threshold)
+        pairs = set(zip(pq[ok_p].tolist(), pr[ok_p].tolist(), strict=True))
     secs["candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     prompts = train["prompt"] if "prompt" in train else train[lex_field]

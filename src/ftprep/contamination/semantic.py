@@ -167,13 +167,20 @@ def topk(
         if exclude_self:
             rows = np.arange(sim.shape[0])
             sim[rows, rows + s] = -2.0
-        part = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-        val = np.take_along_axis(sim, part, axis=1)
-        ok = val >= min_cos
-        qi = np.nonzero(ok)[0]
-        qs.append(qi + s)
-        rs.append(part[ok])
-        cs.append(val[ok])
+        # threshold first (sparse), then the top k of each row among the survivors
+        qi, ri = np.nonzero(sim >= min_cos)
+        if len(qi) == 0:
+            continue
+        cv = sim[qi, ri]
+        order = np.lexsort((-cv, qi))
+        qi, ri, cv = qi[order], ri[order], cv[order]
+        first = np.searchsorted(qi, qi, "left")
+        keep = (np.arange(len(qi)) - first) < kk
+        qs.append(qi[keep] + s)
+        rs.append(ri[keep])
+        cs.append(cv[keep])
+    if not qs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return (
         np.concatenate(qs).astype(np.int64),
         np.concatenate(rs).astype(np.int64),
@@ -231,12 +238,29 @@ def passages(
 
 
 def calibrate(
-    scorer: PairScorer, ref_emb: np.ndarray, k: int, exclude: set[tuple[int, int]] | None = None
+    scorer: PairScorer,
+    ref_emb: np.ndarray,
+    k: int,
+    exclude: set[tuple[int, int]] | None = None,
+    max_items: int = 2000,
+    seed: int = 0,
 ) -> np.ndarray:
-    """Best verifier score of every reference item against its ``k`` nearest other items (the
-    same-style non-duplicate null distribution)."""
-    qi, ri, cos = topk(ref_emb, ref_emb, k=k, min_cos=-1.0, exclude_self=True)
-    best = np.full(len(ref_emb), -np.inf)
+    """Best verifier score of reference items (a seeded sample of at most ``max_items``)
+    against their ``k`` nearest other items: the same-style non-duplicate null distribution."""
+    n = len(ref_emb)
+    kk = min(k, n - 1)
+    if kk <= 0:
+        return np.zeros(0)
+    sample = np.arange(n)
+    if n > max_items:
+        sample = np.sort(np.random.default_rng(seed).choice(n, max_items, replace=False))
+    sims = ref_emb[sample] @ ref_emb.T
+    sims[np.arange(len(sample)), sample] = -2.0
+    part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+    qi = np.repeat(sample, kk)
+    ri = part.ravel()
+    cos = np.take_along_axis(sims, part, axis=1).ravel()
+    best = np.full(n, -np.inf)
     for q, r, c in zip(qi.tolist(), ri.tolist(), cos.tolist(), strict=True):
         if exclude and ((q, r) in exclude or (r, q) in exclude):
             continue
