@@ -681,3 +681,13 @@ def test_criteria_on_a_field_no_example_has_are_not_applied() -> None:
     res = score_dataset(load_rubric(), dataset(["", "", ""], prompts=["a b c", "d e f", "g h i"]))
     assert (res.tiers != "drop").all()
     assert any("empty response" in n for n in res.notes)
+
+
+def test_known_pattern_in_most_examples_is_house_style() -> None:
+    rng = random.Random(9)
+    base = [clean_answer(rng) for _ in range(100)]
+    some = [t + " Thank you for contacting us." if i < 10 else t for i, t in enumerate(base)]
+    most = [t + " Thank you for contacting us." if i < 80 else t for i, t in enumerate(base)]
+    assert (run("boilerplate", some)[:10] < 0.5).all()
+    assert (run("boilerplate", most) == 1).all()
+    assert (run("boilerplate", most, max_doc_share=1.0)[:80] == 0).all()

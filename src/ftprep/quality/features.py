@@ -119,6 +119,7 @@ WORD_RE = re.compile(r"[A-Za-z\u00C0-\u024F]+(?:'[A-Za-z]+)?")
 
 # placeholders a writer forgot to fill in
 PLACEHOLDER_PATTERNS = (
+    r"\[[A-Z][A-Za-z' ]{0,30}(?:Name|Address|Date|Number|Email|Phone|Title|City)\]",
     r"(?i)\[(?:insert|your|enter|add|name|company|date|placeholder|todo|tbd|link|url|email|phone|"
     r"address|recipient|sender|product|customer|xx+)[^\]\n]{0,40}\]",
     r"\{\{\s*[\w .-]{1,40}\s*\}\}",
@@ -142,6 +143,13 @@ BOILERPLATE_PATTERNS = (
     r"(?i)\b(?:disclaimer|legal notice):",
     r"(?i)\ball rights reserved\b",
     r"(?i)\bcopyright ©|\(c\) \d{4}\b",
+    # support-desk stock phrases: house style when most examples have them (``max_doc_share``),
+    # boilerplate when a minority does. Sign-offs ("Sincerely,") are left to the learned
+    # template detector: a letter the prompt asked for legitimately ends with one.
+    r"(?i)\bthank you for (?:contacting|reaching out to|choosing) (?:us|our)\b",
+    r"(?i)\b(?:we|our team) will get back to you (?:shortly|soon|as soon as possible)\b",
+    r"(?i)\b(?:customer (?:service|support|care)|support) team\s*$",
+    r"(?i)\bthis (?:answer|response|content) (?:is|was) (?:provided|generated) (?:by|for)\b",
 )
 REFUSAL_PATTERNS = (
     r"(?i)^\W*(?:i'?m|i am) (?:sorry|afraid),? (?:but )?(?:i|as an)",
@@ -427,10 +435,14 @@ def _pattern_scorer(
     def scorer(tf: TextFrame, p: dict[str, Any]) -> Scored:
         patterns = list(p.get("patterns", default)) + list(p.get("extra_patterns", []))
         per_hit = float(p.get("penalty", 1.0))
+        # a pattern found in most examples is the house style, not a defect
+        max_share = float(p.get("max_doc_share", 0.5))
         hits = np.zeros(len(tf))
         first: dict[int, str] = {}
         for pat in patterns:
             c = tf.count(pat)
+            if len(tf) >= 20 and (c > 0).mean() > max_share:
+                continue
             hits += c
             for i in np.flatnonzero(c):
                 if int(i) not in first:
