@@ -29,11 +29,11 @@ from ftprep.checks.base import (
 from ftprep.checks.registry import register
 from ftprep.context import Context
 from ftprep.examples import normalize_column
+from ftprep.spec import sections
 from ftprep.spec.control import spec_path
 from ftprep.spec.document import Spec, load_spec
 from ftprep.spec.history import History, check_anchor, history_path
 from ftprep.spec.provenance import assign_areas, resolve_versions
-from ftprep.spec.provenance import months as month_of
 
 ARTIFACT = "spec_provenance"
 QUARANTINE_REASON = "superseded_spec_area"
@@ -196,7 +196,9 @@ class SpecQuarantine(Check):
                 )
             )
             v.update(quarantined=0, resolved=0, unresolved_quarantine=0, stale_clearances=0)
-            res.sections += self._mix_sections(ids, versions, area, ctx, hist, set())
+            res.sections += sections.mix_sections(
+                ids, versions, area, ctx.train.column("collected_at"), hist, set()
+            )
             res.summary = "spec not locked: nothing can be superseded yet"
             return res
 
@@ -316,189 +318,33 @@ class SpecQuarantine(Check):
                     action="rename them to an area of the spec, or add the area",
                 )
             )
-        res.sections += self._history_section(hist)
-        res.sections += self._mix_sections(
-            ids, versions, area, ctx, hist, set(quarantined), set(resolved)
+        res.sections += sections.history_section(hist)
+        res.sections += sections.mix_sections(
+            ids,
+            versions,
+            area,
+            ctx.train.column("collected_at"),
+            hist,
+            set(quarantined),
+            set(resolved),
         )
-        res.sections += self._area_sections(asrc, aconf, prov)
-        res.sections += self._quarantine_examples(ctx, spec, hist, prov, quarantined, human)
+        res.sections += sections.area_sections(asrc, aconf, prov)
+        res.sections += sections.quarantine_examples(
+            ctx.train.texts("prompt"),
+            ctx.train.texts("response"),
+            int(self.param("max_examples_shown", 30)),
+            spec,
+            hist,
+            prov,
+            quarantined,
+            human,
+        )
         res.summary = (
             f"spec {v['current_version']}: {len(quarantined)} quarantined "
             f"({len(unresolved)} unresolved), changed areas: "
             f"{', '.join(v['changed_areas']) or 'none'}"
         )
         return res
-
-    # ------------------------------------------------------------------ sections
-    @staticmethod
-    def _history_section(hist: History) -> list[Section]:
-        rows = [
-            [
-                e.version,
-                e.kind,
-                e.effective[:10],
-                ", ".join(e.affected_areas) or "—",
-                e.actor,
-                e.note,
-            ]
-            for e in hist.entries
-        ]
-        return [
-            Section(
-                "Spec history",
-                "table",
-                {
-                    "columns": ["version", "kind", "effective", "affected areas", "by", "note"],
-                    "rows": rows,
-                },
-            )
-        ]
-
-    @staticmethod
-    def _mix_sections(
-        ids: list[str],
-        versions: list[str | None],
-        area: list[str | None],
-        ctx: Context,
-        hist: History,
-        quarantined: set[str],
-        resolved: set[str] | None = None,
-    ) -> list[Section]:
-        resolved = resolved or set()
-        order = list(hist.versions) + sorted(
-            {str(x) for x in versions if x is not None} - set(hist.versions)
-        )
-        cols = [*order, "none"]
-        per_area: dict[str, Counter[str]] = defaultdict(Counter)
-        q_area: Counter[str] = Counter()
-        r_area: Counter[str] = Counter()
-        months = month_of(ctx.train.column("collected_at"))
-        over_time: dict[str, Counter[str]] = defaultdict(Counter)
-        area_time: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-        for i, eid in enumerate(ids):
-            a = area[i] or "(unassigned)"
-            ver = versions[i] or "none"
-            per_area[a][ver] += 1
-            if eid in quarantined:
-                q_area[a] += 1
-                if eid in resolved:
-                    r_area[a] += 1
-            if months[i]:
-                over_time[months[i]][ver] += 1  # type: ignore[index]
-                area_time[(a, months[i])][ver] += 1  # type: ignore[index]
-        rows = [
-            [a, sum(c.values()), *[c.get(x, 0) for x in cols], q_area[a], r_area[a]]
-            for a, c in sorted(per_area.items())
-        ]
-        out = [
-            Section(
-                "Spec version mix per area",
-                "table",
-                {"columns": ["area", "examples", *cols, "quarantined", "cleared"], "rows": rows},
-            )
-        ]
-        if over_time:
-            xs = sorted(over_time)
-            out.append(
-                Section(
-                    "Spec version mix over time (examples per month)",
-                    "lines",
-                    {
-                        "x": xs,
-                        "series": {
-                            x: [over_time[m].get(x, 0) for m in xs]
-                            for x in cols
-                            if any(over_time[m].get(x, 0) for m in xs)
-                        },
-                        "xlabel": "month collected",
-                        "ylabel": "examples",
-                    },
-                )
-            )
-            trows = [
-                [a, m, *[c.get(x, 0) for x in cols]] for (a, m), c in sorted(area_time.items())
-            ]
-            out.append(
-                Section(
-                    "Spec version mix per area over time",
-                    "table",
-                    {"columns": ["area", "month", *cols], "rows": trows[:500]},
-                    note="" if len(trows) <= 500 else f"first 500 of {len(trows)} rows",
-                )
-            )
-        return out
-
-    @staticmethod
-    def _area_sections(asrc: list[str], aconf: list[float], prov: dict[str, Any]) -> list[Section]:
-        rows = []
-        for s, n in sorted(Counter(asrc).items()):
-            cs = [c for c, x in zip(aconf, asrc, strict=True) if x == s]
-            rows.append([s, n, round(float(np.mean(cs)), 3) if cs and s != "none" else None])
-        out = [
-            Section(
-                "How areas were assigned",
-                "table",
-                {"columns": ["source", "examples", "mean confidence"], "rows": rows},
-                note=""
-                if prov["embeddings"]
-                else f"embeddings unavailable ({prov['embeddings_unavailable']}): examples that no "
-                "field or rule places stay unassigned",
-            )
-        ]
-        inferred = [c for c, x in zip(aconf, asrc, strict=True) if x == "embedding"]
-        if inferred:
-            out.append(
-                Section(
-                    "Confidence of areas inferred by embeddings",
-                    "histogram",
-                    {"values": inferred, "xlabel": "softmax probability of the nearest area"},
-                )
-            )
-        return out
-
-    def _quarantine_examples(
-        self,
-        ctx: Context,
-        spec: Spec,
-        hist: History,
-        prov: dict[str, Any],
-        quarantined: dict[str, tuple[int, list[str]]],
-        human: dict[str, Any],
-    ) -> list[Section]:
-        limit = int(self.param("max_examples_shown", 30))
-        pending = [q for q in quarantined if q not in human][:limit]
-        if not pending:
-            return []
-        prompts, responses = ctx.train.texts("prompt"), ctx.train.texts("response")
-        specs: dict[str, Spec] = {}
-        items = []
-        for q in pending:
-            i, hit = quarantined[q]
-            ver = prov["spec_version"][i]
-            e = hist.find(ver)
-            if e is not None and ver not in specs:
-                specs[ver] = e.spec()
-            a = hit[0]
-            then = (
-                specs[ver].areas[a].text
-                if ver in specs and a in specs[ver].areas
-                else "(area absent)"
-            )
-            now = spec.areas[a].text if a in spec.areas else "(area removed)"
-            items.append(
-                {
-                    "id": q,
-                    "title": f"spec {ver} → {prov['current_version']}, area {a} "
-                    f"({prov['area_source'][i]}, {prov['area_confidence'][i]:.2f})",
-                    "fields": {
-                        "input": prompts[i][:2000],
-                        "output": responses[i][:2000],
-                        f"criteria in {ver}": then,
-                        "criteria now": now,
-                    },
-                }
-            )
-        return [Section("Quarantined examples (first pending)", "examples", {"items": items})]
 
 
 def _jaccard(a: str, b: str) -> float:

@@ -5,7 +5,8 @@
 * :mod:`ftprep.spec.history` — the append-only, hash-chained ``spec.history.jsonl``;
 * :mod:`ftprep.spec.control` — ``lock``, ``bump``, ``status`` and the ``preflight`` that
   ``audit`` and ``build`` call;
-* :mod:`ftprep.spec.provenance` — each example's spec version and area.
+* :mod:`ftprep.spec.provenance` — each example's spec version and area;
+* :mod:`ftprep.spec.sections` — the report sections of the checks.
 
 The checks live in :mod:`ftprep.checks.spec`, the commands in :mod:`ftprep.spec_cli`.
 """
