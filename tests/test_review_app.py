@@ -302,6 +302,21 @@ def test_users_of_another_project_cannot_sign_in_or_reuse_a_session(project: Pro
     page = c.get("/queue/escalations/item", query_string={"id": "t07", "check": "labels.agreement"})
     assert "secret" not in page.text
     assert db.annotations_table(engine, project.name).num_rows == 0
+    # ledger rows about examples outside this project's dataset (another project sharing the
+    # database) are neither listed, nor counted, nor openable
+    ledger(project).replace_auto(
+        "labels.agreement",
+        [
+            Decision("t07", Action.ESCALATE, "low_agreement"),
+            Decision("t09", Action.ESCALATE, "low_agreement"),
+            Decision("foreign-42", Action.ESCALATE, "low_agreement", "foreign detail"),
+        ],
+        run_id="x",
+    )
+    listing = c.get("/queue/escalations")
+    assert "foreign" not in listing.text and "2 open item(s)" in listing.text
+    assert 'id="count-escalations">2<' in c.get("/").text
+    assert c.get("/queue/escalations/item?id=foreign-42&check=labels.agreement").status_code == 404
 
 
 def test_admin_manages_users_in_the_app(app: Any, project: Project) -> None:

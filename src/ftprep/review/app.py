@@ -420,7 +420,9 @@ def create_app(
         user = need(q.permission)
         example_id = request.values.get("id", "")
         check = request.values.get("check", "")
-        entry = data.ledger.get(example_id, check) if q.matches_check(check) else None
+        entry = None
+        if q.matches_check(check) and data.in_dataset(example_id):
+            entry = data.ledger.get(example_id, check)
         if entry is None:
             abort(404, "no decision for this example and check in this queue")
         ex = data.example(example_id)

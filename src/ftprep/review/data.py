@@ -353,41 +353,56 @@ class ReviewData:
         return t
 
     # ------------------------------------------------------------------ queues
-    def queue_entries(self, queue: Queue) -> list[LedgerEntry]:
-        return [e for e in self.ledger.entries(actions=queue.actions) if queue.matches(e)]
+    def _flagged(self) -> list[tuple[str, str, Action]]:
+        """(example, check, action) of every open ledger entry whose example is in this
+        project's audited dataset, sorted. Entries about other examples (another project
+        sharing the database, data removed since) are never shown."""
+        base = self._annotate_base()
+        if base is None:
+            return []
+        pos = base[1]
+        t = decisions_t
+        flagged = [str(a) for a in (Action.REVIEW, Action.ESCALATE, Action.QUARANTINE)]
+        q = sa.select(t.c.example_id, t.c.check_name, t.c.action).where(t.c.action.in_(flagged))
+        with self.ledger.engine.connect() as conn:
+            rows = [(str(r[0]), str(r[1]), Action(r[2])) for r in conn.execute(q) if r[0] in pos]
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return rows
+
+    def in_dataset(self, example_id: str) -> bool:
+        base = self._annotate_base()
+        return base is not None and example_id in base[1]
 
     def queue_checks(self, queue: Queue) -> dict[str, int]:
-        """Open items of ``queue`` per check (one grouped query)."""
-        t = decisions_t
-        q = (
-            sa.select(t.c.check_name, sa.func.count())
-            .where(t.c.action.in_([str(a) for a in queue.actions]))
-            .group_by(t.c.check_name)
-        )
-        with self.ledger.engine.connect() as conn:
-            rows = [(str(r[0]), int(r[1])) for r in conn.execute(q)]
-        return {c: n for c, n in sorted(rows) if queue.matches_check(c)}
+        """Open items of ``queue`` per check."""
+        out: dict[str, int] = {}
+        for _, check, action in self._flagged():
+            if action in queue.actions and queue.matches_check(check):
+                out[check] = out.get(check, 0) + 1
+        return dict(sorted(out.items()))
 
     def queue_page(
         self, queue: Queue, checks: Sequence[str], offset: int, limit: int
     ) -> list[LedgerEntry]:
-        """One page of ``queue`` restricted to ``checks``, ordered by example id and check
-        (paged in SQL: a queue of 100k items costs the same as one of 100)."""
+        """One page of ``queue`` restricted to ``checks``, ordered by example id and check."""
         if not checks or limit <= 0:
             return []
+        wanted = set(checks)
+        keys = [
+            (eid, check)
+            for eid, check, action in self._flagged()
+            if action in queue.actions and check in wanted
+        ][offset : offset + limit]
+        if not keys:
+            return []
         t = decisions_t
-        q = (
-            sa.select(t)
-            .where(
-                t.c.action.in_([str(a) for a in queue.actions]), t.c.check_name.in_(list(checks))
-            )
-            .order_by(t.c.example_id, t.c.check_name)
-            .offset(offset)
-            .limit(limit)
+        q = sa.select(t).where(
+            t.c.example_id.in_(sorted({k[0] for k in keys})),
+            t.c.check_name.in_(sorted({k[1] for k in keys})),
         )
         with self.ledger.engine.connect() as conn:
-            return [
-                LedgerEntry(
+            found = {
+                (r.example_id, r.check_name): LedgerEntry(
                     example_id=r.example_id,
                     check=r.check_name,
                     action=Action(r.action),
@@ -400,24 +415,17 @@ class ReviewData:
                     patch=orjson.loads(r.patch) if r.patch else None,
                 )
                 for r in conn.execute(q)
-            ]
+            }
+        # an entry decided between the two queries drops out of this page
+        return [found[k] for k in keys if k in found and found[k].action in queue.actions]
 
     def queue_counts(self) -> dict[str, int]:
-        """Open items per queue (one grouped query: it runs on every page)."""
-        t = decisions_t
-        flagged = [str(a) for a in (Action.REVIEW, Action.ESCALATE, Action.QUARANTINE)]
-        q = (
-            sa.select(t.c.check_name, t.c.action, sa.func.count())
-            .where(t.c.action.in_(flagged))
-            .group_by(t.c.check_name, t.c.action)
-        )
-        with self.ledger.engine.connect() as conn:
-            groups = [(r[0], Action(r[1]), int(r[2])) for r in conn.execute(q)]
+        """Open items per queue."""
         out = dict.fromkeys(QUEUES, 0)
-        for check, action, n in groups:
+        for _, check, action in self._flagged():
             for k, queue in QUEUES.items():
                 if action in queue.actions and queue.matches_check(check):
-                    out[k] += n
+                    out[k] += 1
         return out
 
     def to_annotate(self, user: str, per_item: int, limit: int = 50) -> tuple[list[str], int]:
