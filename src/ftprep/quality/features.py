@@ -345,8 +345,12 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
     (``the``, ``and``, ``of``…) or a comma/colon/dash/open bracket; an odd number of code
     fences; its last paragraph contains finished sentences but ends without final punctuation;
     or it ends, without final punctuation, on a word fragment that occurs nowhere else in the
-    data (a cut mid-word). Lists, poems and code whose lines never end in punctuation are left
-    alone. ``min_last_words`` (default 4) is how long an unterminated last sentence must be."""
+    data (a cut mid-word); or, when the data's own convention is to punctuate (at least
+    ``convention_min``, 0.9, of one-line answers of ``convention_min_words``, 5, or more words
+    end in punctuation), a one-line prose answer that does not (titles, hashtags, formulas,
+    code and lists excepted). Lists, poems and code whose lines never end in punctuation are
+    left alone. ``min_last_words`` (default 4) is how long an unterminated last sentence must
+    be; ``convention: false`` turns the convention rule off."""
     min_words = int(p.get("min_last_words", 4))
     rare_max = int(p.get("rare_fragment_count", 1))
     vocab = tf.word_counts() if p.get("fragments", True) else None
@@ -354,6 +358,15 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
     s = np.ones(len(tf))
     details: dict[int, str] = {}
     empty_item = np.flatnonzero(tf.matches(r"(?:^|\n)\s*(?:\d{1,3}[.)]|[-*•])\s*$"))
+    # the data's own convention: do one-line answers of this length end in punctuation?
+    conv_words = int(p.get("convention_min_words", 5))
+    conv: float | None = None
+    if p.get("convention", True) and len(tf) >= 50:
+        one_line = (tf.count(r"\S\s*\n\s*\S") == 0) & (tf.n_words >= conv_words)
+        if one_line.sum() >= 50:
+            share = 1.0 - np.isin(np.flatnonzero(one_line), tf.unterminated()).mean()
+            if share >= float(p.get("convention_min", 0.9)):
+                conv = float(share)
     todo = sorted(
         set(tf.unterminated().tolist())
         | set(np.flatnonzero(fences % 2 == 1).tolist())
@@ -377,10 +390,26 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
             continue
         if not reason:
             reason = _truncation_reason(t, tf.prompts[i], vocab, min_words, rare_max)
+        if not reason and conv is not None and _unpunctuated_prose(t, conv_words):
+            reason = f"no final punctuation, unlike {conv:.0%} of similar responses"
         if reason:
             s[i] = 0.0
             details[i] = f"{reason}: …{t[-60:]!r}"
     return Scored(s, details)
+
+
+def _unpunctuated_prose(t: str, min_words: int) -> bool:
+    """A one-line sentence of ``min_words``+ words without final punctuation that is not a
+    title, a hashtag line, a formula, code or a list."""
+    if "\n" in t or CODE_HINT.search(t) or "#" in t or LIST_MARKER.match(t):
+        return False
+    words = t.split()
+    if len(words) < min_words or not t[-1].isalpha():
+        return False
+    if re.search(r"[:=/|;]|\d", t):
+        return False
+    caps = sum(1 for w in words if w[:1].isupper())
+    return caps / len(words) < 0.5
 
 
 def _truncation_reason(
