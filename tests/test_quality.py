@@ -691,3 +691,17 @@ def test_known_pattern_in_most_examples_is_house_style() -> None:
     assert (run("boilerplate", some)[:10] < 0.5).all()
     assert (run("boilerplate", most) == 1).all()
     assert (run("boilerplate", most, max_doc_share=1.0)[:80] == 0).all()
+
+
+def test_truncation_follows_the_datas_punctuation_convention() -> None:
+    rng = random.Random(11)
+    texts = [sentence(rng) for _ in range(200)]  # one-line answers that all end in punctuation
+    texts.append("Open the billing page and check the refund request")
+    texts.append("Invoice Settings For Team Accounts")  # a title, not a cut sentence
+    s = run("truncation", texts)
+    assert s[-2] == 0.0 and s[-1] == 1.0 and (s[:200] == 1).all()
+    unpunctuated = [t.rstrip(".!") for t in texts[:200]] + [
+        "Open the billing page and check the refund request"
+    ]
+    assert (run("truncation", unpunctuated) == 1).all()  # this data does not punctuate: no evidence
+    assert run("truncation", texts, convention=False)[-2] == 1.0
