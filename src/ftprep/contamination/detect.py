@@ -52,10 +52,13 @@ class LeakParams:
     near_containment: float = 0.5
     near_min_shingles: int = 4
     near_max_df: int = 20
+    near_min_chars: int = 3
+    near_short: float = 10.0
     near_sample: int = 16
     near_candidate: float = 0.25
     ngram_sizes: tuple[int, ...] = (13,)
     ngram_max_df: int = 10
+    ngram_min_coverage: float = 0.1
     semantic: bool = True
     candidate_k: int = 3
     candidate_cos: float = 0.6
@@ -85,6 +88,17 @@ class LeakParams:
             elif hasattr(p, k):
                 setattr(p, k, tuple(v) if isinstance(v, list) else v)
         return p
+
+
+def near_threshold(size: np.ndarray, params: LeakParams) -> np.ndarray:
+    """Containment needed by an item with ``size`` informative shingles: ``near_containment``
+    for long items, rising towards 1 for short ones (a short item shares half its shingles
+    with unrelated text by chance far more often)::
+
+        c + (1 - c) * near_short / (size + near_short)
+    """
+    c, k = params.near_containment, params.near_short
+    return c + (1 - c) * k / (np.asarray(size, dtype=float) + k)
 
 
 @dataclass(slots=True)
@@ -159,15 +173,15 @@ def find_leaks(
     secs["exact"] = time.perf_counter() - t0
     # -- lexical: containment and n-grams on the widest field --------------------------
     t0 = time.perf_counter()
-    rh, ro = ngram_hashes(rt, params.shingle)
+    rh, ro = ngram_hashes(rt, params.shingle, min_chars=params.near_min_chars)
     idx = ShingleIndex(rh, ro, n_ref, max_df=params.near_max_df, sample=params.near_sample)
-    th, to = ngram_hashes(tt, params.shingle)
+    th, to = ngram_hashes(tt, params.shingle, min_chars=params.near_min_chars)
     pc = idx.query(th, to, min_shared=min(2, params.near_min_shingles))
     cand = (pc.containment >= params.near_candidate) & (
         idx.full_size[pc.item] >= params.near_min_shingles
     )
     cont = idx.verify(pc.record[cand], pc.item[cand], th, to)
-    ok = cont >= params.near_containment
+    ok = cont >= near_threshold(idx.full_size[pc.item[cand]], params)
     for r, j, c in zip(
         pc.record[cand][ok].tolist(), pc.item[cand][ok].tolist(), cont[ok].tolist(), strict=True
     ):
@@ -179,10 +193,23 @@ def find_leaks(
         nidx = ShingleIndex(rh, ro, n_ref, max_df=params.ngram_max_df)
         th, to = ngram_hashes(tt, n)
         pcn = nidx.query(th, to)
-        for r, j, s in zip(
-            pcn.record.tolist(), pcn.item.tolist(), pcn.shared.tolist(), strict=True
+        okn = pcn.containment >= params.ngram_min_coverage
+        for r, j, s, c in zip(
+            pcn.record[okn].tolist(),
+            pcn.item[okn].tolist(),
+            pcn.shared[okn].tolist(),
+            pcn.containment[okn].tolist(),
+            strict=True,
         ):
-            add(Leak(r, j, f"ngram{n}", float(s), f"{s} shared word {n}-gram(s)"))
+            add(
+                Leak(
+                    r,
+                    j,
+                    f"ngram{n}",
+                    float(s),
+                    f"{s} shared word {n}-gram(s) ({c:.0%} of the item's)",
+                )
+            )
     secs["ngram"] = time.perf_counter() - t0
     # -- semantic ---------------------------------------------------------------------------
     threshold = float("nan")

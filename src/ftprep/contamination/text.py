@@ -33,6 +33,7 @@ class Tokens:
 
     ids: np.ndarray  # uint64 word hashes, all texts concatenated
     offsets: np.ndarray  # int64, len = n_texts + 1
+    chars: np.ndarray | None = None  # uint8 length in characters of every word (capped at 255)
 
     @property
     def n_texts(self) -> int:
@@ -121,8 +122,9 @@ def tokenize(texts: Sequence[str] | pa.Array, *, normalized: bool = False) -> To
     if isinstance(enc, pa.ChunkedArray):
         enc = enc.combine_chunks()
     table = _word_hashes(enc.dictionary.to_pylist())
+    dlen = np.minimum(np.asarray(pc.utf8_length(enc.dictionary), dtype=np.int64), 255)
     idx = np.asarray(enc.indices, dtype=np.int64)
-    return Tokens(table[idx], offsets)
+    return Tokens(table[idx], offsets, dlen.astype(np.uint8)[idx])
 
 
 def text_keys(tokens: Tokens) -> np.ndarray:
@@ -152,8 +154,13 @@ def fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> _U64(33))
 
 
-def ngram_hashes(tokens: Tokens, n: int, *, short: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def ngram_hashes(
+    tokens: Tokens, n: int, *, short: bool = False, min_chars: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of every word ``n``-gram and the text each belongs to (``owner``, nondecreasing).
+
+    ``min_chars`` keeps only informative n-grams: at least one word of ``min_chars``
+    characters or more (so "a 1 2 3" option lists and bare digits carry no evidence).
 
     ``short=True`` also gives a text with 1..n-1 words one shingle: the hash of all its words
     (so a very short question still has a fingerprint). The same word sequence always hashes
@@ -173,6 +180,11 @@ def ngram_hashes(tokens: Tokens, n: int, *, short: bool = False) -> tuple[np.nda
         starts = np.arange(m, dtype=np.int64)
         owner = tokens.owner()[:m]
         valid = starts + n <= off[1:][owner]
+        if min_chars > 0 and tokens.chars is not None:
+            mx = tokens.chars[:m].copy()
+            for k in range(1, n):
+                np.maximum(mx, tokens.chars[k : k + m], out=mx)
+            valid &= mx >= min_chars
         parts_h.append(fmix64(h[valid] ^ _U64(n)))
         parts_o.append(owner[valid])
     if short:
