@@ -803,3 +803,21 @@ def test_areas_from_body_headings_when_the_header_has_none() -> None:
     assert "Within 30 days." in s.area_text("Refunds") and "kept" in s.area_text("Refunds")
     assert "not a heading" in s.area_text("Refunds")
     assert s.area_text("Shipping") == "Tracking link." and "Intro." in s.general_text
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ("v2", "2", True),
+        ("V2", "2.0", True),
+        ("2.0.0", "2", True),
+        ("1.10", "1.1", False),
+        ("2024-01", "2024-01", True),
+        ("10.0", "1", False),
+        ("draft", "Draft", True),
+    ],
+)
+def test_version_values_match_recorded_versions(a: str, b: str, same: bool) -> None:
+    from ftprep.spec.history import version_key
+
+    assert (version_key(a) == version_key(b)) is same

@@ -96,9 +96,14 @@ def default_actor() -> str:
 
 
 def version_key(v: Any) -> str:
-    """How data values are matched to recorded versions: ``V2``, ``v2`` and ``2`` are equal."""
+    """How data values are matched to recorded versions: ``V2``, ``v2``, ``2`` and ``2.0`` are
+    equal."""
     s = str(v).strip().casefold()
-    return s[1:] if len(s) > 1 and s[0] == "v" and s[1].isdigit() else s
+    if len(s) > 1 and s[0] == "v" and s[1].isdigit():
+        s = s[1:]
+    while s.endswith(".0") and len(s) > 2 and s[-3].isdigit():
+        s = s[:-2]
+    return s
 
 
 @dataclass
