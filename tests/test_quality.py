@@ -648,7 +648,13 @@ def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: P
             f"judge: {{enabled: true, base_url: '{srv.url}', requests_per_minute: 0, concurrency: 2,\n"
             "        price_input_per_1k: 0.001, max_cost_usd: 1}\n"
         )
+        rubric += "calibration: {ratings: calib.csv}\n"
         root = make_project(tmp_path / "p", recs, rubric=rubric)
+        (root / "calib.csv").write_text(
+            "id,rater,accurate\n"
+            + "".join(f"j{i},{r},{5 if i % 2 else 1}\n" for i in range(10) for r in ("ann", "bob")),
+            encoding="utf-8",
+        )
         res = audit(root, only=["quality.rubric"])
         qr = next(r for r in res.results if r.check == "quality.rubric")
         assert not qr.error, qr.error
@@ -656,6 +662,8 @@ def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: P
         excl = {d.example_id: d for d in qr.decisions if d.action == Action.EXCLUDE}
         assert set(excl) == {f"j{i}" for i in range(0, 30, 2)}
         assert all(d.reason == "inaccurate" for d in excl.values())
+        agree = qr.values["learned"]["accurate"]  # the judge against the experts' labels
+        assert agree["kind"] == "judged" and agree["n_labels"] == 10 and agree["auroc"] == 1.0
         est = qr.values["judge"]["estimate"]
         assert est["requests"] == 30 and est["to_send"] == 30 and est["cost_usd"] > 0
         # second run: every answer comes from the workspace cache

@@ -75,7 +75,7 @@ class QualityRubric(Check):
             ">",
             0,
             Status.WARN,
-            "learned criteria whose held-out AUROC against expert labels is below 0.7",
+            "learned or judged criteria whose AUROC against held-out expert labels is below 0.7",
         ),
         Condition(
             "strata_below",
@@ -478,7 +478,7 @@ class QualityRubric(Check):
                 Finding(
                     "warn",
                     "learned_scorer_disagrees",
-                    f"learned criterion {k!r} agrees poorly with held-out expert labels "
+                    f"{res.learned[k].get('kind', 'learned')} criterion {k!r} agrees poorly with expert labels "
                     f"(AUROC {res.learned[k].get('auroc', float('nan')):.2f})",
                     metrics=values["learned"][k],
                     threshold=0.7,

@@ -181,9 +181,16 @@ def score_dataset(
             notes.append("judged criteria are off (rubric judge.enabled is false): not scored")
         else:
             vals, judge_info = judge_run(judged, frames["prompt"].texts, frames["response"].texts)
+            pos = {x: i for i, x in enumerate(ids)}
             for c in judged:
-                if c.name in vals:
-                    unit[:, rubric.criteria.index(c)] = np.clip(c.to_unit(vals[c.name]), 0.0, 1.0)
+                if c.name not in vals:
+                    continue
+                col = np.clip(c.to_unit(vals[c.name]), 0.0, 1.0)
+                unit[:, rubric.criteria.index(c)] = col
+                labels = {pos[i]: v for i, v in cons.get(c.name, {}).items() if i in pos}
+                rows = np.asarray([i for i in labels if not np.isnan(col[i])], dtype=np.int64)
+                if len(rows):
+                    learned[c.name] = judged_agreement(c, col, rows, labels, rubric)
 
     weights = np.asarray([c.weight for c in rubric.criteria], dtype=float)
     overall = overall_score(unit, weights)
@@ -209,6 +216,30 @@ def score_dataset(
         judge_info,
         notes,
     )
+
+
+def judged_agreement(
+    c: Criterion, col: np.ndarray, rows: np.ndarray, labels: dict[int, float], rubric: Rubric
+) -> dict[str, Any]:
+    """How a judged criterion agrees with the experts' consensus on the examples both scored:
+    AUROC against the binarised label and Spearman ρ against the consensus score."""
+    from scipy.stats import spearmanr
+
+    from ftprep.quality.learned import _auroc
+
+    cont = np.asarray([float(c.to_unit(labels[int(i)])) for i in rows])
+    thr = rubric.calibration.label_threshold
+    y = (cont >= (0.5 if thr is None else thr)).astype(int)
+    out: dict[str, Any] = {
+        "kind": "judged",
+        "n_labels": len(rows),
+        "n_good": int(y.sum()),
+        "auroc": _auroc(y, col[rows]),
+    }
+    if len(rows) >= 3:
+        rho = spearmanr(cont, col[rows]).statistic
+        out["spearman"] = float(rho) if np.isfinite(rho) else float("nan")
+    return out
 
 
 def describe_failure(
