@@ -1,0 +1,87 @@
+"""The contamination checks end to end through ``ftprep.audit``: planted benchmark leaks are
+excluded with reason codes, near-duplicates inside the training set are linked into one split,
+the leakage matrix is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftprep.contamination.plant import bury, light_edit
+from util import chat, make_project, write_jsonl
+
+BENCH = [
+    "Janet's ducks lay 16 eggs per day. She eats three for breakfast and bakes muffins with four. How much does she make selling the rest at $2 each?",
+    "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take?",
+    "Josh buys a house for $80,000 and puts in $50,000 in repairs. This increased the value of the house by 150%. How much profit did he make?",
+    "James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. How many total meters does he run a week?",
+    "Toulouse has twice as many sheep as Charleston. Charleston has 4 times as many sheep as Seattle. How many sheep do they have together if Seattle has 20?",
+    "Carla is downloading a 200 GB file. Normally she can download 2 GB/minute, but 40% of the way through the download, Windows forces a restart.",
+]
+TOPICS = ["printer", "invoice", "refund", "shipping", "login", "router", "battery", "subscription"]
+
+
+def _records() -> list[dict]:
+    recs = [
+        chat(
+            i,
+            user=f"My {TOPICS[i % 8]} stopped working after the update number {i}. What should I do about the {TOPICS[(i * 3) % 8]}?",
+            answer=f"Restart the {TOPICS[i % 8]}, then check the {TOPICS[(i * 5) % 8]} settings page (ticket {i}).",
+        )
+        for i in range(40)
+    ]
+    recs.append(chat(100, user=BENCH[0].upper()))
+    recs.append(chat(101, user=light_edit(BENCH[1], seed=3)))
+    recs.append(
+        chat(
+            102,
+            user=bury(
+                light_edit(BENCH[2], seed=4),
+                "Here is some homework I found.",
+                "Please solve it step by step and explain.",
+            ),
+        )
+    )
+    # near-duplicates inside the training set (must end up in one split)
+    dup = "Please explain how to configure two-factor authentication for the admin console of our billing system, step by step."
+    recs.append(chat(103, user=dup))
+    recs.append(
+        chat(
+            104,
+            user=dup.replace("Please explain", "please, explain").replace(
+                "step by step", "step-by-step"
+            ),
+        )
+    )
+    return recs
+
+
+def test_audit_finds_benchmark_leaks_and_links_duplicates(tmp_path: Path) -> None:
+    from ftprep.api import audit
+
+    write_jsonl(tmp_path / "bench" / "gsm.jsonl", [{"question": q, "answer": "42"} for q in BENCH])
+    make_project(
+        tmp_path,
+        _records(),
+        extra_yaml=(
+            "benchmarks:\n  - name: gsm\n    path: bench/gsm.jsonl\n"
+            "    fields: {input: question, output: answer}\n"
+            "split: {validation: 0.2, test: 0.2, seed: 1}\n"
+        ),
+    )
+    res = audit(tmp_path, only=["benchmark_leakage", "split_leakage"])
+    by = {r.check: r for r in res.results}
+    bl = by["benchmark_leakage"]
+    assert str(bl.status) == "FAIL", bl.summary + bl.error
+    reasons = {d.example_id: d.reason for d in bl.decisions}
+    assert reasons.get("ex100") == "benchmark_leak_exact"
+    assert reasons.get("ex101") == "benchmark_leak_near"
+    assert reasons.get("ex102") == "benchmark_leak_near"
+    assert not any(k.startswith("ex") and int(k[2:]) < 40 for k in reasons)
+    assert any(s.kind == "matrix" for s in bl.sections)
+    assert any(s.kind == "pairs" for s in bl.sections)
+    sl = by["split_leakage"]
+    assert sl.values["straddling_clusters"] == 0
+    import orjson
+
+    clusters = orjson.loads((tmp_path / ".ftprep" / "link_clusters.json").read_bytes())
+    assert any({"ex103", "ex104"} <= set(c) for c in clusters), clusters
