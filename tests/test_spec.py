@@ -463,6 +463,10 @@ def test_conflicts_across_versions_are_found(tmp_path: Path) -> None:
     flagged = {(d.example_id, d.reason) for d in r.decisions}
     assert ("c-old", "mixed_criteria_conflict") in flagged
     assert all(d.example_id not in ("same-old", "same-new", "c-new") for d in r.decisions)
+    assert (
+        r.values["same_input_disagreement_across_versions"] == 0.5
+    )  # c-old/c-new differ, same-* agree
+    assert r.values["same_input_pairs_within_version"] == 0
     sec = next(s for s in r.sections if s.kind == "pairs")
     assert "No, the window is 14 days." in json.dumps(sec.data)
 

@@ -425,15 +425,30 @@ class SpecConflicts(Check):
                     for b in vs[k + 1 :]:
                         self._near(emb, by_v[a], by_v[b], sim_t, pairs)
         thr = float(self.param("output_jaccard", 0.9))
+
+        def differs(i: int, j: int) -> bool:
+            if labels[i] is not None and labels[j] is not None and labels[i] != labels[j]:
+                return True
+            return _jaccard(outs[i], outs[j]) < thr
+
+        # how often identical inputs get different outputs within one version vs across versions:
+        # a cross-version rate well above the within-version rate is the blended-criteria signal
+        within = [0, 0]
+        across = [0, 0]
+        for members in groups.values():
+            for pos, m1 in enumerate(members[:30]):
+                for m2 in members[pos + 1 : 30]:
+                    tally = within if versions[m1] == versions[m2] else across
+                    tally[0] += 1
+                    tally[1] += differs(m1, m2)
         conflicts = []
         for (i, j), sim in pairs.items():
             vi, vj = versions[i], versions[j]
             if vi == vj:
                 continue
             old, new = (i, j) if order[vi] < order[vj] else (j, i)  # type: ignore[index]
-            label_diff = labels[i] is not None and labels[j] is not None and labels[i] != labels[j]
             jac = _jaccard(outs[i], outs[j])
-            if label_diff or jac < thr:
+            if differs(i, j):
                 conflicts.append((old, new, sim, jac))
         conflicts.sort(key=lambda c: (-c[2], c[3], ids[c[0]], ids[c[1]]))
         # one conflict per older example: its most similar newer counterpart
@@ -449,6 +464,14 @@ class SpecConflicts(Check):
             conflict_examples=len(involved),
             candidate_pairs=len(pairs),
             embedding_comparisons=n_cmp if emb_used else 0,
+            same_input_pairs_within_version=within[0],
+            same_input_disagreement_within_version=round(within[1] / within[0], 4)
+            if within[0]
+            else None,
+            same_input_pairs_across_versions=across[0],
+            same_input_disagreement_across_versions=round(across[1] / across[0], 4)
+            if across[0]
+            else None,
             conflicts_outside_changed_areas=sum(
                 1 for c in conflicts if area[c[0]] not in changed_all
             ),
@@ -510,6 +533,11 @@ class SpecConflicts(Check):
             f"{len(conflicts)} cross-version conflicts among {len(pairs)} near-identical "
             f"input pairs ({len(distinct)} versions{', embeddings' if emb_used else ''})"
         )
+        if within[0] and across[0]:
+            res.summary += (
+                f"; identical inputs answered differently {across[1] / across[0]:.0%} of the time "
+                f"across versions vs {within[1] / within[0]:.0%} within a version"
+            )
         return res
 
     @staticmethod
