@@ -531,9 +531,9 @@ def score_boilerplate(tf: TextFrame, p: dict[str, Any]) -> Scored:
 
 def score_repetition(tf: TextFrame, p: dict[str, Any]) -> Scored:
     """Repeated content: the share of lines/sentences that repeat an earlier one and the share
-    of words covered by repeated word 3-grams. 0 at ``max_dup_share`` (0.3) or above."""
-    bad = float(p.get("max_dup_share", 0.3))
-    good = float(p.get("ok_dup_share", 0.1))
+    of repeated word 3-grams: 1 up to ``ok_dup_share`` (0.15), 0 at ``max_dup_share`` (0.45)."""
+    bad = float(p.get("max_dup_share", 0.45))
+    good = float(p.get("ok_dup_share", 0.15))
     segs = tf.cached("segments", lambda: [_segments(t) for t in tf.texts])
     dup = np.zeros(len(tf))
     for i, ss in enumerate(segs):
