@@ -516,6 +516,14 @@ class SpecConflicts(Check):
                     "Mixed criteria: same input, different answer across spec versions",
                     "pairs",
                     {"pairs": items},
+                    note=(
+                        f"Identical inputs are answered differently {across[1] / across[0]:.0%} of "
+                        f"the time across versions and {within[1] / within[0]:.0%} within a "
+                        "version; close rates mean normal answer variety, a higher cross-version "
+                        "rate means blended criteria."
+                    )
+                    if within[0] and across[0]
+                    else "",
                 )
             )
         ctx.artifacts["spec_conflicts"] = [
