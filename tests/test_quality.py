@@ -146,6 +146,13 @@ def test_template_rubric_is_valid_and_documented() -> None:
         ),
         ({"criteria": []}, "at least one criterion"),
         (
+            {
+                "strata": {"period": "fortnight"},
+                "criteria": [{"name": "x", "definition": "d", "scorer": "length"}],
+            },
+            "strata.period",
+        ),
+        (
             {"criteria": [{"name": "x", "definition": "d", "scorer": "length", "wieght": 2}]},
             "criteria[0].wieght",
         ),

@@ -163,6 +163,15 @@ class Strata(_Model):
     alpha: float = 0.01  # significance level (Holm-corrected) for strata / drift tests
     min_effect: float = 0.05  # |mean difference| in overall score that counts as material
 
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        import re
+
+        if v not in ("day", "week", "month", "quarter", "year") and not re.fullmatch(r"\d+d", v):
+            raise ValueError(f"expected day, week, month, quarter, year or <N>d (got {v!r})")
+        return v
+
 
 class Rubric(_Model):
     version: int = 1
