@@ -504,3 +504,34 @@ def test_rating_annotations_end_to_end(tmp_path: Path) -> None:
     assert len(esc) <= 20
     flagged = next(f for f in r.findings if f.code == "annotator_standard_differs")
     assert "s_rand" in flagged.message
+
+
+def test_consistency_identical_inputs_mode_for_large_data(tmp_path: Path) -> None:
+    recs = [
+        {
+            "id": f"c{i}",
+            "label": "a" if i != 3 else "b",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "Same  question?" if i in (2, 3) else f"Question {i} on x{i}y",
+                },
+                {"role": "assistant", "content": "ok"},
+            ],
+        }
+        for i in range(10)
+    ]
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: c\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id, label: label}\n"
+        "checks:\n  labels.consistency: {max_examples: 5}\n",
+        encoding="utf-8",
+    )
+    r = ftprep.audit(tmp_path, only=["labels.consistency"]).results[0]
+    assert r.error == "", r.error
+    assert r.values["mode"] == "identical inputs only"
+    assert {d.example_id for d in r.decisions} == {"c2", "c3"}
+    assert {d.reason for d in r.decisions} == {"inconsistent_label"}

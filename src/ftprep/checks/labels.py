@@ -658,6 +658,38 @@ class LabelAgreement(Check):
         return out
 
 
+def _exact_input_conflicts(
+    ctx: Context, ds: Any, outputs: list[str], use_labels: bool, out_sim: float
+) -> list[tuple[int, int, float, float]]:
+    """Pairs of examples with identical normalised inputs whose labels differ (or whose outputs'
+    embedding cosine is below ``out_sim``)."""
+    from ftprep.examples import Dataset
+
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(ds.texts("prompt")):
+        groups.setdefault(" ".join(t.lower().split()), []).append(i)
+    cand = [g[:20] for g in groups.values() if len(g) > 1]
+    if not cand:
+        return []
+    emb: dict[int, np.ndarray] = {}
+    if not use_labels:
+        idx = sorted({i for g in cand for i in g})
+        sub = Dataset(ds.table.take(pa.array(idx, pa.int64())), name=ds.name)
+        vecs = ctx.embeddings(sub, "response")
+        emb = {i: vecs[k] for k, i in enumerate(idx)}
+    pairs: list[tuple[int, int, float, float]] = []
+    for g in cand:
+        for x in range(len(g)):
+            for y in range(x + 1, len(g)):
+                a, b = g[x], g[y]
+                if outputs[a].strip() == outputs[b].strip():
+                    continue
+                sim = 0.0 if use_labels else float(emb[a] @ emb[b])
+                if sim < out_sim:
+                    pairs.append((a, b, 1.0, sim))
+    return pairs
+
+
 def esc_share_warn(params: dict[str, Any]) -> float:
     return float(params.get("escalated_share_warn", 0.3))
 
@@ -845,39 +877,41 @@ class LabelConsistency(Check):
         ds = ctx.train
         res = self.result()
         n = len(ds)
-        max_n = int(p.get("max_examples", 100_000))
+        max_n = int(p.get("max_examples", 30_000))
         if n < 2:
             res.summary = "fewer than two examples"
             res.values = {"pairs": 0, "inconsistent_share": 0.0}
             return res
-        if n > max_n:
-            res.summary = f"skipped: {n} examples > max_examples {max_n}"
-            res.values = {"pairs": 0, "inconsistent_share": None, "skipped": True}
-            return res
         labels = ds.column("label")
         use_labels = sum(x is not None for x in labels) >= 0.5 * n
-        x_in = ctx.embeddings(ds, "prompt")
         outputs = (
             [str(x) if x is not None else "" for x in labels]
             if use_labels
             else ds.texts("response")
         )
-        if use_labels:
-            uniq = {v: i for i, v in enumerate(sorted(set(outputs)))}
-            x_out = np.zeros((n, len(uniq)), dtype=np.float32)
-            x_out[np.arange(n), [uniq[v] for v in outputs]] = 1.0
-            out_sim = 0.5
+        in_sim = _float(p, "input_similarity", 0.95)
+        out_sim = 0.5 if use_labels else _float(p, "output_similarity", 0.6)
+        exact_only = n > max_n
+        if exact_only:
+            # too many for the nearest-neighbour search: identical inputs (after normalising case
+            # and whitespace) only, O(n)
+            pairs = _exact_input_conflicts(ctx, ds, outputs, use_labels, out_sim)
         else:
-            x_out = ctx.embeddings(ds, "response")
-            out_sim = _float(p, "output_similarity", 0.6)
-        pairs = knn_inconsistency(
-            x_in,
-            x_out,
-            input_similarity=_float(p, "input_similarity", 0.95),
-            output_similarity=out_sim,
-            k=int(p.get("k", 5)),
-            outputs=outputs,
-        )
+            x_in = ctx.embeddings(ds, "prompt")
+            if use_labels:
+                uniq = {v: i for i, v in enumerate(sorted(set(outputs)))}
+                x_out = np.zeros((n, len(uniq)), dtype=np.float32)
+                x_out[np.arange(n), [uniq[v] for v in outputs]] = 1.0
+            else:
+                x_out = ctx.embeddings(ds, "response")
+            pairs = knn_inconsistency(
+                x_in,
+                x_out,
+                input_similarity=in_sim,
+                output_similarity=out_sim,
+                k=int(p.get("k", 5)),
+                outputs=outputs,
+            )
         ids = ds.ids
         prompts = ds.texts("prompt")
         what = "label" if use_labels else "output"
@@ -899,6 +933,7 @@ class LabelConsistency(Check):
             "examples": len(decisions),
             "inconsistent_share": _r(share),
             "compared": what,
+            "mode": "identical inputs only" if exact_only else "nearest neighbours",
         }
         res.summary = f"{len(pairs)} near-identical input pair(s) with conflicting {what}s ({len(decisions)} examples)"
         if pairs:
