@@ -506,6 +506,7 @@ def test_audit_excludes_degraded_period_with_reasons_and_shows_the_stratum(tmp_p
         and "Quality by period" in titles
         and "Quality by annotator" in titles
     )
+    assert "Worst and best examples by period" in titles
     sample = (root / "out" / "audit" / "quality_calibration_sample.csv").read_text(encoding="utf-8")
     assert sample.startswith("id,rater,helpful,")
 

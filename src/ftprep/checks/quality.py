@@ -12,7 +12,8 @@ Parameters (``checks: {quality.rubric: {...}}``), all optional:
 * ``period`` — period window (overrides ``strata.period``);
 * ``embeddings`` — use sentence embeddings in learned criteria (default ``true``);
 * ``write_sample`` — write the stratified calibration sample CSV (default ``true``);
-* ``max_examples_shown`` — best/worst examples per stratum in the report (default 3).
+* ``max_examples_shown`` — best and worst examples per stratum in the report (default 2);
+* ``max_strata_shown`` — strata per kind with examples in the report (default 12; flagged first).
 """
 
 from __future__ import annotations
@@ -491,7 +492,7 @@ class QualityRubric(Check):
         # strata
         st = rubric.strata
         below = 0
-        k_show = int(self.param("max_examples_shown", 3))
+        k_show = int(self.param("max_examples_shown", 2))
         ds = ctx.train
         strata_values: dict[str, Any] = {}
         for label, keys in (("source", sources), ("period", periods), ("annotator", annotators)):
@@ -528,6 +529,18 @@ class QualityRubric(Check):
                     {"labels": [r["stratum"] for r in table], "values": [r["mean"] for r in table]},
                 )
             )
+            # best and worst examples of each stratum (flagged strata first, then the lowest)
+            shown = sorted(table, key=lambda r: (not r["flag"], r["mean"]))[
+                : int(self.param("max_strata_shown", 12))
+            ]
+            items: list[dict[str, Any]] = []
+            keys_arr = np.asarray([x if x is not None else "(none)" for x in keys], dtype=object)
+            for row in shown:
+                rows_k = np.flatnonzero(keys_arr == row["stratum"])
+                items.extend(self._examples(res, rows_k, ds, k_show, f"{label} {row['stratum']}"))
+            sections.append(
+                Section(f"Worst and best examples by {label}", "examples", {"items": items})
+            )
             lows = [t for t in tests if t.significant and t.direction == "lower"]
             strata_values[label] = {
                 "kruskal_p": _r(kw_p, 8),
@@ -554,13 +567,6 @@ class QualityRubric(Check):
                         },
                         example_ids=[res.ids[int(i)] for i in rows[np.argsort(ov[rows])][:200]],
                         action=f"inspect this {label}; fix or drop its examples at the source",
-                    )
-                )
-                sections.append(
-                    Section(
-                        f"{label} {t.stratum}: worst and best examples",
-                        "examples",
-                        {"items": self._examples(res, rows, ds, k_show, str(t.stratum))},
                     )
                 )
             if label == "period":
