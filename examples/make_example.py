@@ -93,6 +93,29 @@ UNCOVERED = {
     "gift_card": ["Can I pay with a gift card and a credit card together?",
                   "My gift card code doesn't work."],
 }
+# the evaluation set is written by a different team, in its own words
+BENCH = [
+    "A customer writes that the tracking page for parcel {o} has not changed in six days. What should they do?",
+    "Explain to a customer how to reopen an account that was frozen after repeated wrong passwords.",
+    "Somebody bought a {p} {d} and wants to send it back unopened: which policy applies?",
+    "Draft a reply for a shopper whose card statement shows the same purchase twice.",
+    "How can a buyer redirect a package that has not left the warehouse yet?",
+    "What does a customer need to provide to cancel an order that was placed by mistake?",
+    "Reply to a user asking whether the {p} they ordered can be delivered on a Saturday.",
+    "A client never received the confirmation email for order {o}. How do you help?",
+    "Tell a customer why a pending authorisation appears on their bank app after checkout.",
+    "Write the answer for a user who typed the wrong email address when signing up.",
+    "Can two discount codes be combined on one order?",
+    "A customer's {p} arrived with a scratch. Describe the options you offer.",
+    "What happens to loyalty points when an order is refunded?",
+    "Respond to a shopper asking if the {p} comes with a manual in Spanish.",
+    "How long does an exchange for a different size take?",
+    "Someone wants to know whether they can pick up order {o} in a store.",
+    "Explain how to change the phone number on an account.",
+    "A user says the checkout page keeps timing out. What do you advise?",
+    "What is the process when a parcel is marked delivered but is missing?",
+    "Advise a customer who was charged in the wrong currency.",
+]
 BENCH_EXTRA = ["Do you ship to Norway?", "What are your opening hours for phone support?",
                "Can I buy a {p} in another colour?", "Is the {p} dishwasher safe?",
                "How do I unsubscribe from your newsletter?", "Do you offer student discounts?"]
@@ -137,14 +160,10 @@ def make(out: Path) -> None:
     data.mkdir(parents=True, exist_ok=True)
     system = "You are the support assistant of Northwind Home, an online shop. Be accurate, brief and kind."
     intents = list(INTENTS)
-    benchmark_q: list[str] = []
     bench_rng = random.Random(7)
-    for intent in intents:
-        for _ in range(8):
-            benchmark_q.append(conversation(bench_rng, intent, 14)[0])
+    benchmark_q: list[str] = [fill(bench_rng, t) for t in BENCH]
     for t in BENCH_EXTRA:
         benchmark_q.append(fill(bench_rng, t))
-    bench_rng.shuffle(benchmark_q)
 
     def record(i: int, src: str, intent: str, window: int, when: str, version: str,
                user: str | None = None) -> dict:
@@ -163,10 +182,18 @@ def make(out: Path) -> None:
     for i in range(420):
         month = 1 + i * 12 // 420
         t24.append(record(i, "t24", rng.choice(intents), 30, f"2024-{month:02d}-{1 + i % 28:02d}", "1"))
-    for k in range(6):  # benchmark items leaked verbatim / lightly edited
+    paraphrases = {
+        4: "If a package is still in the warehouse, how does a buyer get it redirected?",
+        5: "What information does a customer have to give us to cancel an order placed by accident?",
+    }
+    for k in range(6):  # benchmark items leaked: verbatim (0, 1), lightly edited (2, 3), paraphrased (4, 5)
         q = benchmark_q[k]
-        if k >= 3:
-            q = q.replace("?", " ?").upper() if k == 3 else q.replace("order", "oder")
+        if k == 2:
+            q = q.upper().replace(".", " .")
+        elif k == 3:
+            q = q.replace("repeated", "repaeted").replace("account", "acount")
+        elif k in paraphrases:
+            q = paraphrases[k]
         t24[10 + k * 7]["messages"][1]["content"] = q
     for k in range(10):  # exact duplicates (re-exported tickets)
         dup = json.loads(json.dumps(t24[100 + k]))
@@ -298,7 +325,7 @@ def write_project(out: Path) -> None:
         (out / name).write_text((templates / name).read_text(encoding="utf-8"), encoding="utf-8")
     (out / "ftprep.yaml").write_text((HERE / "support-bot.ftprep.yaml").read_text(encoding="utf-8"),
                                      encoding="utf-8")
-    for f in ("spec.md", "spec.history.jsonl"):
+    for f in ("spec.md", "spec.history.jsonl", ".ftprep/spec_anchor.json"):
         (out / f).unlink(missing_ok=True)
     (out / "spec.md").write_text(SPEC_V1, encoding="utf-8")
     project = load_project(out)

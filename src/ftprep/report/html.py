@@ -17,13 +17,21 @@ if TYPE_CHECKING:
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("ftprep.report", "templates"),
     autoescape=True,
-    undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
 
 
 def render_section(s: Section) -> Markup:
+    """One report section; a section that cannot be drawn says so instead of breaking the
+    report."""
+    try:
+        return _render_section(s)
+    except Exception as e:  # noqa: BLE001 - the report must always be written
+        return Markup(_ENV.from_string('<p class="muted">could not draw this section: {{ e }}</p>').render(e=repr(e)))
+
+
+def _render_section(s: Section) -> Markup:
     d = s.data
     if s.kind == "bars":
         return Markup(svg.bars(d.get("labels", []), d.get("values", []), d.get("ylabel", ""), d.get("xlabel", "")))
