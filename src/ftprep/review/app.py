@@ -129,6 +129,7 @@ def create_app(
     # ------------------------------------------------------------------ plumbing
     @app.before_request
     def _load_user() -> Response | None:
+        data.begin_request()
         g.user = None
         g.csrf = ""
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -502,6 +503,8 @@ def create_app(
             db.retry_busy(lambda: data.ledger.decide(example_id, check, action, actor, **kw))
         except sa.exc.IntegrityError as e:
             raise ConflictError(f"{example_id} / {check} was decided concurrently") from e
+        finally:
+            data.begin_request()  # the open entries changed (or someone else's did)
 
     def _next_url(key: str, q: Any, done: str) -> str:
         for e in data.queue_page(q, list(data.queue_checks(q)), 0, 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,11 @@ class Queue:
     exclude_prefixes: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
     help: str = ""
+
+    @property
+    def values(self) -> frozenset[str]:
+        """The actions as stored in the ledger (strings)."""
+        return frozenset(str(a) for a in self.actions)
 
     def matches_check(self, check: str) -> bool:
         if self.prefixes and not check.startswith(self.prefixes):
@@ -246,6 +252,7 @@ class ReviewData:
         self._spec = _Cached(lambda: project.path(project.spec), lambda p: p.read_text("utf-8"))
         self._export_lock = threading.Lock()
         self._base_lock = threading.Lock()
+        self._local = threading.local()
         self._base_key: tuple[int, int] | None = None
         self._base: Any = None
 
@@ -353,21 +360,38 @@ class ReviewData:
         return t
 
     # ------------------------------------------------------------------ queues
-    def _flagged(self) -> list[tuple[str, str, Action]]:
+    def begin_request(self) -> None:
+        """Forget per-request memos (the app calls this before every request and after every
+        write, so a page reads the ledger's open entries once)."""
+        self._local.flagged = None
+
+    def _flagged(self) -> list[tuple[str, str, str]]:
         """(example, check, action) of every open ledger entry whose example is in this
         project's audited dataset, sorted. Entries about other examples (another project
         sharing the database, data removed since) are never shown."""
+        memo = getattr(self._local, "flagged", None)
+        if memo is None:
+            memo = self._local.flagged = self._load_flagged()
+        return memo  # type: ignore[no-any-return]
+
+    def _load_flagged(self) -> list[tuple[str, str, str]]:
         base = self._annotate_base()
         if base is None:
             return []
         pos = base[1]
         t = decisions_t
         flagged = [str(a) for a in (Action.REVIEW, Action.ESCALATE, Action.QUARANTINE)]
-        q = sa.select(t.c.example_id, t.c.check_name, t.c.action).where(t.c.action.in_(flagged))
+        q = (
+            sa.select(t.c.example_id, t.c.check_name, t.c.action)
+            .where(t.c.action.in_(flagged))
+            .order_by(t.c.example_id, t.c.check_name)
+        )
         with self.ledger.engine.connect() as conn:
-            rows = [(str(r[0]), str(r[1]), Action(r[2])) for r in conn.execute(q) if r[0] in pos]
-        rows.sort(key=lambda r: (r[0], r[1]))
-        return rows
+            return [(r[0], r[1], r[2]) for r in conn.execute(q).all() if r[0] in pos]
+
+    def _groups(self) -> Counter[tuple[str, str]]:
+        """Open entries per (check, action) — a handful of groups however long the queues."""
+        return Counter((check, action) for _, check, action in self._flagged())
 
     def in_dataset(self, example_id: str) -> bool:
         base = self._annotate_base()
@@ -375,10 +399,10 @@ class ReviewData:
 
     def queue_checks(self, queue: Queue) -> dict[str, int]:
         """Open items of ``queue`` per check."""
-        out: dict[str, int] = {}
-        for _, check, action in self._flagged():
-            if action in queue.actions and queue.matches_check(check):
-                out[check] = out.get(check, 0) + 1
+        out: Counter[str] = Counter()
+        for (check, action), n in self._groups().items():
+            if action in queue.values and queue.matches_check(check):
+                out[check] += n
         return dict(sorted(out.items()))
 
     def queue_page(
@@ -391,7 +415,7 @@ class ReviewData:
         keys = [
             (eid, check)
             for eid, check, action in self._flagged()
-            if action in queue.actions and check in wanted
+            if action in queue.values and check in wanted
         ][offset : offset + limit]
         if not keys:
             return []
@@ -422,10 +446,10 @@ class ReviewData:
     def queue_counts(self) -> dict[str, int]:
         """Open items per queue."""
         out = dict.fromkeys(QUEUES, 0)
-        for _, check, action in self._flagged():
+        for (check, action), n in self._groups().items():
             for k, queue in QUEUES.items():
-                if action in queue.actions and queue.matches_check(check):
-                    out[k] += 1
+                if action in queue.values and queue.matches_check(check):
+                    out[k] += n
         return out
 
     def to_annotate(self, user: str, per_item: int, limit: int = 50) -> tuple[list[str], int]:
