@@ -509,6 +509,16 @@ def test_audit_excludes_degraded_period_with_reasons_and_shows_the_stratum(tmp_p
     assert "Worst and best examples by period" in titles
     sample = (root / "out" / "audit" / "quality_calibration_sample.csv").read_text(encoding="utf-8")
     assert sample.startswith("id,rater,helpful,")
+    # the build's manifest lists every exclusion with the failing criteria and the evidence
+    from ftprep.build import build
+
+    manifest = build(root).manifest
+    listed = {e["id"]: e for e in manifest["excluded"]}
+    assert set(excl) <= set(listed)
+    for eid, d in excl.items():
+        q = [r for r in listed[eid]["reasons"] if r["check"] == "quality.rubric"]
+        assert q and q[0]["reason"] == d.reason
+        assert "failed: " in q[0]["detail"] or "weakest: " in q[0]["detail"]
 
 
 def test_learned_criterion_trains_on_calibration_labels(tmp_path: Path) -> None:
