@@ -535,3 +535,45 @@ def test_consistency_identical_inputs_mode_for_large_data(tmp_path: Path) -> Non
     assert r.values["mode"] == "identical inputs only"
     assert {d.example_id for d in r.decisions} == {"c2", "c3"}
     assert {d.reason for d in r.decisions} == {"inconsistent_label"}
+
+
+@pytest.mark.skipif(
+    not (DATA / "annotators" / "chaosnli").exists(), reason="shared data not available"
+)
+def test_chaosnli_escalation_ranks_wrong_majorities_first() -> None:
+    """5 votes resampled from each item's 100: the crowd-stability ranking catches at least as
+    many wrong majorities as 'escalate every <= 3/5 majority' at the same budget."""
+    cnts, truth, subset = [], [], []
+    for s, name in enumerate(
+        ("chaosNLI_snli.jsonl", "chaosNLI_mnli_m.jsonl", "chaosNLI_alphanli.jsonl")
+    ):
+        with open(DATA / "annotators" / "chaosnli" / name, encoding="utf-8") as f:
+            for line in f:
+                c = json.loads(line)["label_count"]
+                c = [*c, 0, 0] if len(c) == 3 else [0, 0, 0, *c]
+                cnts.append(c)
+                truth.append(int(np.argmax(c)))
+                subset.append(s)
+    cn, tr, sb = np.array(cnts, float), np.array(truth), np.array(subset)
+    rng = np.random.default_rng(7)
+    wrong = np.zeros(len(tr), bool)
+    stab = np.zeros(len(tr))
+    top = np.zeros(len(tr))
+    for s in range(3):
+        idx = np.flatnonzero(sb == s)
+        cum = np.cumsum(cn[idx] / cn[idx].sum(axis=1, keepdims=True), axis=1)
+        votes = (rng.random((len(idx), 5))[:, :, None] > cum[:, None, :]).sum(axis=2)
+        r = ratings_from_matrix(votes.T.astype(float))
+        c = aggregate(r)
+        wrong[idx] = r.domain[c.label].astype(int) != tr[idx]
+        assert c.stability is not None
+        stab[idx] = c.stability
+        top[idx] = c.counts.max(axis=1)
+    rule = top <= 3
+    budget = int(rule.sum())
+    ours = np.zeros(len(tr), bool)
+    ours[np.argsort(stab, kind="stable")[:budget]] = True
+    assert (ours & wrong).sum() >= (rule & wrong).sum() - 0.01 * wrong.sum()
+    at30 = np.zeros(len(tr), bool)
+    at30[np.argsort(stab, kind="stable")[: int(0.3 * len(tr))]] = True
+    assert (at30 & wrong).sum() / wrong.sum() > 0.72
