@@ -204,9 +204,13 @@ def test_placeholder_boilerplate_refusal_patterns() -> None:
             "Lorem ipsum dolor",
             "TODO: fix",
             "Dear Anna, thanks.",
+            "Hi <NAME>,",
+            "Hi {customer_name}, hello",
+            "[PLACEHOLDER] text",
+            "x = {'a': 1}",
         ],
     )
-    assert s.tolist() == [0, 0, 0, 0, 1]
+    assert s.tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 1]
     s = run(
         "boilerplate",
         ["As an AI language model, I think so.", "Sent from my iPhone", "Fine answer."],

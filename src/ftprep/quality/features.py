@@ -123,7 +123,10 @@ PLACEHOLDER_PATTERNS = (
     r"(?i)\[(?:insert|your|enter|add|name|company|date|placeholder|todo|tbd|link|url|email|phone|"
     r"address|recipient|sender|product|customer|xx+)[^\]\n]{0,40}\]",
     r"\{\{\s*[\w .-]{1,40}\s*\}\}",
-    r"<(?:insert|your|placeholder|name|todo)[^>\n]{0,40}>",
+    r"(?i)<\s*(?:insert|your|placeholder|todo)[^<>\n]{0,40}>",
+    r"<[A-Z][A-Z_ ]{2,30}>",
+    r"\{(?:customer|first|last|full|user|company|product|recipient|sender)_?[a-z_]{0,20}\}",
+    r"(?i)\{(?:name|date|email|phone|address|company|product)\}",
     r"(?i)\blorem ipsum\b",
     r"\b(?:TODO|TBD|FIXME)\b",
     r"\bX{3,}\b",
