@@ -715,7 +715,7 @@ class LabelErrors(Check):
     )
 
     def run(self, ctx: Context) -> CheckResult:
-        from ftprep.labels.errors import FeatureSpec, find_label_errors
+        from ftprep.labels.errors import DEFAULT_C, FeatureSpec, find_label_errors
 
         p = self.params
         ds = ctx.train
@@ -742,6 +742,7 @@ class LabelErrors(Check):
         spec = FeatureSpec(
             max_word_features=int(p.get("max_word_features", 200_000)),
             max_char_features=int(p.get("max_char_features", 300_000)),
+            short_text_chars=int(p.get("short_text_chars", 600)),
             embedding_weight=_float(p, "embedding_weight", 1.0),
         )
         with ctx.progress("label errors: out-of-fold model", None):
@@ -750,7 +751,7 @@ class LabelErrors(Check):
                 lab_used,
                 embeddings=emb,
                 n_folds=int(p.get("folds", 5)),
-                c=_float(p, "C", 8.0),
+                c=_float(p, "C", DEFAULT_C),
                 features=spec,
                 seed=int(p.get("seed", 0)),
                 max_share=_float(p, "max_share", 0.5),

@@ -42,12 +42,19 @@ __all__ = [
 ]
 
 
+DEFAULT_C = 16.0  # logistic-regression inverse regularisation (high-dimensional sparse features)
+
+
 @dataclass(slots=True)
 class FeatureSpec:
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
     max_word_features: int = 200_000
     max_char_features: int = 300_000
+    # character n-grams and embeddings only for short texts (median length ≤ this many characters):
+    # on long documents word n-grams carry the signal, character n-grams cost most of the time
+    # and averaged static embeddings blur it
+    short_text_chars: int = 600
     min_df: int = 2
     embedding_weight: float = 1.0
 
@@ -55,7 +62,8 @@ class FeatureSpec:
 def text_features(
     texts: Sequence[str], spec: FeatureSpec | None = None, embeddings: np.ndarray | None = None
 ) -> sp.csr_matrix:
-    """TF-IDF word + char n-grams (sublinear tf, L2 rows), hstacked with scaled embeddings.
+    """TF-IDF word n-grams (sublinear tf, L2 rows); for short texts (median length ≤
+    ``spec.short_text_chars``) also character n-grams and the scaled embeddings, hstacked.
 
     The vocabulary is fitted on all texts without labels (transductive TF-IDF leaks no label)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -78,7 +86,9 @@ def text_features(
             blocks.append(w.fit_transform(texts))
         except ValueError:  # empty vocabulary
             pass
-    if spec.max_char_features > 0:
+    lengths = sorted(len(t) for t in texts)
+    short = bool(lengths) and lengths[len(lengths) // 2] <= spec.short_text_chars
+    if spec.max_char_features > 0 and short:
         try:
             c = TfidfVectorizer(
                 analyzer="char_wb",
@@ -91,7 +101,7 @@ def text_features(
             blocks.append(c.fit_transform(texts))
         except ValueError:
             pass
-    if embeddings is not None and spec.embedding_weight > 0:
+    if embeddings is not None and spec.embedding_weight > 0 and short:
         e = np.asarray(embeddings, dtype=np.float32)
         blocks.append(sp.csr_matrix(e * spec.embedding_weight))
     if not blocks:
@@ -104,7 +114,7 @@ def oof_probabilities(
     y: np.ndarray,
     *,
     n_folds: int = 5,
-    c: float = 8.0,
+    c: float = DEFAULT_C,
     seed: int = 0,
     max_iter: int = 300,
 ) -> np.ndarray:
@@ -210,7 +220,7 @@ def find_label_errors(
     *,
     embeddings: np.ndarray | None = None,
     n_folds: int = 5,
-    c: float = 8.0,
+    c: float = DEFAULT_C,
     features: FeatureSpec | None = None,
     seed: int = 0,
     max_share: float = 0.5,
