@@ -349,14 +349,15 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
     fences; its last paragraph contains finished sentences but ends without final punctuation;
     or it ends, without final punctuation, on a word fragment that occurs nowhere else in the
     data (a cut mid-word); or, when the data's own convention is to punctuate (at least
-    ``convention_min``, 0.9, of one-line answers of ``convention_min_words``, 5, or more words
+    ``convention_min``, 0.8, of one-line answers of ``convention_min_words``, 5, or more words
     end in punctuation), a one-line prose answer that does not (titles, hashtags, formulas,
     code and lists excepted). Lists, poems and code whose lines never end in punctuation are
     left alone. ``min_last_words`` (default 4) is how long an unterminated last sentence must
     be; ``convention: false`` turns the convention rule off."""
     min_words = int(p.get("min_last_words", 4))
     rare_max = int(p.get("rare_fragment_count", 1))
-    vocab = tf.word_counts() if p.get("fragments", True) else None
+    # word rarity only means something over enough text
+    vocab = tf.word_counts() if p.get("fragments", True) and len(tf) >= 500 else None
     fences = tf.count(r"```")
     s = np.ones(len(tf))
     details: dict[int, str] = {}
@@ -368,7 +369,7 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
         one_line = (tf.count(r"\S\s*\n\s*\S") == 0) & (tf.n_words >= conv_words)
         if one_line.sum() >= 50:
             share = 1.0 - np.isin(np.flatnonzero(one_line), tf.unterminated()).mean()
-            if share >= float(p.get("convention_min", 0.9)):
+            if share >= float(p.get("convention_min", 0.8)):
                 conv = float(share)
     todo = sorted(
         set(tf.unterminated().tolist())
@@ -430,7 +431,7 @@ def _truncation_reason(
         return ""
     if last_char in ",:-–(\u2014" and len(t) > 20:
         return f"ends with {last_char!r}"
-    if lw in FUNCTION_WORDS and len(words) >= 3:
+    if lw in FUNCTION_WORDS and len(words) >= 2:
         return f"ends on {words[-1]!r}"
     # earlier lines of the paragraph end in punctuation (prose or punctuated list), this one not
     prev = lines[:-1]
@@ -447,8 +448,8 @@ def _truncation_reason(
     ):
         return "last sentence has no ending"
     w = words[-1].strip("\"'()[]")
-    after_comma = last_line.rsplit(",", 1)[-1].split()
-    comma_list = last_line.count(",") >= 1 and len(after_comma) <= 2
+    parts = last_line.split(",")
+    comma_list = len(parts) >= 3 and all(len(x.split()) <= 3 for x in parts[1:])
     if w.isalpha() and w.islower() and len(words) >= 2 and not comma_list:
         if len(w) == 1 and w not in ("a", "i"):
             return f"ends mid-word ({w!r})"
@@ -456,7 +457,7 @@ def _truncation_reason(
         body = (t[: -len(words[-1])] + " " + prompt).lower()
         if len(w) >= 2 and seen <= 2 and re.search(r"\b" + re.escape(w) + r"[a-z]{2,}", body):
             return f"ends mid-word ({w!r} is the start of a longer word used in the text)"
-        if vocab is not None and seen <= rare_max and len(w) <= 12 and len(words) >= min_words:
+        if vocab is not None and seen <= rare_max and len(w) <= 12 and len(words) >= 3:
             return f"ends mid-word ({w!r})"
     return ""
 
