@@ -30,9 +30,9 @@ from ftprep.distribution.text import SURFACE_FEATURES, doc_freq, surface_feature
 
 @dataclass(slots=True)
 class ShiftParams:
-    max_per_side: int = 3000  # inputs sampled from each side for the classifier
-    folds: int = 5
-    permutations: int = 20
+    max_per_side: int = 1500  # inputs sampled from each side for the classifier
+    folds: int = 3
+    permutations: int = 19
     c: float = 1.0  # inverse regularisation of the logistic regression
     min_prevalence: float = 0.02  # explanation must be present in this share of one side
     min_effect: float = 0.2  # |Cohen's h| or |d| for a feature to count as an explanation
