@@ -253,6 +253,8 @@ class ReviewData:
         self._export_lock = threading.Lock()
         self._base_lock = threading.Lock()
         self._local = threading.local()
+        self._flagged_key: tuple[int, int, str, int] | None = None
+        self._flagged_cache: list[tuple[str, str, str]] = []
         self._base_key: tuple[int, int] | None = None
         self._base: Any = None
 
@@ -375,19 +377,33 @@ class ReviewData:
         return memo  # type: ignore[no-any-return]
 
     def _load_flagged(self) -> list[tuple[str, str, str]]:
+        """Reloaded only when the open entries changed: a cheap aggregate (count, latest
+        stamp, sum of versions) tells whether they did — every decision bumps a version and
+        every audit rewrites stamps."""
         base = self._annotate_base()
         if base is None:
             return []
         pos = base[1]
         t = decisions_t
         flagged = [str(a) for a in (Action.REVIEW, Action.ESCALATE, Action.QUARANTINE)]
+        agg = sa.select(
+            sa.func.count(), sa.func.max(t.c.updated_at), sa.func.sum(t.c.version)
+        ).where(t.c.action.in_(flagged))
         q = (
             sa.select(t.c.example_id, t.c.check_name, t.c.action)
             .where(t.c.action.in_(flagged))
             .order_by(t.c.example_id, t.c.check_name)
         )
         with self.ledger.engine.connect() as conn:
-            return [(r[0], r[1], r[2]) for r in conn.execute(q).all() if r[0] in pos]
+            n, stamp, versions = conn.execute(agg).one()
+            key = (id(base), int(n or 0), str(stamp), int(versions or 0))
+            with self._base_lock:
+                if key == self._flagged_key:
+                    return self._flagged_cache  # type: ignore[no-any-return]
+            rows = [(r[0], r[1], r[2]) for r in conn.execute(q).all() if r[0] in pos]
+        with self._base_lock:
+            self._flagged_key, self._flagged_cache = key, rows
+        return rows
 
     def _groups(self) -> Counter[tuple[str, str]]:
         """Open entries per (check, action) — a handful of groups however long the queues."""
