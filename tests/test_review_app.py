@@ -661,6 +661,22 @@ def test_quarantine_shows_the_criteria_then_and_now(project: Project) -> None:
     assert "As collected — version 2" in page.text
 
 
+def test_queue_follows_a_new_audit_immediately(app: Any, project: Project) -> None:
+    c = login(app, "sen")
+    assert "t07" in c.get("/queue/escalations").text
+    # a re-audit swaps one escalation for another: same count, same versions, same second
+    ledger(project).replace_auto(
+        "labels.agreement",
+        [
+            Decision("t05", Action.ESCALATE, "low_agreement"),
+            Decision("t09", Action.ESCALATE, "low_agreement"),
+        ],
+        run_id="20991231T000000-abcdef",
+    )
+    listing = c.get("/queue/escalations").text
+    assert "t05" in listing and "t07" not in listing
+
+
 def test_an_item_is_only_decided_through_its_own_queue(app: Any, project: Project) -> None:
     c = login(app, "sen")
     # a quarantined example cannot be "arbitrated" with a label through the escalation queue

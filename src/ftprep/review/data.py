@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from ftprep.project import Project
 from ftprep.review import db
 from ftprep.store import Workspace
 
-APP_TABLE = "review_annotations"  # workspace table the app exports its annotations to
+APP_TABLE = "review_annotations"
+FLAGGED_TTL_S = 10.0  # the open-entry list is re-read at least this often  # workspace table the app exports its annotations to
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +257,7 @@ class ReviewData:
         self._local = threading.local()
         self._flagged_key: tuple[int, int, str, int] | None = None
         self._flagged_cache: list[tuple[str, str, str]] = []
+        self._flagged_at = 0.0
         self._base_key: tuple[int, int] | None = None
         self._base: Any = None
 
@@ -377,9 +380,9 @@ class ReviewData:
         return memo  # type: ignore[no-any-return]
 
     def _load_flagged(self) -> list[tuple[str, str, str]]:
-        """Reloaded only when the open entries changed: a cheap aggregate (count, latest
-        stamp, sum of versions) tells whether they did — every decision bumps a version and
-        every audit rewrites stamps."""
+        """Reloaded when the open entries changed — a cheap aggregate (count, latest stamp and
+        run, sum of versions) tells: every decision bumps a version, every audit writes a new
+        run id and stamp — and at least every ``FLAGGED_TTL_S`` seconds regardless."""
         base = self._annotate_base()
         if base is None:
             return []
@@ -387,7 +390,10 @@ class ReviewData:
         t = decisions_t
         flagged = [str(a) for a in (Action.REVIEW, Action.ESCALATE, Action.QUARANTINE)]
         agg = sa.select(
-            sa.func.count(), sa.func.max(t.c.updated_at), sa.func.sum(t.c.version)
+            sa.func.count(),
+            sa.func.max(t.c.updated_at),
+            sa.func.sum(t.c.version),
+            sa.func.max(t.c.run_id),
         ).where(t.c.action.in_(flagged))
         q = (
             sa.select(t.c.example_id, t.c.check_name, t.c.action)
@@ -395,14 +401,16 @@ class ReviewData:
             .order_by(t.c.example_id, t.c.check_name)
         )
         with self.ledger.engine.connect() as conn:
-            n, stamp, versions = conn.execute(agg).one()
-            key = (id(base), int(n or 0), str(stamp), int(versions or 0))
+            n, stamp, versions, run = conn.execute(agg).one()
+            key = (id(base), int(n or 0), f"{stamp}|{run}", int(versions or 0))
             with self._base_lock:
-                if key == self._flagged_key:
-                    return self._flagged_cache  # type: ignore[no-any-return]
+                fresh = time.monotonic() - self._flagged_at < FLAGGED_TTL_S
+                if key == self._flagged_key and fresh:
+                    return self._flagged_cache
             rows = [(r[0], r[1], r[2]) for r in conn.execute(q).all() if r[0] in pos]
         with self._base_lock:
             self._flagged_key, self._flagged_cache = key, rows
+            self._flagged_at = time.monotonic()
         return rows
 
     def _groups(self) -> Counter[tuple[str, str]]:
