@@ -62,11 +62,12 @@ class LeakParams:
     semantic: bool = True
     candidate_k: int = 3
     candidate_cos: float = 0.6
-    lexical_candidate: float = 0.5
+    lexical_candidate: float = 0.35
     lexical_max_df: int = 20
     window: int | None = None
     window_margin: float = 0.1
     verify_windows: int = 3
+    passage_ratio: float = 1.3
     null_quantile: float = 0.99
     null_k: int = 5
     null_items: int = 2000
@@ -278,7 +279,7 @@ def _paraphrases(
     ok = (
         (pcu.containment >= params.lexical_candidate)
         & (uidx.size[pcu.item] >= 3)
-        & (rec_len[pcu.record] > 2 * item_len[pcu.item])
+        & (rec_len[pcu.record] > params.passage_ratio * item_len[pcu.item])
     )
     pairs.update(zip(pcu.record[ok].tolist(), pcu.item[ok].tolist(), strict=True))
     pairs -= skip
@@ -288,7 +289,7 @@ def _paraphrases(
     if pairs:
         pq = np.array([p[0] for p in pairs], dtype=np.int64)
         pr = np.array([p[1] for p in pairs], dtype=np.int64)
-        long = rec_len[pq] > 2 * item_len[pr]
+        long = rec_len[pq] > params.passage_ratio * item_len[pr]
         cos_p = np.einsum("ij,ij->i", train_emb[pq], ref_emb[pr])
         ok_p = long | (wt.cos * cos_p + wt.words + wt.specifics + wt.length >= threshold)
         pairs = set(zip(pq[ok_p].tolist(), pr[ok_p].tolist(), strict=True))
@@ -299,13 +300,14 @@ def _paraphrases(
     slot: dict[str, int] = {}
     for q, r in sorted(pairs):
         sel: list[int] = []
-        if rec_len[q] > 2 * item_len[r]:
+        if rec_len[q] > params.passage_ratio * item_len[r]:
             size = max(8, int(item_len[r]))
             best_p = passages(
                 train[lex_field][q],
                 size,
                 functools.partial(scorer.word_overlap, r),
                 k=params.verify_windows,
+                rank=functools.partial(scorer.lexical_score, r),
             )
             for w in best_p:
                 sel.append(slot.setdefault(w, len(slot)))

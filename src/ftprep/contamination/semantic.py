@@ -118,6 +118,12 @@ class PairScorer:
         b = self._features(text)
         return self._wsum(a[0] & b[0]) / a[3] if a[3] else 0.0
 
+    def lexical_score(self, item: int, text: str) -> float:
+        """The verifier score without the cosine (used to pick passages before embedding)."""
+        f = self.features(item, text)
+        w = self.w
+        return w.words * f[0] + w.specifics * f[1] + w.length * f[2]
+
     def features(self, item: int, text: str) -> tuple[float, float, float]:
         return self._pair(self.ref[item], self._features(text))
 
@@ -196,29 +202,34 @@ def sentences(text: str) -> list[str]:
 
 
 def passages(
-    text: str, size: int, overlap: Callable[[str], float], k: int = 3, reach: int = 12
+    text: str,
+    size: int,
+    overlap: Callable[[str], float],
+    k: int = 3,
+    reach: int = 6,
+    rank: Callable[[str], float] | None = None,
 ) -> list[str]:
     """The ``k`` passages of ``text`` (about ``size`` words) most likely to hold a given item:
-    the sentences with the highest ``overlap`` (share of the item's content words) are
-    anchors, every run of whole sentences around an anchor of 0.5-1.5 ``size`` words is a
-    candidate, and candidates are ranked by ``overlap``. ``text`` itself when short."""
+    the sentences with the highest ``overlap`` are anchors, every run of whole sentences
+    around an anchor of 0.5-1.5 ``size`` words is a candidate, and candidates are ranked by
+    ``rank`` (default ``overlap``). ``text`` itself when short."""
     if len(text.split()) <= size:
         return [text]
     sents = sentences(text)
     lens = [len(x.split()) for x in sents]
     scores = [overlap(x) for x in sents]
-    anchors = sorted(range(len(sents)), key=lambda i: -scores[i])[:k]
+    anchors = sorted(range(len(sents)), key=lambda i: -scores[i])[:2]
     cands: set[tuple[int, int]] = set()
     for a in anchors:
         for i in range(a, max(-1, a - reach), -1):
             n = sum(lens[i:a])
             for j in range(a, min(len(sents), a + reach)):
                 n += lens[j]
-                if n > 1.5 * size:
+                if n > 2 * size:
                     break
                 if n >= 0.5 * size:
                     cands.add((i, j + 1))
-            if n > 1.5 * size:
+            if n > 2 * size:
                 break
         if lens[a] > 1.5 * size:  # one long sentence: word windows inside it
             words = sents[a].split()
@@ -233,7 +244,8 @@ def passages(
             texts.append(" ".join(w[j : j + size]))
     if not texts:
         texts = [" ".join(text.split()[:size])]
-    texts.sort(key=lambda t: -overlap(t))
+    key = rank or overlap
+    texts.sort(key=lambda t: -key(t))
     return texts[:k]
 
 
