@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import itertools
 import json
 import os
 import platform
@@ -225,17 +226,13 @@ def datasketch_pipeline(
     for j, t in enumerate(ev):
         w = _words(t)
         m = MinHash(num_perm=num_perm)
-        m.update_batch(
-            [f"{a} {b}".encode() for a, b in zip(w, w[1:], strict=False)] or [t.encode()]
-        )
+        m.update_batch([f"{a} {b}".encode() for a, b in itertools.pairwise(w)] or [t.encode()])
         lsh.insert(str(j), m)
     found: dict[int, set[int]] = {}
     for r, t in enumerate(train_full):
         w = _words(t)
         m = MinHash(num_perm=num_perm)
-        m.update_batch(
-            [f"{a} {b}".encode() for a, b in zip(w, w[1:], strict=False)] or [t.encode()]
-        )
+        m.update_batch([f"{a} {b}".encode() for a, b in itertools.pairwise(w)] or [t.encode()])
         hits = lsh.query(m)
         if hits:
             found[r] = {int(h) for h in hits}
