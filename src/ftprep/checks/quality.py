@@ -13,7 +13,9 @@ Parameters (``checks: {quality.rubric: {...}}``), all optional:
 * ``embeddings`` — use sentence embeddings in learned criteria (default ``true``);
 * ``write_sample`` — write the stratified calibration sample CSV (default ``true``);
 * ``max_examples_shown`` — best and worst examples per stratum in the report (default 2);
-* ``max_strata_shown`` — strata per kind with examples in the report (default 12; flagged first).
+* ``max_strata_shown`` — strata per kind with examples in the report (default 12; flagged first);
+* ``min_scorer_auroc`` — a learned/judged criterion whose AUROC against the experts' held-out
+  labels is below this counts in ``learned_low_agreement`` (default 0.7).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ class QualityRubric(Check):
             ">",
             0,
             Status.WARN,
-            "learned or judged criteria whose AUROC against held-out expert labels is below 0.7",
+            "learned or judged criteria whose AUROC against held-out expert labels is below "
+            "min_scorer_auroc (0.7)",
         ),
         Condition(
             "strata_below",
@@ -468,7 +471,8 @@ class QualityRubric(Check):
                     action="rewrite the definition with examples, then re-calibrate",
                 )
             )
-        lowl = [k for k, v in res.learned.items() if not (v.get("auroc", 1.0) >= 0.7)]
+        min_auc = float(self.param("min_scorer_auroc", 0.7))
+        lowl = [k for k, v in res.learned.items() if not (v.get("auroc", 1.0) >= min_auc)]
         values["learned_low_agreement"] = len(lowl)
         values["learned"] = {
             k: {kk: _r(vv) if isinstance(vv, float) else vv for kk, vv in v.items()}
@@ -482,7 +486,7 @@ class QualityRubric(Check):
                     f"{res.learned[k].get('kind', 'learned')} criterion {k!r} agrees poorly with expert labels "
                     f"(AUROC {res.learned[k].get('auroc', float('nan')):.2f})",
                     metrics=values["learned"][k],
-                    threshold=0.7,
+                    threshold=min_auc,
                     action="add calibration labels or lower this criterion's weight",
                 )
             )
