@@ -85,3 +85,50 @@ def test_audit_finds_benchmark_leaks_and_links_duplicates(tmp_path: Path) -> Non
 
     clusters = orjson.loads((tmp_path / ".ftprep" / "link_clusters.json").read_bytes())
     assert any({"ex103", "ex104"} <= set(c) for c in clusters), clusters
+
+
+def test_production_holdout_leaks_and_validation_realism(tmp_path: Path) -> None:
+    from ftprep.api import audit
+    from ftprep.examples import Dataset, Example
+    from ftprep.project import Split
+    from ftprep.splits import eval_from_pool
+
+    prod = [
+        {
+            "id": f"p{i}",
+            "text": f"The {TOPICS[i % 8]} app crashes when I open the {TOPICS[(i * 3) % 8]} tab on day {i}, please help",
+        }
+        for i in range(60)
+    ]
+    write_jsonl(tmp_path / "prod.jsonl", prod)
+    # which production items the build will hold out (same function, same seed)
+    pool = Dataset.from_examples(
+        [
+            Example(
+                id=p["id"], messages=[{"role": "user", "content": p["text"]}], source="production"
+            )
+            for p in prod
+        ]
+    )
+    policy = Split(eval_from="production", validation=0.5, test=0.5)
+    held = sorted(eval_from_pool(pool, policy, share=0.5))
+    leaked = next(p for p in prod if p["id"] == held[0])
+    recs = _records()
+    recs.append(chat(200, user=leaked["text"].replace("please help", "Please help!")))
+    make_project(
+        tmp_path,
+        recs,
+        extra_yaml=(
+            "production:\n  path: prod.jsonl\n  fields: {id: id, input: text}\n  holdout: 0.5\n"
+            "split: {eval_from: production, validation: 0.5, test: 0.5}\n"
+        ),
+    )
+    res = audit(tmp_path, only=["split_leakage", "validation_realism"])
+    by = {r.check: r for r in res.results}
+    sl = by["split_leakage"]
+    assert any(
+        d.example_id == "ex200" and d.reason.startswith("eval_leak") for d in sl.decisions
+    ), (sl.summary, sl.error, [d.to_dict() for d in sl.decisions])
+    vr = by["validation_realism"]
+    assert str(vr.status) in ("PASS", "WARN"), vr.error
+    assert "realism_gap" in vr.values and vr.sections[0].kind == "lines"
