@@ -112,7 +112,15 @@ def serve(
     threads: int,
 ) -> None:
     """Serve the review app for the project (waitress when installed, else werkzeug)."""
-    from ftprep.review.app import ReviewConfig, create_app
+    try:
+        from ftprep.review.app import ReviewConfig, create_app
+    except ImportError as e:
+        err.print(
+            f"[red]error:[/red] the review app needs Flask ({escape(str(e))}): "
+            "pip install flask waitress",
+            soft_wrap=True,
+        )
+        sys.exit(2)
 
     with _errors():
         proj = load_project(project)

@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import sqlalchemy as sa
-from werkzeug.security import check_password_hash, generate_password_hash
 
 ROLES = ("annotator", "senior", "admin")
 MIN_PASSWORD = 8
@@ -153,10 +152,18 @@ def _check_role(role: str) -> str:
     return role
 
 
+def _werkzeug_security() -> Any:
+    try:
+        from werkzeug import security
+    except ImportError:  # pragma: no cover - flask (and werkzeug) are dependencies
+        raise ReviewError("the review app needs Flask: pip install flask waitress") from None
+    return security
+
+
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise ReviewError(f"a password needs at least {MIN_PASSWORD} characters")
-    return generate_password_hash(password, method=PASSWORD_METHOD)
+    return str(_werkzeug_security().generate_password_hash(password, method=PASSWORD_METHOD))
 
 
 def add_user(
@@ -250,7 +257,7 @@ def update_user(
     return user
 
 
-_DUMMY_HASH = generate_password_hash("not-a-real-password", method=PASSWORD_METHOD)
+_DUMMY_HASH: dict[str, str] = {}  # method -> a hash to check against when the user is unknown
 
 
 def authenticate(engine: sa.Engine, project: str, username: str, password: str) -> User | None:
@@ -260,10 +267,16 @@ def authenticate(engine: sa.Engine, project: str, username: str, password: str) 
         row = conn.execute(
             sa.select(users_t).where(users_t.c.project == project, users_t.c.username == username)
         ).first()
+    sec = _werkzeug_security()
     if row is None:
-        check_password_hash(_DUMMY_HASH, password)
+        dummy = _DUMMY_HASH.get(PASSWORD_METHOD)
+        if dummy is None:
+            dummy = _DUMMY_HASH[PASSWORD_METHOD] = sec.generate_password_hash(
+                "not-a-real-password", method=PASSWORD_METHOD
+            )
+        sec.check_password_hash(dummy, password)
         return None
-    if not check_password_hash(row.password_hash, password) or not row.active:
+    if not sec.check_password_hash(row.password_hash, password) or not row.active:
         return None
     return _user(row)
 
