@@ -95,12 +95,14 @@ def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
     train = [t for t, d in tr if d not in missing]
     prod = [t for t, _ in te]
     dom = np.array([d for _, d in te])
-    y = np.isin(dom, missing + ["oos"])
+    y = np.isin(dom, [*missing, "oos"])
     xt, xp = emb(train), emb(prod)
     t0 = time.perf_counter()
     cov = coverage_scores(xt, xp, train, prod, CoverageParams())
     secs = time.perf_counter() - t0
-    regions, _ = build_regions(xp, xt, cov.flagged, np.ones(len(xt)), token_sets(prod), token_sets(train))
+    regions, _ = build_regions(
+        xp, xt, cov.flagged, np.ones(len(xt)), token_sets(prod), token_sets(train)
+    )
     found = set()
     for r in regions:
         if r.status == "uncovered":
@@ -108,11 +110,15 @@ def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
             found.add(str(vals[counts.argmax()]))
     return {
         "case": f"{name} without {'+'.join(missing)}",
-        "auc": roc_auc_score(y, cov.score), "recall@10": recall_at(cov.score, y, 0.10),
-        "flag_recall": float(cov.flagged[y].mean()), "flag_fpr": float(cov.flagged[~y].mean()),
-        "base_auc": roc_auc_score(y, cov.nn_distance), "base_recall@8": recall_at(cov.nn_distance, y, 0.08),
+        "auc": roc_auc_score(y, cov.score),
+        "recall@10": recall_at(cov.score, y, 0.10),
+        "flag_recall": float(cov.flagged[y].mean()),
+        "flag_fpr": float(cov.flagged[~y].mean()),
+        "base_auc": roc_auc_score(y, cov.nn_distance),
+        "base_recall@8": recall_at(cov.nn_distance, y, 0.08),
         "base_recall@10": recall_at(cov.nn_distance, y, 0.10),
-        "missing_found": f"{len(set(missing) & found)}/{len(missing)}", "seconds": secs,
+        "missing_found": f"{len(set(missing) & found)}/{len(missing)}",
+        "seconds": secs,
     }
 
 
@@ -140,7 +146,9 @@ def ratios(emb: Embeds, down: list[str], seed: int = 0) -> dict:
     # baseline 2: logistic regression probabilistic classifier, out of fold
     x = np.concatenate([xt, xp])
     yy = np.concatenate([np.zeros(len(xt)), np.ones(len(xp))])
-    prob = cross_val_predict(LogisticRegression(C=1.0, max_iter=500), x, yy, cv=5, method="predict_proba")[:len(xt), 1]
+    prob = cross_val_predict(
+        LogisticRegression(C=1.0, max_iter=500), x, yy, cv=5, method="predict_proba"
+    )[: len(xt), 1]
     wl = prob / (1 - prob) * len(xt) / len(xp)
     wl = wl / wl.mean()
     lr = {d: float(wl[dt == d].mean()) for d in doms}
@@ -148,10 +156,18 @@ def ratios(emb: Embeds, down: list[str], seed: int = 0) -> dict:
     def worst(est: dict) -> float:
         return max(max(est[d] / truth[d], truth[d] / est[d]) for d in doms)
 
-    return {"down": down, "truth": {d: truth[d] for d in down}, "ours": {d: ours[d] for d in down},
-            "cluster": {d: clus[d] for d in down}, "lr": {d: lr[d] for d in down},
-            "worst_ours": worst(ours), "worst_cluster": worst(clus), "worst_lr": worst(lr),
-            "ess_fraction": float(w.sum() ** 2 / (w * w).sum() / len(w)), "seconds": secs}
+    return {
+        "down": down,
+        "truth": {d: truth[d] for d in down},
+        "ours": {d: ours[d] for d in down},
+        "cluster": {d: clus[d] for d in down},
+        "lr": {d: lr[d] for d in down},
+        "worst_ours": worst(ours),
+        "worst_cluster": worst(clus),
+        "worst_lr": worst(lr),
+        "ess_fraction": float(w.sum() ** 2 / (w * w).sum() / len(w)),
+        "seconds": secs,
+    }
 
 
 def plant(texts: list[str], rng: np.random.Generator) -> list[str]:
@@ -178,7 +194,10 @@ def surface(emb: Embeds) -> list[dict]:
     planted = plant(prod, rng)
     xt = emb(train)
     rows = []
-    for name, p in (("CLINC test (no planted change)", prod), ("CLINC test + brackets/placeholders", planted)):
+    for name, p in (
+        ("CLINC test (no planted change)", prod),
+        ("CLINC test + brackets/placeholders", planted),
+    ):
         xp = emb(p)
         t0 = time.perf_counter()
         r = classifier_test(train, xt, p, xp, ShiftParams())
@@ -189,11 +208,21 @@ def surface(emb: Embeds) -> list[dict]:
         pi = rng2.choice(len(p), 1500, replace=False)
         x = np.concatenate([xt[ti], xp[pi]])
         yy = np.concatenate([np.zeros(1500), np.ones(1500)])
-        s = cross_val_predict(LogisticRegression(C=1.0, max_iter=500), x, yy, cv=3, method="decision_function")
-        rows.append({"case": name, "auc": r.auc, "null_auc": r.null_auc, "p": r.p_value,
-                     "explains": [f["feature"] for f in r.features if f["explains"]],
-                     "words": [w["word"] for w in r.words[:5]], "emb_only_auc": roc_auc_score(yy, s),
-                     "seconds": secs})
+        s = cross_val_predict(
+            LogisticRegression(C=1.0, max_iter=500), x, yy, cv=3, method="decision_function"
+        )
+        rows.append(
+            {
+                "case": name,
+                "auc": r.auc,
+                "null_auc": r.null_auc,
+                "p": r.p_value,
+                "explains": [f["feature"] for f in r.features if f["explains"]],
+                "words": [w["word"] for w in r.words[:5]],
+                "emb_only_auc": roc_auc_score(yy, s),
+                "seconds": secs,
+            }
+        )
     return rows
 
 
@@ -204,7 +233,10 @@ def scale(n: int, model: str) -> dict:
 
     def synth(m: int) -> list[str]:  # distinct inputs: two CLINC queries spliced together
         a, b = rng.integers(0, len(vocab), m), rng.integers(0, len(vocab), m)
-        return [f"{vocab[i]} and also {vocab[j]} #{k}" for k, (i, j) in enumerate(zip(a, b, strict=True))]
+        return [
+            f"{vocab[i]} and also {vocab[j]} #{k}"
+            for k, (i, j) in enumerate(zip(a, b, strict=True))
+        ]
 
     train, prod = synth(n), synth(n)
     emb = get_embedder(model)
@@ -220,33 +252,52 @@ def scale(n: int, model: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minilm", action="store_true", help="also run the uncovered-region cases over MiniLM")
+    ap.add_argument(
+        "--minilm", action="store_true", help="also run the uncovered-region cases over MiniLM"
+    )
     ap.add_argument("--scale", type=int, default=0, help="run the scale case with N + N inputs")
     ap.add_argument("--quick", action="store_true", help="CLINC cases only")
     a = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"shared data not found at {DATA}")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     load = os.getloadavg()[0]
-    print(f"machine: nproc={os.cpu_count()}, CPU={cpu}, load average {load:.1f}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}")
+    print(
+        f"machine: nproc={os.cpu_count()}, CPU={cpu}, load average {load:.1f}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}"
+    )
     models = ["static"] + (["minilm"] if a.minilm else [])
-    cases = [("CLINC150", clinc, ["credit_cards", "home", "small_talk"]),
-             ("CLINC150", clinc, ["banking", "travel", "meta"])]
+    cases = [
+        ("CLINC150", clinc, ["credit_cards", "home", "small_talk"]),
+        ("CLINC150", clinc, ["banking", "travel", "meta"]),
+    ]
     if not a.quick:
-        cases += [("hwu64", hwu, ["alarm", "cooking", "transport"]),
-                  ("banking77", banking, ["group0", "group1", "group2"])]
+        cases += [
+            ("hwu64", hwu, ["alarm", "cooking", "transport"]),
+            ("banking77", banking, ["group0", "group1", "group2"]),
+        ]
     print("\n## uncovered regions (uncovered = missing domains + out-of-scope)")
-    print("| embeddings | case | ftprep AUROC | recall@10% FPR | flags: recall / false-alarm | NN-distance AUROC | NN recall@8% / @10% | missing domains found | s |")
+    print(
+        "| embeddings | case | ftprep AUROC | recall@10% FPR | flags: recall / false-alarm | NN-distance AUROC | NN recall@8% / @10% | missing domains found | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for model in models:
         emb = Embeds(model)
         for name, loader, missing in cases:
             r = uncovered(name, loader(), missing, emb)
-            print(f"| {model} | {r['case']} | {r['auc']:.3f} | {r['recall@10']:.3f} | {r['flag_recall']:.3f} / "
-                  f"{r['flag_fpr']:.3f} | {r['base_auc']:.3f} | {r['base_recall@8']:.3f} / {r['base_recall@10']:.3f} | "
-                  f"{r['missing_found']} | {r['seconds']:.0f} |", flush=True)
+            print(
+                f"| {model} | {r['case']} | {r['auc']:.3f} | {r['recall@10']:.3f} | {r['flag_recall']:.3f} / "
+                f"{r['flag_fpr']:.3f} | {r['base_auc']:.3f} | {r['base_recall@8']:.3f} / {r['base_recall@10']:.3f} | "
+                f"{r['missing_found']} | {r['seconds']:.0f} |",
+                flush=True,
+            )
     print("\n## production/training ratio of 3 CLINC domains downsampled to 10%")
     print("| embeddings | domain | truth | ftprep weights | cluster ratio | logistic regression |")
     print("|---|---|---|---|---|---|")
@@ -254,20 +305,32 @@ def main() -> None:
         emb = Embeds(model)
         r = ratios(emb, ["banking", "travel", "meta"])
         for d in r["down"]:
-            print(f"| {model} | {d} | {r['truth'][d]:.2f} | {r['ours'][d]:.2f} | {r['cluster'][d]:.2f} | {r['lr'][d]:.2f} |")
-        print(f"| {model} | worst factor over all 10 domains | 1 | {r['worst_ours']:.2f} | {r['worst_cluster']:.2f} | "
-              f"{r['worst_lr']:.2f} |  (ESS {r['ess_fraction']:.0%}, {r['seconds']:.0f} s)", flush=True)
+            print(
+                f"| {model} | {d} | {r['truth'][d]:.2f} | {r['ours'][d]:.2f} | {r['cluster'][d]:.2f} | {r['lr'][d]:.2f} |"
+            )
+        print(
+            f"| {model} | worst factor over all 10 domains | 1 | {r['worst_ours']:.2f} | {r['worst_cluster']:.2f} | "
+            f"{r['worst_lr']:.2f} |  (ESS {r['ess_fraction']:.0%}, {r['seconds']:.0f} s)",
+            flush=True,
+        )
     print("\n## surface-form shift (static embeddings)")
-    print("| production | ftprep AUC (train halves) | p | explaining features | top words | embeddings-only AUC | s |")
+    print(
+        "| production | ftprep AUC (train halves) | p | explaining features | top words | embeddings-only AUC | s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in surface(Embeds("static")):
-        print(f"| {r['case']} | {r['auc']:.3f} ({r['null_auc']:.3f}) | {r['p']:.3g} | {', '.join(r['explains']) or '-'} | "
-              f"{', '.join(r['words'])} | {r['emb_only_auc']:.3f} | {r['seconds']:.0f} |", flush=True)
+        print(
+            f"| {r['case']} | {r['auc']:.3f} ({r['null_auc']:.3f}) | {r['p']:.3g} | {', '.join(r['explains']) or '-'} | "
+            f"{', '.join(r['words'])} | {r['emb_only_auc']:.3f} | {r['seconds']:.0f} |",
+            flush=True,
+        )
     if a.scale:
         r = scale(a.scale, "static")
-        print(f"\n## scale: {r['n']:,} + {r['n']:,} inputs, static embeddings: embed {r['embed_s']:.1f} s, "
-              f"coverage + weights + regions {r['coverage_s']:.1f} s, total {r['total_s']:.1f} s "
-              f"({math.ceil(r['total_s'] / 60)} min)")
+        print(
+            f"\n## scale: {r['n']:,} + {r['n']:,} inputs, static embeddings: embed {r['embed_s']:.1f} s, "
+            f"coverage + weights + regions {r['coverage_s']:.1f} s, total {r['total_s']:.1f} s "
+            f"({math.ceil(r['total_s'] / 60)} min)"
+        )
 
 
 if __name__ == "__main__":

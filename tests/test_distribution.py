@@ -16,24 +16,39 @@ from ftprep.distribution.knn import knn, knn_exact, knn_ivf
 from ftprep.distribution.regions import RegionParams, build_regions, distinguishing_terms
 from ftprep.distribution.shift import ShiftParams, classifier_test
 from ftprep.distribution.text import doc_freq, surface_features, token_sets
-from ftprep.distribution.weights import density_ratio_weights, effective_sample_size, resampling_plan
+from ftprep.distribution.weights import (
+    density_ratio_weights,
+    effective_sample_size,
+    resampling_plan,
+)
 from ftprep.signals.embeddings import l2_normalise
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _clusters(n_per: dict[int, int], dim: int = 32, spread: float = 0.35, seed: int = 0,
-              centres: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _clusters(
+    n_per: dict[int, int],
+    dim: int = 32,
+    spread: float = 0.35,
+    seed: int = 0,
+    centres: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Points around unit centres, with texts drawn from a per-cluster vocabulary."""
     rng = np.random.default_rng(seed)
     if centres is None:
-        centres = l2_normalise(np.random.default_rng(99).standard_normal((20, dim)).astype(np.float32))
+        centres = l2_normalise(
+            np.random.default_rng(99).standard_normal((20, dim)).astype(np.float32)
+        )
     xs, ys, texts = [], [], []
     for c, n in n_per.items():
-        xs.append(centres[c] + spread * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim))
+        xs.append(
+            centres[c] + spread * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+        )
         ys += [c] * n
         for _ in range(n):
-            words = [f"topic{c}word{j}" for j in rng.choice(6, size=3)] + list(rng.choice(["the", "a", "please", "my"], 2))
+            words = [f"topic{c}word{j}" for j in rng.choice(6, size=3)] + list(
+                rng.choice(["the", "a", "please", "my"], 2)
+            )
             texts.append(" ".join(words))
     return l2_normalise(np.concatenate(xs)), np.array(ys), texts
 
@@ -63,8 +78,10 @@ def test_knn_ivf_finds_most_true_neighbours() -> None:
     assert d.shape == i.shape == (len(q), 10)
 
 
-@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=50),
-       st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=50))
+@given(
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=50),
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=50),
+)
 @settings(max_examples=60, deadline=None)
 def test_upper_pvalue_is_a_monotone_probability(values: list[float], null: list[float]) -> None:
     v, n = np.array(values), np.array(null)
@@ -91,7 +108,9 @@ def test_density_ratio_weights_recover_region_ratios() -> None:
     plan = resampling_plan(w, seed=0)
     assert plan.sum() == len(w)
     share1 = plan[yt == 1].sum() / plan.sum()
-    assert share1 == pytest.approx(w[yt == 1].sum() / w.sum(), abs=0.02)  # the plan follows the weights
+    assert share1 == pytest.approx(
+        w[yt == 1].sum() / w.sum(), abs=0.02
+    )  # the plan follows the weights
     assert share1 > 0.4  # and moves the thin region from 10% toward production's 50%
 
 
@@ -105,7 +124,9 @@ def test_coverage_flags_missing_regions_and_calibrates_false_alarms() -> None:
     assert cov.flagged[missing].mean() >= 0.9
     assert cov.flagged[~missing].mean() <= 0.15
     w = density_ratio_weights(xt, xp)
-    regions, _ = build_regions(xp, xt, cov.flagged, w, token_sets(tp), token_sets(tt), RegionParams(seed=0))
+    regions, _ = build_regions(
+        xp, xt, cov.flagged, w, token_sets(tp), token_sets(tt), RegionParams(seed=0)
+    )
     uncovered = [r for r in regions if r.status == "uncovered"]
     found = {int(np.bincount(yp[r.prod_items]).argmax()) for r in uncovered}
     assert {8, 9, 10} <= found
@@ -120,7 +141,9 @@ def test_coverage_without_shift_flags_little() -> None:
     xp, _, tp = _clusters({c: 40 for c in range(8)}, seed=6)
     cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=1))
     assert cov.flagged.mean() <= 0.12
-    regions, _ = build_regions(xp, xt, cov.flagged, np.ones(len(xt)), token_sets(tp), token_sets(tt))
+    regions, _ = build_regions(
+        xp, xt, cov.flagged, np.ones(len(xt)), token_sets(tp), token_sets(tt)
+    )
     unc_share = sum(r.prod_share for r in regions if r.status == "uncovered")
     assert unc_share <= 0.05
 
@@ -135,13 +158,15 @@ def test_distinguishing_terms_respect_prevalence() -> None:
 
 
 def test_surface_features_detect_forms() -> None:
-    f = surface_features([
-        "Please send the [draft/final] contract to {client_name}",
-        "what time is it?",
-        "if the payment fails, retry",
-        "def f(x): return x",
-        "Привет, как дела",
-    ])
+    f = surface_features(
+        [
+            "Please send the [draft/final] contract to {client_name}",
+            "what time is it?",
+            "if the payment fails, retry",
+            "def f(x): return x",
+            "Привет, как дела",
+        ]
+    )
     assert f["bracketed_alternatives"].tolist() == [1, 0, 0, 0, 0]
     assert f["placeholders"].tolist() == [1, 0, 0, 0, 0]
     assert f["question"].tolist() == [0, 1, 0, 0, 0]
@@ -153,7 +178,15 @@ def test_surface_features_detect_forms() -> None:
 def _requests(n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     verbs = ["cancel", "change", "check", "book", "pay", "update", "find", "track"]
-    things = ["my order", "the invoice", "a flight", "the subscription", "my address", "the parcel", "my card"]
+    things = [
+        "my order",
+        "the invoice",
+        "a flight",
+        "the subscription",
+        "my address",
+        "the parcel",
+        "my card",
+    ]
     when = ["today", "tomorrow", "next week", "now", "before friday"]
     return [f"please {rng.choice(verbs)} {rng.choice(things)} {rng.choice(when)}" for _ in range(n)]
 
@@ -190,7 +223,10 @@ def test_shift_test_detects_and_names_a_surface_change() -> None:
     assert shifted.excess_auc > base.excess_auc + 0.2
     named = {f["feature"] for f in shifted.features if f["explains"]}
     assert {"bracketed_alternatives", "placeholders"} <= named
-    assert not {f["feature"] for f in base.features if f["explains"]} & {"bracketed_alternatives", "placeholders"}
+    assert not {f["feature"] for f in base.features if f["explains"]} & {
+        "bracketed_alternatives",
+        "placeholders",
+    }
     # per-item scores localise the shift: changed items score higher than unchanged ones
     changed = np.array([prod_changed[i] != _requests(400, 2)[i] for i in shifted.prod_items])
     assert shifted.prod_scores[changed].mean() > shifted.prod_scores[~changed].mean()
@@ -205,16 +241,32 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     import ftprep
 
     train = _requests(300, 10)
-    novel = [f"how do i {v} my {o} abroad" for v in ("insure", "register", "export") for o in ("boat", "drone", "horse", "piano", "tractor", "camper", "trailer")] * 4
+    novel = [
+        f"how do i {v} my {o} abroad"
+        for v in ("insure", "register", "export")
+        for o in ("boat", "drone", "horse", "piano", "tractor", "camper", "trailer")
+    ] * 4
     prod = _requests(150, 11) + novel
-    _write(tmp_path / "data/train.jsonl", [
-        {"id": f"t{i}", "messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "done"}]}
-        for i, t in enumerate(train)])
+    _write(
+        tmp_path / "data/train.jsonl",
+        [
+            {
+                "id": f"t{i}",
+                "messages": [
+                    {"role": "user", "content": t},
+                    {"role": "assistant", "content": "done"},
+                ],
+            }
+            for i, t in enumerate(train)
+        ],
+    )
     _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prod)])
     (tmp_path / "ftprep.yaml").write_text(
         "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
         "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
-        "checks:\n  distribution.shift: {permutations: 3, folds: 3}\n", encoding="utf-8")
+        "checks:\n  distribution.shift: {permutations: 3, folds: 3}\n",
+        encoding="utf-8",
+    )
     res = ftprep.audit(tmp_path, only=["distribution"])
     f = json.loads((tmp_path / "out/audit/findings.json").read_text())
     checks = {c["check"]: c for c in f["checks"]}
@@ -231,13 +283,17 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     assert "shift" in art and art["shift"]["auc"] > 0.5
     # without a production sample the checks are reported as not run
     (tmp_path / "ftprep.yaml").write_text(
-        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n", encoding="utf-8")
+        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n",
+        encoding="utf-8",
+    )
     ftprep.audit(tmp_path, only=["distribution"])
     f = json.loads((tmp_path / "out/audit/findings.json").read_text())
     assert {c["check"]: c["status"] for c in f["checks"]}["distribution.coverage"] == "NOT_RUN"
 
 
-@pytest.mark.skipif(not (SHARED / "intents" / "clinc150").exists(), reason="shared data not available")
+@pytest.mark.skipif(
+    not (SHARED / "intents" / "clinc150").exists(), reason="shared data not available"
+)
 def test_clinc_missing_domains_are_found() -> None:
     from sklearn.metrics import roc_auc_score
 
@@ -251,12 +307,17 @@ def test_clinc_missing_domains_are_found() -> None:
     keep = rng.random(len(test)) < 0.5
     prod = [t for (t, _), k in zip(test, keep, strict=True) if k]
     ydom = np.array([g for (_, g), k in zip(test, keep, strict=True) if k])
-    unc = np.isin(ydom, sorted(missing) + ["oos"])
+    unc = np.isin(ydom, [*sorted(missing), "oos"])
     xt, xp = _embed(train), _embed(prod)
     cov = coverage_scores(xt, xp, train, prod)
     baseline = roc_auc_score(unc, cov.nn_distance)
     assert roc_auc_score(unc, cov.score) >= max(0.93, baseline + 0.03)
-    regions, _ = build_regions(xp, xt, cov.flagged, np.ones(len(xt)), token_sets(prod), token_sets(train))
-    majority = {str(max(set(ydom[r.prod_items]), key=list(ydom[r.prod_items]).count))
-                for r in regions if r.status == "uncovered"}
+    regions, _ = build_regions(
+        xp, xt, cov.flagged, np.ones(len(xt)), token_sets(prod), token_sets(train)
+    )
+    majority = {
+        str(max(set(ydom[r.prod_items]), key=list(ydom[r.prod_items]).count))
+        for r in regions
+        if r.status == "uncovered"
+    }
     assert missing <= majority

@@ -65,10 +65,20 @@ class Coverage(Check):
     )
     requires = ("production",)
     default_conditions = (
-        Condition("uncovered_region_share", ">", 0.01, Status.WARN,
-                  "share of production inputs in regions the training data does not cover"),
-        Condition("uncovered_region_share", ">", 0.05, Status.FAIL,
-                  "share of production inputs in regions the training data does not cover"),
+        Condition(
+            "uncovered_region_share",
+            ">",
+            0.01,
+            Status.WARN,
+            "share of production inputs in regions the training data does not cover",
+        ),
+        Condition(
+            "uncovered_region_share",
+            ">",
+            0.05,
+            Status.FAIL,
+            "share of production inputs in regions the training data does not cover",
+        ),
     )
 
     def run(self, ctx: Context) -> CheckResult:
@@ -76,16 +86,19 @@ class Coverage(Check):
         model = self.param("embeddings", None)
         cp = CoverageParams.from_dict(self.params)
         rp = RegionParams.from_dict(self.params)
-        wp = WeightParams.from_dict({k[len("weight_"):]: v for k, v in self.params.items()
-                                     if k.startswith("weight_")} | {"seed": cp.seed})
+        wp = WeightParams.from_dict(
+            {k[len("weight_") :]: v for k, v in self.params.items() if k.startswith("weight_")}
+            | {"seed": cp.seed}
+        )
         train, prod = ctx.train, ctx.production
         t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
         xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
         with ctx.progress("distribution: coverage", None):
             cov = coverage_scores(xt, xp, t_texts, p_texts, cp)
             weights = density_ratio_weights(xt, xp, wp)
-            regions, _ = build_regions(xp, xt, cov.flagged, weights, token_sets(p_texts),
-                                       token_sets(t_texts), rp)
+            regions, _ = build_regions(
+                xp, xt, cov.flagged, weights, token_sets(p_texts), token_sets(t_texts), rp
+            )
         p_ids, t_ids = prod.ids, train.ids
         n_p = len(p_ids)
         unc_regions = [r for r in regions if r.status == "uncovered"]
@@ -116,39 +129,72 @@ class Coverage(Check):
             "n_production": n_p,
             "embeddings": model or ctx.project.embeddings,
         }
-        res = self.result(values=values, summary=(
-            f"{values['uncovered_region_share']:.1%} of production in {len(unc_regions)} uncovered "
-            f"region(s); {len(under)} under-covered region(s); reweighting keeps "
-            f"{values['ess_fraction']:.0%} effective sample size"))
+        res = self.result(
+            values=values,
+            summary=(
+                f"{values['uncovered_region_share']:.1%} of production in {len(unc_regions)} uncovered "
+                f"region(s); {len(under)} under-covered region(s); reweighting keeps "
+                f"{values['ess_fraction']:.0%} effective sample size"
+            ),
+        )
         for r in unc_regions + under:
-            res.findings.append(Finding(
-                severity="info",
-                code="uncovered_region" if r.status == "uncovered" else "under_covered_region",
-                message=(f"{r.status} {r.kind} region '{r.label}': {r.prod_share:.1%} of production, "
-                         f"{r.train_share:.1%} of training"),
-                metrics={"production_share": r.prod_share, "training_share": r.train_share,
-                         "uncovered_fraction": r.uncovered_frac, "needed_examples": r.needed},
-                threshold=rp.uncovered_share if r.status == "uncovered" else rp.under_ratio,
-                example_ids=[p_ids[i] for i in r.prod_items],
-                action=f"collect about {r.needed} training examples like these",
-            ))
+            res.findings.append(
+                Finding(
+                    severity="info",
+                    code="uncovered_region" if r.status == "uncovered" else "under_covered_region",
+                    message=(
+                        f"{r.status} {r.kind} region '{r.label}': {r.prod_share:.1%} of production, "
+                        f"{r.train_share:.1%} of training"
+                    ),
+                    metrics={
+                        "production_share": r.prod_share,
+                        "training_share": r.train_share,
+                        "uncovered_fraction": r.uncovered_frac,
+                        "needed_examples": r.needed,
+                    },
+                    threshold=rp.uncovered_share if r.status == "uncovered" else rp.under_ratio,
+                    example_ids=[p_ids[i] for i in r.prod_items],
+                    action=f"collect about {r.needed} training examples like these",
+                )
+            )
         region_dicts = [r.to_dict(p_ids, p_texts) for r in regions]
         art = _artifact(ctx)
         art["coverage"] = {k: v for k, v in values.items()}
         art["regions"] = region_dicts
         art["collection_list"] = [
-            {"region": d["id"], "status": d["status"], "label": d["label"], "needed_examples": d["needed_examples"],
-             "production_share": d["production_share"], "examples": d["examples"]}
-            for d in region_dicts if d["needed_examples"] > 0]
-        art["importance_weights"] = {i: round(float(w), 5) for i, w in zip(t_ids, weights, strict=True)}
-        art["resampling_plan"] = {"n_target": int(plan.sum()), "effective_sample_size": ess,
-                                  "counts": {i: int(c) for i, c in zip(t_ids, plan, strict=True) if c != 1}}
+            {
+                "region": d["id"],
+                "status": d["status"],
+                "label": d["label"],
+                "needed_examples": d["needed_examples"],
+                "production_share": d["production_share"],
+                "examples": d["examples"],
+            }
+            for d in region_dicts
+            if d["needed_examples"] > 0
+        ]
+        art["importance_weights"] = {
+            i: round(float(w), 5) for i, w in zip(t_ids, weights, strict=True)
+        }
+        art["resampling_plan"] = {
+            "n_target": int(plan.sum()),
+            "effective_sample_size": ess,
+            "counts": {i: int(c) for i, c in zip(t_ids, plan, strict=True) if c != 1},
+        }
         art["uncovered_production_ids"] = [p_ids[i] for i in np.nonzero(cov.flagged)[0]]
         res.sections.extend(self._sections(cov, xt, xp, regions, region_dicts, values, cp.seed))
         return res
 
-    def _sections(self, cov: Any, xt: np.ndarray, xp: np.ndarray, regions: list[Any],
-                  region_dicts: list[dict[str, Any]], values: dict[str, Any], seed: int) -> list[Section]:
+    def _sections(
+        self,
+        cov: Any,
+        xt: np.ndarray,
+        xp: np.ndarray,
+        regions: list[Any],
+        region_dicts: list[dict[str, Any]],
+        values: dict[str, Any],
+        seed: int,
+    ) -> list[Section]:
         rng = np.random.default_rng(seed)
         n_map = int(self.param("map_points", 1500))
         ti = np.sort(rng.choice(len(xt), size=min(n_map, len(xt)), replace=False))
@@ -159,35 +205,92 @@ class Coverage(Check):
             if r.status == "uncovered":
                 unc[r.prod_items] = True
         groups = ["training"] * len(ti) + [
-            "production (uncovered region)" if unc[i] else "production" for i in pi]
-        points = [[round(float(a), 4), round(float(b), 4), g] for (a, b), g in zip(xy, groups, strict=True)]
+            "production (uncovered region)" if unc[i] else "production" for i in pi
+        ]
+        points = [
+            [round(float(a), 4), round(float(b), 4), g]
+            for (a, b), g in zip(xy, groups, strict=True)
+        ]
         shown = [d for d in region_dicts if d["status"] != "covered"][:12]
         sections = [
-            Section("Production vs training inputs (PCA of embeddings)", "scatter",
-                    {"points": points, "highlight": ["production (uncovered region)"],
-                     "xlabel": "PC1", "ylabel": "PC2"},
-                    note="Highlighted: production inputs in regions the training data does not cover."),
-            Section("Coverage per production region", "table", {
-                "columns": ["region", "status", "label", "production share", "training share",
-                            "production/training", "uncovered items", "examples needed"],
-                "rows": [[d["id"], d["status"], d["label"], f"{d['production_share']:.2%}",
-                          f"{d['training_share']:.2%}", "∞" if d["ratio"] is None else f"{d['ratio']:.2f}",
-                          f"{d['uncovered_fraction']:.0%}", d["needed_examples"]] for d in region_dicts]},
-                note=(f"Per-item threshold calibrated so {values['target_fpr']:.0%} of a held-out "
-                      f"training slice ({values['holdout_size']} inputs) is flagged.")),
+            Section(
+                "Production vs training inputs (PCA of embeddings)",
+                "scatter",
+                {
+                    "points": points,
+                    "highlight": ["production (uncovered region)"],
+                    "xlabel": "PC1",
+                    "ylabel": "PC2",
+                },
+                note="Highlighted: production inputs in regions the training data does not cover.",
+            ),
+            Section(
+                "Coverage per production region",
+                "table",
+                {
+                    "columns": [
+                        "region",
+                        "status",
+                        "label",
+                        "production share",
+                        "training share",
+                        "production/training",
+                        "uncovered items",
+                        "examples needed",
+                    ],
+                    "rows": [
+                        [
+                            d["id"],
+                            d["status"],
+                            d["label"],
+                            f"{d['production_share']:.2%}",
+                            f"{d['training_share']:.2%}",
+                            "∞" if d["ratio"] is None else f"{d['ratio']:.2f}",
+                            f"{d['uncovered_fraction']:.0%}",
+                            d["needed_examples"],
+                        ]
+                        for d in region_dicts
+                    ],
+                },
+                note=(
+                    f"Per-item threshold calibrated so {values['target_fpr']:.0%} of a held-out "
+                    f"training slice ({values['holdout_size']} inputs) is flagged."
+                ),
+            ),
         ]
         if shown:
-            sections.append(Section("Uncovered and under-covered regions: representative production inputs",
-                                    "examples", {"items": [
-                                        {"id": e["id"], "title": f"{d['id']} ({d['status']}): {d['label']}",
-                                         "fields": {"input": e["text"]}}
-                                        for d in shown for e in d["examples"][:3]]}))
-        sections.append(Section("Reweighting toward production proportions", "text", {"text": (
-            f"Importance weights (kNN density ratio, mean 1, max {values['max_weight']:.2f}) keep an "
-            f"effective sample size of {values['effective_sample_size']:.0f} "
-            f"({values['ess_fraction']:.0%} of training). Uncovered regions cannot be reweighted: "
-            f"collect about {values['examples_needed']} examples (artifact distribution.json: "
-            "collection_list, importance_weights, resampling_plan).")}))
+            sections.append(
+                Section(
+                    "Uncovered and under-covered regions: representative production inputs",
+                    "examples",
+                    {
+                        "items": [
+                            {
+                                "id": e["id"],
+                                "title": f"{d['id']} ({d['status']}): {d['label']}",
+                                "fields": {"input": e["text"]},
+                            }
+                            for d in shown
+                            for e in d["examples"][:3]
+                        ]
+                    },
+                )
+            )
+        sections.append(
+            Section(
+                "Reweighting toward production proportions",
+                "text",
+                {
+                    "text": (
+                        f"Importance weights (kNN density ratio, mean 1, max {values['max_weight']:.2f}) keep an "
+                        f"effective sample size of {values['effective_sample_size']:.0f} "
+                        f"({values['ess_fraction']:.0%} of training). Uncovered regions cannot be reweighted: "
+                        f"collect about {values['examples_needed']} examples (artifact distribution.json: "
+                        "collection_list, importance_weights, resampling_plan)."
+                    )
+                },
+            )
+        )
         return sections
 
 
@@ -205,8 +308,13 @@ class Shift(Check):
     )
     requires = ("production",)
     default_conditions = (
-        Condition("shift_effect", ">", 0.15, Status.WARN,
-                  "AUC above the training-vs-training baseline (0 unless p < alpha)"),
+        Condition(
+            "shift_effect",
+            ">",
+            0.15,
+            Status.WARN,
+            "AUC above the training-vs-training baseline (0 unless p < alpha)",
+        ),
     )
 
     def run(self, ctx: Context) -> CheckResult:
@@ -221,43 +329,106 @@ class Shift(Check):
             r = classifier_test(t_texts, xt, p_texts, xp, sp_)
         explains = [f for f in r.features if f["explains"]]
         values = {
-            "auc": r.auc, "null_auc": r.null_auc, "excess_auc": r.excess_auc, "p_value": r.p_value,
+            "auc": r.auc,
+            "null_auc": r.null_auc,
+            "excess_auc": r.excess_auc,
+            "p_value": r.p_value,
             "shift_effect": r.excess_auc if r.p_value < alpha else 0.0,
             "explaining_features": [f["feature"] for f in explains],
-            "n_training": r.n_train, "n_production": r.n_production,
+            "n_training": r.n_train,
+            "n_production": r.n_production,
         }
-        res = self.result(values=values, summary=(
-            f"train vs production AUC {r.auc:.3f} (training halves {r.null_auc:.3f}, p={r.p_value:.3g})"
-            + (f"; explained by {', '.join(values['explaining_features'][:4])}" if explains else "")))
+        res = self.result(
+            values=values,
+            summary=(
+                f"train vs production AUC {r.auc:.3f} (training halves {r.null_auc:.3f}, p={r.p_value:.3g})"
+                + (
+                    f"; explained by {', '.join(f['feature'] for f in explains[:4])}"
+                    if explains
+                    else ""
+                )
+            ),
+        )
         p_ids = prod.ids
         order = np.argsort(-r.prod_scores, kind="stable")
         top = [int(r.prod_items[j]) for j in order[: min(200, len(order))]]
         for f in explains:
-            res.findings.append(Finding(
-                severity="info", code="shift_feature",
-                message=(f"{f['feature']} ({f['description']}): training {f['training']}, "
-                         f"production {f['production']} ({f['effect_size']} {f['effect']:+.2f})"),
-                metrics={k: f[k] for k in ("training", "production", "effect")},
-                threshold=sp_.min_effect, action="collect or synthesise training inputs with this form",
-            ))
+            res.findings.append(
+                Finding(
+                    severity="info",
+                    code="shift_feature",
+                    message=(
+                        f"{f['feature']} ({f['description']}): training {f['training']}, "
+                        f"production {f['production']} ({f['effect_size']} {f['effect']:+.2f})"
+                    ),
+                    metrics={k: f[k] for k in ("training", "production", "effect")},
+                    threshold=sp_.min_effect,
+                    action="collect or synthesise training inputs with this form",
+                )
+            )
         art = _artifact(ctx)
-        art["shift"] = {**values, "features": r.features, "words": r.words,
-                        "most_shifted_production_ids": [p_ids[i] for i in top]}
-        res.sections.extend([
-            Section("Shift test: training vs production classifier", "table", {
-                "columns": ["comparison", "out-of-fold AUC", "p-value"],
-                "rows": [["training vs production", f"{r.auc:.3f}", f"{r.p_value:.3g}"],
-                         ["training half vs training half (baseline)", f"{r.null_auc:.3f}", ""]]}),
-            Section("Surface features that explain the shift", "table", {
-                "columns": ["feature", "training", "production", "effect", "explains"],
-                "rows": [[f["feature"], f["training"], f["production"], f"{f['effect']:+.2f} ({f['effect_size']})",
-                          "yes" if f["explains"] else ""] for f in r.features]},
-                note=f"Explains: |effect| >= {sp_.min_effect} and present in >= {sp_.min_prevalence:.0%} of one side."),
-            Section("Words whose prevalence differs most", "table", {
-                "columns": ["word", "training", "production", "Cohen's h"],
-                "rows": [[w["word"], f"{w['training']:.1%}", f"{w['production']:.1%}", f"{w['effect']:+.2f}"]
-                         for w in r.words]}),
-            Section("Most production-like inputs (per-item shift score)", "examples", {"items": [
-                {"id": p_ids[i], "fields": {"input": p_texts[i][:300]}} for i in top[:8]]}),
-        ])
+        art["shift"] = {
+            **values,
+            "features": r.features,
+            "words": r.words,
+            "most_shifted_production_ids": [p_ids[i] for i in top],
+        }
+        res.sections.extend(
+            [
+                Section(
+                    "Shift test: training vs production classifier",
+                    "table",
+                    {
+                        "columns": ["comparison", "out-of-fold AUC", "p-value"],
+                        "rows": [
+                            ["training vs production", f"{r.auc:.3f}", f"{r.p_value:.3g}"],
+                            ["training half vs training half (baseline)", f"{r.null_auc:.3f}", ""],
+                        ],
+                    },
+                ),
+                Section(
+                    "Surface features that explain the shift",
+                    "table",
+                    {
+                        "columns": ["feature", "training", "production", "effect", "explains"],
+                        "rows": [
+                            [
+                                f["feature"],
+                                f["training"],
+                                f["production"],
+                                f"{f['effect']:+.2f} ({f['effect_size']})",
+                                "yes" if f["explains"] else "",
+                            ]
+                            for f in r.features
+                        ],
+                    },
+                    note=f"Explains: |effect| >= {sp_.min_effect} and present in >= {sp_.min_prevalence:.0%} of one side.",
+                ),
+                Section(
+                    "Words whose prevalence differs most",
+                    "table",
+                    {
+                        "columns": ["word", "training", "production", "Cohen's h"],
+                        "rows": [
+                            [
+                                w["word"],
+                                f"{w['training']:.1%}",
+                                f"{w['production']:.1%}",
+                                f"{w['effect']:+.2f}",
+                            ]
+                            for w in r.words
+                        ],
+                    },
+                ),
+                Section(
+                    "Most production-like inputs (per-item shift score)",
+                    "examples",
+                    {
+                        "items": [
+                            {"id": p_ids[i], "fields": {"input": p_texts[i][:300]}} for i in top[:8]
+                        ]
+                    },
+                ),
+            ]
+        )
         return res

@@ -76,16 +76,23 @@ class CoverageScores:
 def _split_holdout(n: int, p: CoverageParams) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(p.seed)
     perm = rng.permutation(n)
-    size = int(round(p.holdout * n))
+    size = round(p.holdout * n)
     size = max(min(50, n // 2), min(size, p.max_holdout))
     return np.sort(perm[:size]), np.sort(perm[size:])
 
 
-def _pool_log_ratio(d_ref: np.ndarray, d_prod: np.ndarray, k: int, n_ref: int, n_prod: int) -> np.ndarray:
+def _pool_log_ratio(
+    d_ref: np.ndarray, d_prod: np.ndarray, k: int, n_ref: int, n_prod: int
+) -> np.ndarray:
     """Log odds of production among the ``k`` nearest of the merged neighbour lists."""
     dist = np.concatenate([d_ref[:, :k], d_prod[:, :k]], axis=1)
-    is_prod = np.concatenate([np.zeros((len(d_ref), min(k, d_ref.shape[1]))),
-                              np.ones((len(d_prod), min(k, d_prod.shape[1])))], axis=1)
+    is_prod = np.concatenate(
+        [
+            np.zeros((len(d_ref), min(k, d_ref.shape[1]))),
+            np.ones((len(d_prod), min(k, d_prod.shape[1]))),
+        ],
+        axis=1,
+    )
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     n_p = np.take_along_axis(is_prod, order, axis=1).sum(axis=1)
     n_t = order.shape[1] - n_p
@@ -131,7 +138,9 @@ def coverage_scores(
     p = params or CoverageParams()
     n_t, n_p = len(train_emb), len(prod_emb)
     if n_t < 20 or n_p < 5:
-        raise ValueError(f"coverage needs at least 20 training and 5 production inputs (got {n_t}, {n_p})")
+        raise ValueError(
+            f"coverage needs at least 20 training and 5 production inputs (got {n_t}, {n_p})"
+        )
     h_idx, r_idx = _split_holdout(n_t, p)
     x_ref, x_hold = train_emb[r_idx], train_emb[h_idx]
     kp = min(p.k_pool, len(r_idx), n_p - 1)
@@ -152,9 +161,11 @@ def coverage_scores(
         hold_sets = token_sets([train_texts[i] for i in h_idx])
         df_ref, df_prod = doc_freq(ref_sets), doc_freq(prod_sets)
         comp_p["token_ratio"], comp_p["novel_tokens"] = _token_evidence(
-            prod_sets, df_ref, df_prod, len(r_idx), n_p, in_prod=True)
+            prod_sets, df_ref, df_prod, len(r_idx), n_p, in_prod=True
+        )
         comp_h["token_ratio"], comp_h["novel_tokens"] = _token_evidence(
-            hold_sets, df_ref, df_prod, len(r_idx), n_p, in_prod=False)
+            hold_sets, df_ref, df_prod, len(r_idx), n_p, in_prod=False
+        )
 
     g_p = np.zeros(n_p)
     g_h = np.zeros(len(h_idx))

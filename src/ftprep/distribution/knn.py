@@ -16,7 +16,9 @@ import scipy.sparse as sp
 from ftprep.signals.embeddings import l2_normalise
 
 
-def reduce_dims(a: np.ndarray, b: np.ndarray, dims: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def reduce_dims(
+    a: np.ndarray, b: np.ndarray, dims: int | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Project ``a`` and ``b`` onto the top ``dims`` principal axes of their union (fitted on a
     sample of at most 20k rows) and re-normalise. ``dims`` None or >= the dimension: unchanged."""
     d = a.shape[1]
@@ -52,8 +54,9 @@ def knn(
     return knn_ivf(queries, reference, k, exclude_self=exclude_self, nprobe=nprobe, seed=seed)
 
 
-def spherical_kmeans(x: np.ndarray, n_clusters: int, iters: int = 8, seed: int = 0,
-                     sample: int = 20000) -> np.ndarray:
+def spherical_kmeans(
+    x: np.ndarray, n_clusters: int, iters: int = 8, seed: int = 0, sample: int = 20000
+) -> np.ndarray:
     """Unit-norm centroids from Lloyd iterations on cosine similarity (fitted on a sample)."""
     rng = np.random.default_rng(seed)
     fit = x[rng.choice(len(x), size=min(sample, len(x)), replace=False)]
@@ -61,8 +64,9 @@ def spherical_kmeans(x: np.ndarray, n_clusters: int, iters: int = 8, seed: int =
     rows = np.arange(len(fit))
     for _ in range(iters):
         assign = np.argmax(fit @ cent.T, axis=1)
-        onehot = sp.csr_matrix((np.ones(len(fit), dtype=np.float32), (assign, rows)),
-                               shape=(n_clusters, len(fit)))
+        onehot = sp.csr_matrix(
+            (np.ones(len(fit), dtype=np.float32), (assign, rows)), shape=(n_clusters, len(fit))
+        )
         sums = np.asarray(onehot @ fit, dtype=np.float32)
         empty = np.bincount(assign, minlength=n_clusters) == 0
         sums[empty] = fit[rng.choice(len(fit), size=int(empty.sum()))]
@@ -105,16 +109,24 @@ def knn_ivf(
         if exclude_self:
             sim[qi[:, None] == mem[None, :]] = -np.inf
         m = min(kk, len(mem))
-        top = np.argpartition(-sim, m - 1, axis=1)[:, :m] if m < len(mem) else np.tile(np.arange(m), (len(qi), 1))
+        top = (
+            np.argpartition(-sim, m - 1, axis=1)[:, :m]
+            if m < len(mem)
+            else np.tile(np.arange(m), (len(qi), 1))
+        )
         cand_sim[qi, slot, :m] = np.take_along_axis(sim, top, axis=1)
         cand_idx[qi, slot, :m] = mem[top]
-    cand_sim = cand_sim.reshape(nq, -1)
-    cand_idx = cand_idx.reshape(nq, -1)
-    top = np.argpartition(-cand_sim, k - 1, axis=1)[:, :k] if cand_sim.shape[1] > k else np.tile(np.arange(cand_sim.shape[1]), (nq, 1))
-    sims = np.take_along_axis(cand_sim, top, axis=1)
+    flat_sim = cand_sim.reshape(nq, -1)
+    flat_idx = cand_idx.reshape(nq, -1)
+    top = (
+        np.argpartition(-flat_sim, k - 1, axis=1)[:, :k]
+        if flat_sim.shape[1] > k
+        else np.tile(np.arange(flat_sim.shape[1]), (nq, 1))
+    )
+    sims = np.take_along_axis(flat_sim, top, axis=1)
     order = np.argsort(-sims, axis=1)
     sims = np.take_along_axis(sims, order, axis=1)
-    idx = np.take_along_axis(cand_idx, np.take_along_axis(top, order, axis=1), axis=1)
+    idx = np.take_along_axis(flat_idx, np.take_along_axis(top, order, axis=1), axis=1)
     return np.maximum(1.0 - sims, 0.0).astype(np.float32), idx
 
 

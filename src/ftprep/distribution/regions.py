@@ -64,7 +64,7 @@ class Region:
             "kind": self.kind,
             "status": self.status,
             "label": self.label,
-            "n_production": int(len(self.prod_items)),
+            "n_production": len(self.prod_items),
             "n_training": self.n_train,
             "production_share": round(self.prod_share, 6),
             "training_share": round(self.train_share, 6),
@@ -146,13 +146,21 @@ def build_regions(
             status = "under-covered"
         else:
             status = "covered"
-        terms = distinguishing_terms([prod_sets[i] for i in members], df_all, n_all,
-                                     p.label_terms, p.label_min_prevalence)
+        terms = distinguishing_terms(
+            [prod_sets[i] for i in members], df_all, n_all, p.label_terms, p.label_min_prevalence
+        )
         reg = Region(
-            id=rid, kind=kind, status=status, label=", ".join(terms) or "(no distinctive words)",
-            prod_items=members, n_train=int(n_train), prod_share=prod_share,
-            train_share=train_share, ratio=ratio,
-            weighted_ratio=float(w_sum / n_train) if n_train else 0.0, uncovered_frac=unc,
+            id=rid,
+            kind=kind,
+            status=status,
+            label=", ".join(terms) or "(no distinctive words)",
+            prod_items=members,
+            n_train=int(n_train),
+            prod_share=prod_share,
+            train_share=train_share,
+            ratio=ratio,
+            weighted_ratio=float(w_sum / n_train) if n_train else 0.0,
+            uncovered_frac=unc,
             examples=_representatives(prod_emb, members, p.examples_per_region),
         )
         if status != "covered":

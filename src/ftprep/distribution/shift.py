@@ -58,21 +58,33 @@ class ShiftResult:
     words: list[dict[str, Any]] = field(default_factory=list)
 
 
-_HASHER = HashingVectorizer(n_features=2**18, ngram_range=(1, 2), alternate_sign=False, binary=True,
-                            norm="l2", token_pattern=r"(?u)\b\w+\b|[\[\]{}<>()/|?_$%`]")
+_HASHER = HashingVectorizer(
+    n_features=2**18,
+    ngram_range=(1, 2),
+    alternate_sign=False,
+    binary=True,
+    norm="l2",
+    token_pattern=r"(?u)\b\w+\b|[\[\]{}<>()/|?_$%`]",
+)
 
 
 def _design(texts: list[str], emb: np.ndarray) -> sp.csr_matrix:
     feats = surface_features(texts)
-    dense = np.column_stack([np.log1p(feats["chars"]) / 5.0, np.log1p(feats["words"]) / 3.0]
-                            + [feats[n] for n, (kind, _) in SURFACE_FEATURES.items() if kind == "binary"])
-    return sp.hstack([_HASHER.transform(texts), sp.csr_matrix(emb), sp.csr_matrix(dense)], format="csr")
+    dense = np.column_stack(
+        [np.log1p(feats["chars"]) / 5.0, np.log1p(feats["words"]) / 3.0]
+        + [feats[n] for n, (kind, _) in SURFACE_FEATURES.items() if kind == "binary"]
+    )
+    return sp.hstack(
+        [_HASHER.transform(texts), sp.csr_matrix(emb), sp.csr_matrix(dense)], format="csr"
+    )
 
 
 def _oof_scores(x: sp.csr_matrix, y: np.ndarray, p: ShiftParams, seed: int) -> np.ndarray:
     out = np.zeros(len(y))
     folds = max(2, min(p.folds, int(np.bincount(y.astype(int)).min())))
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+        np.zeros(len(y)), y
+    ):
         m = LogisticRegression(C=p.c, max_iter=300, class_weight="balanced", solver="liblinear")
         m.fit(x[tr], y[tr])
         out[te] = m.decision_function(x[te])
@@ -84,7 +96,10 @@ def _sample(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def classifier_test(
-    train_texts: list[str], train_emb: np.ndarray, prod_texts: list[str], prod_emb: np.ndarray,
+    train_texts: list[str],
+    train_emb: np.ndarray,
+    prod_texts: list[str],
+    prod_emb: np.ndarray,
     params: ShiftParams | None = None,
 ) -> ShiftResult:
     p = params or ShiftParams()
@@ -93,8 +108,10 @@ def classifier_test(
         raise ValueError("the shift test needs at least 10 inputs on each side")
     ti = _sample(len(train_texts), p.max_per_side, rng)
     pi = _sample(len(prod_texts), p.max_per_side, rng)
-    x = _design([train_texts[i] for i in ti] + [prod_texts[i] for i in pi],
-                np.concatenate([train_emb[ti], prod_emb[pi]]))
+    x = _design(
+        [train_texts[i] for i in ti] + [prod_texts[i] for i in pi],
+        np.concatenate([train_emb[ti], prod_emb[pi]]),
+    )
     y = np.concatenate([np.zeros(len(ti)), np.ones(len(pi))])
     scores = _oof_scores(x, y, p, p.seed)
     auc = float(roc_auc_score(y, scores))
@@ -108,13 +125,21 @@ def classifier_test(
     half = rng.permutation(len(train_texts))
     m = min(len(half) // 2, p.max_per_side)
     a_idx, b_idx = half[:m], half[m : 2 * m]
-    xn = _design([train_texts[i] for i in a_idx] + [train_texts[i] for i in b_idx],
-                 np.concatenate([train_emb[a_idx], train_emb[b_idx]]))
+    xn = _design(
+        [train_texts[i] for i in a_idx] + [train_texts[i] for i in b_idx],
+        np.concatenate([train_emb[a_idx], train_emb[b_idx]]),
+    )
     yn = np.concatenate([np.zeros(len(a_idx)), np.ones(len(b_idx))])
     null_auc = float(roc_auc_score(yn, _oof_scores(xn, yn, p, p.seed)))
     res = ShiftResult(
-        auc=auc, null_auc=null_auc, excess_auc=auc - max(null_auc, 0.5), p_value=p_value,
-        n_train=len(ti), n_production=len(pi), prod_items=pi, prod_scores=scores[len(ti):],
+        auc=auc,
+        null_auc=null_auc,
+        excess_auc=auc - max(null_auc, 0.5),
+        p_value=p_value,
+        n_train=len(ti),
+        n_production=len(pi),
+        prod_items=pi,
+        prod_scores=scores[len(ti) :],
     )
     res.features = explain_features([train_texts[i] for i in ti], [prod_texts[i] for i in pi], p)
     res.words = explain_words([train_texts[i] for i in ti], [prod_texts[i] for i in pi], p)
@@ -125,47 +150,70 @@ def cohen_h(p1: float, p2: float) -> float:
     return 2 * math.asin(math.sqrt(p1)) - 2 * math.asin(math.sqrt(p2))
 
 
-def explain_features(train_texts: list[str], prod_texts: list[str], p: ShiftParams) -> list[dict[str, Any]]:
+def explain_features(
+    train_texts: list[str], prod_texts: list[str], p: ShiftParams
+) -> list[dict[str, Any]]:
     """Every surface feature with its effect size; ``explains`` marks those passing the
     prevalence floor and the effect threshold. Sorted by |effect|."""
     ft, fp = surface_features(train_texts), surface_features(prod_texts)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, (kind, desc) in SURFACE_FEATURES.items():
         a, b = ft[name], fp[name]
         if kind == "binary":
             pa, pb = float(a.mean()), float(b.mean())
             eff = cohen_h(pb, pa)
             prevalent = max(pa, pb) >= p.min_prevalence
-            row = {"feature": name, "kind": "presence", "description": desc,
-                   "training": round(pa, 4), "production": round(pb, 4), "effect": round(eff, 4),
-                   "effect_size": "cohen_h"}
+            row = {
+                "feature": name,
+                "kind": "presence",
+                "description": desc,
+                "training": round(pa, 4),
+                "production": round(pb, 4),
+                "effect": round(eff, 4),
+                "effect_size": "cohen_h",
+            }
         else:
             la, lb = np.log1p(a), np.log1p(b)
             sd = math.sqrt((la.var() + lb.var()) / 2) or 1.0
             eff = float((lb.mean() - la.mean()) / sd)
             prevalent = True
-            row = {"feature": name, "kind": "median", "description": desc,
-                   "training": float(np.median(a)), "production": float(np.median(b)),
-                   "effect": round(eff, 4), "effect_size": "cohen_d(log)"}
+            row = {
+                "feature": name,
+                "kind": "median",
+                "description": desc,
+                "training": float(np.median(a)),
+                "production": float(np.median(b)),
+                "effect": round(eff, 4),
+                "effect_size": "cohen_d(log)",
+            }
         row["explains"] = bool(prevalent and abs(eff) >= p.min_effect)
         rows.append(row)
-    rows.sort(key=lambda r: -abs(r["effect"]))
+    rows.sort(key=lambda r: -abs(float(r["effect"])))
     return rows
 
 
-def explain_words(train_texts: list[str], prod_texts: list[str], p: ShiftParams) -> list[dict[str, Any]]:
+def explain_words(
+    train_texts: list[str], prod_texts: list[str], p: ShiftParams
+) -> list[dict[str, Any]]:
     """Words whose presence differs most (Cohen's h), present in >= ``min_prevalence`` of the
     side where they are more common."""
     st, sp_ = token_sets(train_texts), token_sets(prod_texts)
     dt, dp = doc_freq(st), doc_freq(sp_)
     nt, n_p = len(st), len(sp_)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for w in set(dt) | set(dp):
         a, b = dt.get(w, 0) / nt, dp.get(w, 0) / n_p
         if max(a, b) < p.min_prevalence:
             continue
         eff = cohen_h(b, a)
         if abs(eff) >= p.min_effect / 2:
-            rows.append({"word": w, "training": round(a, 4), "production": round(b, 4), "effect": round(eff, 4)})
-    rows.sort(key=lambda r: (-abs(r["effect"]), r["word"]))
+            rows.append(
+                {
+                    "word": w,
+                    "training": round(a, 4),
+                    "production": round(b, 4),
+                    "effect": round(eff, 4),
+                }
+            )
+    rows.sort(key=lambda r: (-abs(float(r["effect"])), str(r["word"])))
     return rows[: p.top_words]

@@ -17,7 +17,9 @@ import numpy as np
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 
 # [a/b], (a | b), {a or b}: two or more options inside one pair of brackets
-_BRACKET_ALT = re.compile(r"[\[(\{][^\[\](){}]{1,60}?(?:/|\||\bor\b)[^\[\](){}]{1,60}?[\])\}]", re.I)
+_BRACKET_ALT = re.compile(
+    r"[\[(\{][^\[\](){}]{1,60}?(?:/|\||\bor\b)[^\[\](){}]{1,60}?[\])\}]", re.I
+)
 # {name}, {{name}}, <NAME>, [NAME], [name], %s, $VAR, ___, XXX
 _PLACEHOLDER = re.compile(
     r"\{\{?\s*[A-Za-z_][\w.]*\s*\}\}?|<[A-Z][A-Z0-9_]{1,30}>|\[[A-Za-z_]\w{0,30}\]"
@@ -25,12 +27,18 @@ _PLACEHOLDER = re.compile(
 )
 _CONDITIONAL = re.compile(
     r"\b(if|unless|provided that|in case|assuming|suppose|supposing|whether|otherwise|"
-    r"would|could|should|might)\b", re.I)
+    r"would|could|should|might)\b",
+    re.I,
+)
 _QUESTION_START = re.compile(
     r"^\s*(who|what|when|where|why|how|which|whose|whom|is|are|am|was|were|do|does|did|can|"
-    r"could|will|would|should|shall|may|might|have|has|had)\b", re.I)
-_CODE = re.compile(r"```|`[^`\n]+`|\b(def|class|function|return|import|SELECT|FROM|WHERE)\b|[{};]\s*$|=>|==|\(\)",
-                   re.M)
+    r"could|will|would|should|shall|may|might|have|has|had)\b",
+    re.I,
+)
+_CODE = re.compile(
+    r"```|`[^`\n]+`|\b(def|class|function|return|import|SELECT|FROM|WHERE)\b|[{};]\s*$|=>|==|\(\)",
+    re.M,
+)
 _URL = re.compile(r"https?://|www\.\S+|\S+@\S+\.\w+")
 
 
@@ -68,7 +76,10 @@ SURFACE_FEATURES: dict[str, tuple[str, str]] = {
     "conditional": ("binary", "conditional or hedged phrasing (if, unless, would, could…)"),
     "question": ("binary", "phrased as a question (ends with ? or starts with a question word)"),
     "statement": ("binary", "phrased as a statement or command (not a question)"),
-    "non_ascii_letters": ("binary", "more than 20% of letters outside ASCII (accents, other languages)"),
+    "non_ascii_letters": (
+        "binary",
+        "more than 20% of letters outside ASCII (accents, other languages)",
+    ),
     "non_latin_script": ("binary", "more than 20% of letters outside Latin scripts"),
     "code": ("binary", "code or markup (backticks, keywords, braces, operators)"),
     "digits": ("binary", "contains digits"),
@@ -99,7 +110,9 @@ def surface_features(texts: Sequence[str]) -> dict[str, np.ndarray]:
         out["code"][i] = bool(_CODE.search(t))
         out["digits"][i] = any(ch.isdigit() for ch in t)
         letters = [ch for ch in t if ch.isalpha()]
-        out["upper_case"][i] = bool(letters) and sum(ch.isupper() for ch in letters) / len(letters) > 0.3
+        out["upper_case"][i] = (
+            bool(letters) and sum(ch.isupper() for ch in letters) / len(letters) > 0.3
+        )
         out["url_or_email"][i] = bool(_URL.search(t))
         out["multi_line"][i] = "\n" in t.strip()
     return out

@@ -36,7 +36,9 @@ class WeightParams:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def density_ratio_weights(train_emb: np.ndarray, prod_emb: np.ndarray, params: WeightParams | None = None) -> np.ndarray:
+def density_ratio_weights(
+    train_emb: np.ndarray, prod_emb: np.ndarray, params: WeightParams | None = None
+) -> np.ndarray:
     """Per-training-item importance weights (mean 1)."""
     p = params or WeightParams()
     n_t, n_p = len(train_emb), len(prod_emb)
@@ -65,9 +67,7 @@ def effective_sample_size(w: np.ndarray) -> float:
     return float(np.sum(w)) ** 2 / s2 if s2 > 0 else 0.0
 
 
-def resampling_plan(
-    weights: np.ndarray, n_target: int | None = None, seed: int = 0
-) -> np.ndarray:
+def resampling_plan(weights: np.ndarray, n_target: int | None = None, seed: int = 0) -> np.ndarray:
     """Counts per training item for a resampled set of ``n_target`` items (default: same size)
     drawn in proportion to ``weights`` (systematic resampling: low variance, reproducible)."""
     n = len(weights)
