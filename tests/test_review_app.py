@@ -599,6 +599,21 @@ def test_app_label_replaces_the_imported_copy_of_the_same_annotator(
     assert sorted(rows) == [("ann_a", "account"), ("ann_b", "shipping"), ("ann_c", "refund")]
 
 
+def test_arbitrating_conflicting_corrections_sets_the_output(app: Any, project: Project) -> None:
+    c = login(app, "sen")
+    r = decide_form(
+        c,
+        "escalations",
+        "t09",
+        "labels.agreement",
+        choice="label",
+        response="shipping (late delivery)",
+    )
+    assert r.status_code == 302
+    e = ledger(project).get("t09", "labels.agreement")
+    assert e is not None and e.patch == {"response": "shipping (late delivery)"}
+
+
 def test_label_error_and_quarantine_decisions(app: Any, project: Project) -> None:
     c = login(app, "sen")
     assert (

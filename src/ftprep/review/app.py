@@ -402,18 +402,18 @@ def create_app(
         key: str, choice: str, ex: Any, form: dict[str, Any]
     ) -> dict[str, Any] | str:
         """The patch a decision carries, or an error message."""
-        if key == "escalations" and choice == "label":
-            if not form["label"]:
-                return "Choose or type the final label."
-            return {"label": form["label"]}
-        if choice == "relabel":
-            patch: dict[str, Any] = {}
-            if form["label"] and form["label"] != (ex.label if ex else None):
-                patch["label"] = form["label"]
-            if form["response"] and ex is not None and form["response"] != ex.response:
-                patch["response"] = form["response"]
-            return patch or "Relabel needs a new label or an edited output."
-        return {}
+        if choice not in ("label", "relabel"):
+            return {}
+        patch: dict[str, Any] = {}
+        if form["label"] and (choice == "label" or form["label"] != (ex.label if ex else None)):
+            patch["label"] = form["label"]  # an arbitrated label is recorded even if unchanged
+        if form["response"] and ex is not None and form["response"] != ex.response:
+            patch["response"] = form["response"]  # e.g. the chosen one of conflicting corrections
+        if patch:
+            return patch
+        if choice == "label":
+            return "Choose or type the final label (or edit the output)."
+        return "Relabel needs a new label or an edited output."
 
     @app.route("/queue/<key>/item", methods=["GET", "POST"])
     def queue_item(key: str) -> Any:
