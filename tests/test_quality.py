@@ -735,3 +735,21 @@ def test_truncation_follows_the_datas_punctuation_convention() -> None:
     ]
     assert (run("truncation", unpunctuated) == 1).all()  # this data does not punctuate: no evidence
     assert run("truncation", texts, convention=False)[-2] == 1.0
+
+
+def test_punctuation_convention_is_robust_to_a_degraded_stratum_and_weak_conventions() -> None:
+    rng = random.Random(12)
+    clean = [sentence(rng) for _ in range(300)]
+    cut = [sentence(rng).rstrip(".!") + " and the" for _ in range(100)]
+    bare = [sentence(rng).rstrip(".!") for _ in range(100)]  # unpunctuated but complete-looking
+    texts = clean + cut + bare
+    strata = ["web|2023"] * 300 + ["vendor|2024"] * 200
+    s = SCORERS["truncation"](TextFrame(texts, None, strata=strata), {}).scores
+    assert (s[:300] == 1).all() and (
+        s[300:] == 0
+    ).all()  # the vendor stratum does not hide the convention
+    # writers who often skip the final period: a missing one is no evidence
+    weak = [t if i % 4 else t.rstrip(".!") for i, t in enumerate(clean)] + [
+        "Open the billing page and check it"
+    ]
+    assert run("truncation", weak)[-1] == 1.0

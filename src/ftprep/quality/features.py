@@ -205,10 +205,12 @@ class TextFrame:
         texts: Sequence[str],
         prompts: Sequence[str] | None = None,
         groups: Sequence[str | None] | None = None,
+        strata: Sequence[str] | None = None,
     ) -> None:
         self.texts = [t or "" for t in texts]
         self.prompts = [p or "" for p in prompts] if prompts is not None else [""] * len(self.texts)
-        self.groups = list(groups) if groups is not None else None
+        self.groups = list(groups) if groups is not None else None  # e.g. area: length norms
+        self.strata = list(strata) if strata is not None else None  # source|period: conventions
         self.arr = pa.array(self.texts, pa.string())
         self._cache: dict[str, Any] = {}
 
@@ -348,10 +350,12 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
     (``the``, ``and``, ``of``…) or a comma/colon/dash/open bracket; an odd number of code
     fences; its last paragraph contains finished sentences but ends without final punctuation;
     or it ends, without final punctuation, on a word fragment that occurs nowhere else in the
-    data (a cut mid-word); or, when the data's own convention is to punctuate (at least
-    ``convention_min``, 0.8, of one-line answers of ``convention_min_words``, 5, or more words
-    end in punctuation), a one-line prose answer that does not (titles, hashtags, formulas,
-    code and lists excepted). Lists, poems and code whose lines never end in punctuation are
+    data (a cut mid-word); or a one-line prose answer without final punctuation (titles,
+    hashtags, formulas, code and lists excepted). The rules that read a missing final
+    punctuation mark as evidence apply only when the data's own convention is to punctuate:
+    at least ``convention_min`` (0.9) of one-line answers of ``convention_min_words`` (5)+
+    words end in punctuation (95 % lower bound, best-punctuated source|period stratum, so a
+    degraded stratum does not hide the convention of the others). Lists, poems and code whose lines never end in punctuation are
     left alone. ``min_last_words`` (default 4) is how long an unterminated last sentence must
     be; ``convention: false`` turns the convention rule off."""
     min_words = int(p.get("min_last_words", 4))
@@ -364,13 +368,9 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
     empty_item = np.flatnonzero(tf.matches(r"(?:^|\n)\s*(?:\d{1,3}[.)]|[-*•])\s*$"))
     # the data's own convention: do one-line answers of this length end in punctuation?
     conv_words = int(p.get("convention_min_words", 5))
-    conv: float | None = None
-    if p.get("convention", True) and len(tf) >= 50:
-        one_line = (tf.count(r"\S\s*\n\s*\S") == 0) & (tf.n_words >= conv_words)
-        if one_line.sum() >= 50:
-            share = 1.0 - np.isin(np.flatnonzero(one_line), tf.unterminated()).mean()
-            if share >= float(p.get("convention_min", 0.8)):
-                conv = float(share)
+    est = _punctuation_convention(tf, conv_words) if p.get("convention", True) else None
+    punctuates = est is None or est >= float(p.get("convention_min", 0.9))
+    conv = est if est is not None and punctuates else None
     todo = sorted(
         set(tf.unterminated().tolist())
         | set(np.flatnonzero(fences % 2 == 1).tolist())
@@ -393,7 +393,7 @@ def score_truncation(tf: TextFrame, p: dict[str, Any]) -> Scored:
         elif fences[i] > 0 and t.endswith("```"):
             continue
         if not reason:
-            reason = _truncation_reason(t, tf.prompts[i], vocab, min_words, rare_max)
+            reason = _truncation_reason(t, tf.prompts[i], vocab, min_words, rare_max, punctuates)
         if not reason and conv is not None and _unpunctuated_prose(t, conv_words):
             reason = f"no final punctuation, unlike {conv:.0%} of similar responses"
         if reason:
@@ -416,8 +416,46 @@ def _unpunctuated_prose(t: str, min_words: int) -> bool:
     return caps / len(words) < 0.5
 
 
+def _wilson_low(k: float, n: float, z: float = 1.96) -> float:
+    if n <= 0:
+        return 0.0
+    p = k / n
+    d = 1 + z * z / n
+    c = p + z * z / (2 * n)
+    r = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (c - r) / d
+
+
+def _punctuation_convention(tf: TextFrame, min_words: int, min_n: int = 50) -> float | None:
+    """How surely the writers end one-line answers (``min_words``+ words) with punctuation: the
+    95 % Wilson lower bound of that share, taking the best-punctuated stratum (source|period)
+    with ``min_n``+ such answers, so that a degraded stratum — even a whole degraded source —
+    does not hide the convention of the others (the whole frame when there are no strata).
+    ``None`` when there are too few one-line answers to tell."""
+    one_line = (tf.count(r"\S\s*\n\s*\S") == 0) & (tf.n_words >= min_words)
+    done = np.ones(len(tf), dtype=bool)
+    done[tf.unterminated()] = False
+    groups: list[np.ndarray] = []
+    if tf.strata is not None:
+        keys = np.asarray(tf.strata, dtype=object)
+        for k in set(keys[one_line].tolist()):
+            m = one_line & (keys == k)
+            if m.sum() >= min_n:
+                groups.append(m)
+    if not groups:
+        if one_line.sum() < min_n:
+            return None
+        groups = [one_line]
+    return max(_wilson_low(float(done[m].sum()), float(m.sum())) for m in groups)
+
+
 def _truncation_reason(
-    t: str, prompt: str, vocab: dict[str, int] | None, min_words: int, rare_max: int
+    t: str,
+    prompt: str,
+    vocab: dict[str, int] | None,
+    min_words: int,
+    rare_max: int,
+    punctuates: bool = True,
 ) -> str:
     last_char = t[-1]
     para = t.rsplit("\n\n", 1)[-1]
@@ -434,15 +472,18 @@ def _truncation_reason(
     if lw in FUNCTION_WORDS and len(words) >= 2:
         return f"ends on {words[-1]!r}"
     # earlier lines of the paragraph end in punctuation (prose or punctuated list), this one not
+    # (only evidence in data whose writers end their answers with punctuation)
     prev = lines[:-1]
     if (
-        len(prev) >= 1
+        punctuates
+        and len(prev) >= 1
         and len(words) >= 2
         and sum(1 for ln in prev if ln[-1] in TERMINAL) >= max(1, 2 * len(prev) / 3)
     ):
         return "last line has no ending, unlike the lines before it"
     if (
-        not LIST_MARKER.match(last_line)
+        punctuates
+        and not LIST_MARKER.match(last_line)
         and len(words) >= min_words
         and re.search(r"[.!?][\"')\]]?\s+[A-Z0-9\"(]", last_line) is not None
     ):

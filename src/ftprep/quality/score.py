@@ -80,12 +80,14 @@ def assign_tiers(
     return t
 
 
-def _frames(ds: Dataset, areas: Sequence[str | None]) -> dict[str, TextFrame]:
+def _frames(
+    ds: Dataset, areas: Sequence[str | None], strata: Sequence[str]
+) -> dict[str, TextFrame]:
     prompts = ds.texts("prompt")
     return {
-        "response": TextFrame(ds.texts("response"), prompts, groups=areas),
-        "prompt": TextFrame(prompts, None, groups=areas),
-        "full": TextFrame(ds.texts("full"), None, groups=areas),
+        "response": TextFrame(ds.texts("response"), prompts, groups=areas, strata=strata),
+        "prompt": TextFrame(prompts, None, groups=areas, strata=strata),
+        "full": TextFrame(ds.texts("full"), None, groups=areas, strata=strata),
     }
 
 
@@ -107,7 +109,11 @@ def score_dataset(
     n = len(ds)
     ids = ds.ids
     areas = ds.column("area")
-    frames = _frames(ds, areas)
+    from ftprep.quality.strata import period_keys
+
+    periods = period_keys(ds.column("collected_at"), rubric.strata.period)
+    strata = [f"{s}|{p}" for s, p in zip(ds.column("source"), periods, strict=True)]
+    frames = _frames(ds, areas, strata)
     k = len(rubric.criteria)
     unit = np.full((n, k), np.nan)
     details: dict[str, dict[int, str]] = {}
