@@ -503,6 +503,16 @@ def _truncation_reason(
     return ""
 
 
+def union_pattern(patterns: Sequence[str]) -> str:
+    """One RE2 alternation of ``patterns`` (leading inline flags become scoped groups), so a
+    column is scanned once instead of once per pattern."""
+    out = []
+    for pat in patterns:
+        m = re.match(r"^\(\?([a-zA-Z]+)\)", pat)
+        out.append(f"(?{m.group(1)}:{pat[m.end() :]})" if m else f"(?:{pat})")
+    return "|".join(out)
+
+
 def _pattern_scorer(
     default: tuple[str, ...], what: str
 ) -> Callable[[TextFrame, dict[str, Any]], Scored]:
@@ -513,15 +523,24 @@ def _pattern_scorer(
         max_share = float(p.get("max_doc_share", 0.5))
         hits = np.zeros(len(tf))
         first: dict[int, str] = {}
-        for pat in patterns:
-            c = tf.count(pat)
-            if len(tf) >= 20 and (c > 0).mean() > max_share:
-                continue
-            hits += c
-            for i in np.flatnonzero(c):
-                if int(i) not in first:
-                    m = re.search(pat, tf.texts[i])
-                    first[int(i)] = f"{what}: {m.group(0)[:60]!r}" if m else what
+        rows = np.flatnonzero(tf.count(union_pattern(patterns))) if patterns else np.zeros(0, int)
+        if len(rows):
+            sub = pa.array([tf.texts[i] for i in rows], pa.string())
+            for pat in patterns:  # per pattern, only over the texts the union matched
+                c = np.asarray(
+                    pc.count_substring_regex(sub, pat).to_numpy(zero_copy_only=False), dtype=float
+                )
+                if len(tf) >= 20 and (c > 0).sum() / len(tf) > max_share:
+                    continue
+                hits[rows] += c
+                for j in np.flatnonzero(c):
+                    i = int(rows[j])
+                    if i not in first:
+                        try:
+                            m = re.search(pat, tf.texts[i])
+                        except re.error:  # RE2-only syntax
+                            m = None
+                        first[i] = f"{what}: {m.group(0)[:60]!r}" if m else what
         s = _clip01(1.0 - per_hit * hits)
         return Scored(s, {i: d for i, d in first.items() if s[i] < 1}, raw=hits)
 
@@ -615,8 +634,8 @@ def score_verbosity(tf: TextFrame, p: dict[str, Any]) -> Scored:
     s_len = _ramp_down(z, float(p.get("z_ok", 2.5)), float(p.get("z_bad", 4.5)))
     patterns = list(p.get("filler_patterns", FILLER_PATTERNS)) + list(p.get("extra_patterns", []))
     fill = np.zeros(len(tf))
-    for pat in patterns:
-        fill += tf.count(pat)
+    if patterns:
+        fill += tf.count(union_pattern(patterns))
     density = 100.0 * fill / np.maximum(tf.n_words, 20.0)
     s_fill = _ramp_down(density, float(p.get("filler_ok", 1.0)), float(p.get("filler_bad", 3.0)))
     s = np.minimum(s_len, s_fill)
@@ -817,7 +836,7 @@ def dense_features(resp: TextFrame, prompt: TextFrame) -> tuple[np.ndarray, list
         "prompt_overlap": prompt_overlap(resp),
         "prompt_lines": np.log1p(prompt.n_lines),
         "prompt_question": prompt.matches(r"\?").astype(float),
-        "filler": np.log1p(sum(resp.count(x) for x in FILLER_PATTERNS)),
+        "filler": np.log1p(resp.count(union_pattern(FILLER_PATTERNS))),
     }
     names = list(cols)
     return np.column_stack([cols[k] for k in names]).astype(np.float64), names
