@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -22,9 +21,46 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("account refund order password shipping invoice delivery the a to of please help my "
-         "cannot login reset card payment failed update address change plan cancel thanks when "
-         "where why how is are was will can could would should").split()
+WORDS = [
+    "account",
+    "refund",
+    "order",
+    "password",
+    "shipping",
+    "invoice",
+    "delivery",
+    "the",
+    "a",
+    "to",
+    "of",
+    "please",
+    "help",
+    "my",
+    "cannot",
+    "login",
+    "reset",
+    "card",
+    "payment",
+    "failed",
+    "update",
+    "address",
+    "change",
+    "plan",
+    "cancel",
+    "thanks",
+    "when",
+    "where",
+    "why",
+    "how",
+    "is",
+    "are",
+    "was",
+    "will",
+    "can",
+    "could",
+    "would",
+    "should",
+]
 
 
 def make_file(path: Path, n: int, seed: int = 0) -> None:
@@ -33,20 +69,28 @@ def make_file(path: Path, n: int, seed: int = 0) -> None:
         for i in range(n):
             q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12)))
             a = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 16)))
-            rec = {"id": f"r{i}", "conversation_id": f"c{i // 4}", "messages": [
-                {"role": "system", "content": "Be helpful."},
-                {"role": "user", "content": q.capitalize() + "?"},
-                {"role": "assistant", "content": a.capitalize() + "."}]}
+            rec = {
+                "id": f"r{i}",
+                "conversation_id": f"c{i // 4}",
+                "messages": [
+                    {"role": "system", "content": "Be helpful."},
+                    {"role": "user", "content": q.capitalize() + "?"},
+                    {"role": "assistant", "content": a.capitalize() + "."},
+                ],
+            }
             fh.write(json.dumps(rec) + "\n")
 
 
 def _child(code: str) -> tuple[float, float]:
     """Run code in a fresh interpreter; returns (seconds, peak RSS MB)."""
     wrapper = (
-        "import time, resource\nt0 = time.perf_counter()\n" + code +
-        "\nprint(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "import time, resource\nt0 = time.perf_counter()\n"
+        + code
+        + "\nprint(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
-    out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
+    )
     secs, rss = out.stdout.strip().splitlines()[-1].split()
     return float(secs), float(rss)
 
@@ -64,17 +108,27 @@ def main() -> None:
         mb = data.stat().st_size / 1e6
         (root / "ftprep.yaml").write_text(
             "name: bench\nsources:\n  - name: main\n    path: data/train.jsonl\n"
-            "    fields: {id: id, group: conversation_id}\n")
+            "    fields: {id: id, group: conversation_id}\n"
+        )
         duck = f"import duckdb\nduckdb.sql(\"SELECT count(*) FROM read_json('{data}', format='newline_delimited')\").fetchall()"
-        audit = (f"import shutil, ftprep\nshutil.rmtree('{root}/.ftprep', ignore_errors=True)\n"
-                 f"r = ftprep.audit('{root}', only=['format'])\nassert r.findings['totals']['examples'] == {args.records}")
+        audit = (
+            f"import shutil, ftprep\nshutil.rmtree('{root}/.ftprep', ignore_errors=True)\n"
+            f"r = ftprep.audit('{root}', only=['format'])\nassert r.findings['totals']['examples'] == {args.records}"
+        )
         rows = {"duckdb read_json (raw parse, no checks)": [], "ftprep ingest + format checks": []}
         for _ in range(args.repeats):
             rows["duckdb read_json (raw parse, no checks)"].append(_child(duck))
             rows["ftprep ingest + format checks"].append(_child(audit))
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
-    print(f"\n{args.records:,} chat records, {mb:.0f} MB JSONL; {os.cpu_count()} cores, {cpu}; "
-          f"{time.strftime('%Y-%m-%d')}; median of {args.repeats}\n")
+    cpu = platform.processor()
+    with open("/proc/cpuinfo") as fh:
+        for ln in fh:
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    print(
+        f"\n{args.records:,} chat records, {mb:.0f} MB JSONL; {os.cpu_count()} cores, {cpu}; "
+        f"{time.strftime('%Y-%m-%d')}; median of {args.repeats}\n"
+    )
     print("| pipeline | wall s (median) | MB/s | records/s | peak RSS MB |")
     print("|---|---|---|---|---|")
     base = statistics.median(s for s, _ in rows["duckdb read_json (raw parse, no checks)"])
@@ -84,7 +138,6 @@ def main() -> None:
         print(f"| {name} | {s:.2f} | {mb / s:.0f} | {args.records / s:,.0f} | {rss:.0f} |")
     ft = statistics.median(s for s, _ in rows["ftprep ingest + format checks"])
     print(f"\nftprep / duckdb raw read: {ft / base:.1f}x")
-    _ = resource  # keep the import for the child wrapper's documentation
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from ftprep.formats.readers import InputError, ReadOptions, read_file
 from ftprep.formats.records import FieldMap
-
 from util import chat, shared, write_jsonl
 
 
@@ -23,14 +22,25 @@ def read(path: Path, mode: str = "train", **kw):
 
 
 def test_openai_chat_with_tools_and_system(tmp_path: Path) -> None:
-    rec = {"messages": [
-        {"role": "system", "content": "sys"},
-        {"role": "user", "content": "weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-         "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "18C"},
-        {"role": "assistant", "content": "It is 18C."},
-    ]}
+    rec = {
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+            {"role": "assistant", "content": "It is 18C."},
+        ]
+    }
     res = read(write_jsonl(tmp_path / "a.jsonl", [rec]))
     assert not res.rejects
     ex = next(res.dataset.examples())
@@ -55,7 +65,9 @@ def test_sharegpt_alpaca_prompt_completion(tmp_path: Path) -> None:
 
 def test_json_array_with_line_numbers(tmp_path: Path) -> None:
     p = tmp_path / "a.json"
-    p.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c"},\n  {"instruction": "e", "output": "f"}\n]\n')
+    p.write_text(
+        '[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c"},\n  {"instruction": "e", "output": "f"}\n]\n'
+    )
     res = read(p)
     assert len(res.dataset) == 2
     assert [(r.line, r.code) for r in res.rejects] == [(3, "no_assistant_turn")]
@@ -80,7 +92,10 @@ def test_csv_parquet_and_hf(tmp_path: Path) -> None:
     hf = tmp_path / "hfds"
     hf.mkdir()
     (hf / "dataset_info.json").write_text("{}")
-    with pa.OSFile(str(hf / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, t.schema) as w2:
+    with (
+        pa.OSFile(str(hf / "data-00000-of-00001.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, t.schema) as w2,
+    ):
         w2.write_table(t)
     assert read(hf).dataset.column("response") == ["1", "2"]
 
@@ -91,9 +106,26 @@ def test_mixed_valid_and_malformed_lines(tmp_path: Path) -> None:
         "{not json",
         json.dumps({"messages": [{"role": "user", "content": "q"}]}),
         "",
-        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "more"}]}),
-        json.dumps({"messages": [{"role": "wizard", "content": "q"}, {"role": "assistant", "content": "a"}]}),
-        json.dumps({"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "a"}]}),
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                    {"role": "user", "content": "more"},
+                ]
+            }
+        ),
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "wizard", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            }
+        ),
+        json.dumps(
+            {"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "a"}]}
+        ),
         json.dumps({"foo": 1}),
         json.dumps(chat(2)),
         json.dumps([1, 2]),
@@ -107,10 +139,17 @@ def test_mixed_valid_and_malformed_lines(tmp_path: Path) -> None:
     assert res.dataset.ids == ["s:" + h[:16] for h in res.dataset.column("content_hash")]
     assert len(res.dataset) == 2
     got = [(r.line, r.code) for r in res.rejects]
-    assert got == [(2, "malformed_json"), (3, "no_assistant_turn"),
-                   (5, "assistant_not_last"), (6, "unknown_role"), (7, "empty_content"),
-                   (8, "unknown_format"), (10, "not_an_object"), (11, "bad_encoding"),
-                   (12, "oversized_record")]
+    assert got == [
+        (2, "malformed_json"),
+        (3, "no_assistant_turn"),
+        (5, "assistant_not_last"),
+        (6, "unknown_role"),
+        (7, "empty_content"),
+        (8, "unknown_format"),
+        (10, "not_an_object"),
+        (11, "bad_encoding"),
+        (12, "oversized_record"),
+    ]
     assert all(r.file == str(p) for r in res.rejects)
     assert res.n_records == len(res.dataset) + len(res.rejects)
 
@@ -151,8 +190,19 @@ def test_real_shared_files() -> None:
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40)
 _record = st.one_of(
-    st.fixed_dictionaries({"messages": st.lists(st.fixed_dictionaries({
-        "role": st.sampled_from(["system", "user", "assistant", "robot"]), "content": _text}), max_size=4)}),
+    st.fixed_dictionaries(
+        {
+            "messages": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "role": st.sampled_from(["system", "user", "assistant", "robot"]),
+                        "content": _text,
+                    }
+                ),
+                max_size=4,
+            )
+        }
+    ),
     st.fixed_dictionaries({"instruction": _text, "output": _text}),
     st.fixed_dictionaries({"prompt": _text, "completion": _text}),
     st.just("{broken"),
@@ -160,7 +210,9 @@ _record = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(records=st.lists(_record, max_size=25))
 def test_every_record_is_an_example_or_a_reject(tmp_path: Path, records: list) -> None:
     p = tmp_path / "h.jsonl"
@@ -170,11 +222,21 @@ def test_every_record_is_an_example_or_a_reject(tmp_path: Path, records: list) -
     assert len(res.dataset) + len(res.rejects) == len(records)
     ex_lines = set(res.dataset.column("line"))
     rej_lines = {r.line for r in res.rejects}
-    assert ex_lines.isdisjoint(rej_lines) and ex_lines | rej_lines == set(range(1, len(records) + 1))
+    assert ex_lines.isdisjoint(rej_lines) and ex_lines | rej_lines == set(
+        range(1, len(records) + 1)
+    )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(turns=st.lists(st.tuples(_text.filter(lambda s: s.strip()), _text.filter(lambda s: s.strip())), min_size=1, max_size=3))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    turns=st.lists(
+        st.tuples(_text.filter(lambda s: s.strip()), _text.filter(lambda s: s.strip())),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_write_then_read_round_trips(tmp_path: Path, turns: list) -> None:
     from ftprep.formats.writers import to_record
 
@@ -189,7 +251,9 @@ def test_write_then_read_round_trips(tmp_path: Path, turns: list) -> None:
         ex = next(back.dataset.examples())
         assert ex.response == turns[-1][1]
         if fmt in ("openai", "sharegpt", "alpaca"):
-            assert [m["content"] for m in ex.messages] == [m["content"] for m in msgs] or fmt == "alpaca"
+            assert [m["content"] for m in ex.messages] == [
+                m["content"] for m in msgs
+            ] or fmt == "alpaca"
 
 
 def test_fast_path_equals_slow_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,8 +266,13 @@ def test_fast_path_equals_slow_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     recs[5]["messages"][2]["content"] = "   "
     recs[7]["messages"] = recs[7]["messages"][:2]
     recs[9]["messages"].append({"role": "user", "content": "and?"})
-    recs[11]["messages"][2] = {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    recs[11]["messages"][2] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+    }
     recs[13]["messages"][1]["name"] = "bob"
     recs[15]["id"] = recs[14]["id"]
     recs[17].pop("id")
@@ -212,7 +281,7 @@ def test_fast_path_equals_slow_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     calls = []
     real = r.read_fast
 
-    def spy(*a, **k):  # noqa: ANN002, ANN003
+    def spy(*a, **k):
         out = real(*a, **k)
         calls.append(out is not None)
         return out
@@ -223,8 +292,13 @@ def test_fast_path_equals_slow_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(r, "read_fast", lambda *a, **k: None)
     slow = read(p, fields=fm, max_record_bytes=10_000)
     assert [(x.line, x.code) for x in fast.rejects] == [(x.line, x.code) for x in slow.rejects]
-    assert {x.code for x in slow.rejects} == {"unknown_role", "empty_content", "no_assistant_turn",
-                                               "assistant_not_last", "duplicate_id"}
+    assert {x.code for x in slow.rejects} == {
+        "unknown_role",
+        "empty_content",
+        "no_assistant_turn",
+        "assistant_not_last",
+        "duplicate_id",
+    }
     ft, st_ = fast.dataset.table, slow.dataset.table
     assert ft.num_rows == st_.num_rows == 25
     for col in ft.column_names:
@@ -242,7 +316,10 @@ def test_token_counts_single_turn_shortcut_is_exact(tmp_path: Path) -> None:
 
     recs = [chat(i) for i in range(5)]
     recs[1]["messages"].pop(0)  # no system prompt
-    recs[2]["messages"] += [{"role": "user", "content": "more?"}, {"role": "assistant", "content": "yes, more."}]
+    recs[2]["messages"] += [
+        {"role": "user", "content": "more?"},
+        {"role": "assistant", "content": "yes, more."},
+    ]
     res = read(write_jsonl(tmp_path / "t.jsonl", recs))
     counter = get_counter("cl100k")
     got = token_counts_for(counter, res.dataset.table)

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 import ftprep
 from ftprep.checks.base import Action
 from ftprep.cli import main
-
 from util import chat, make_project
 
 
@@ -20,7 +19,9 @@ def _records() -> list:
     for r in recs:
         r.pop("extra_conv")
         r["conv"] = f"c{int(r['id'][2:]) // 3}"
-    recs.append(chat(100, user="<script>alert('xss')</script> what?", answer="<img src=x onerror=alert(1)>"))
+    recs.append(
+        chat(100, user="<script>alert('xss')</script> what?", answer="<img src=x onerror=alert(1)>")
+    )
     recs.append(dict(chat(101), messages=chat(0)["messages"]))  # exact duplicate of ex0
     recs.append("{broken json")
     recs.append({"id": "ex102", "messages": [{"role": "user", "content": "only a question"}]})
@@ -36,7 +37,11 @@ def test_audit_then_build_accounts_for_every_record(project: Path) -> None:
     res = ftprep.audit(project)
     assert res.exit_code == 0
     f = json.loads((project / "out/audit/findings.json").read_text())
-    assert f["schema_version"] == "1.0" and f["totals"] == {"records": 64, "examples": 62, "rejects": 2}
+    assert f["schema_version"] == "1.0" and f["totals"] == {
+        "records": 64,
+        "examples": 62,
+        "rejects": 2,
+    }
     assert {r["line"] for r in f["rejects"]} == {63, 64}
     checks = {c["check"]: c for c in f["checks"]}
     assert checks["format.exact_duplicates"]["values"]["duplicates"] == 1
@@ -76,7 +81,9 @@ def test_reviewer_decisions_change_the_build(project: Path) -> None:
 
     _, ledger = open_workspace(res.project)
     ledger.decide("ex5", "manual", Action.EXCLUDE, "alice", reason="wrong_answer")
-    ledger.decide("ex101", "format.exact_duplicates", Action.INCLUDE, "bob", reason="not_a_duplicate")
+    ledger.decide(
+        "ex101", "format.exact_duplicates", Action.INCLUDE, "bob", reason="not_a_duplicate"
+    )
     m = ftprep.build(project).manifest
     excluded = {e["id"]: e for e in m["excluded"]}
     assert "ex5" in excluded and excluded["ex5"]["reasons"][0]["by"] == "alice"
@@ -121,7 +128,11 @@ def test_cli_exit_codes(project: Path, tmp_path: Path) -> None:
 
 def test_gate_override_fails_the_audit(tmp_path: Path) -> None:
     recs = [chat(i) for i in range(30)] + [chat(99, answer="word " * 3000)]
-    proj = make_project(tmp_path, recs, extra_yaml="context_limit: 512\ngates:\n  format.tokens:\n    over_limit: {fail: 0}\n")
+    proj = make_project(
+        tmp_path,
+        recs,
+        extra_yaml="context_limit: 512\ngates:\n  format.tokens:\n    over_limit: {fail: 0}\n",
+    )
     res = ftprep.audit(proj)
     tok = next(r for r in res.results if r.check == "format.tokens")
     assert str(tok.status) == "FAIL" and res.exit_code == 1
@@ -157,10 +168,12 @@ def test_registry_rejects_duplicates() -> None:
         register(Dup)
 
 
-def test_failing_check_becomes_error_not_crash(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_check_becomes_error_not_crash(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ftprep.checks import format as fmt
 
-    def boom(self, ctx):  # noqa: ANN001
+    def boom(self, ctx):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(fmt.Structure, "run", boom)

@@ -34,7 +34,14 @@ def test_mypy_src() -> None:
 def test_public_api() -> None:
     import ftprep
 
-    assert set(ftprep.__all__) >= {"audit", "build", "load_project", "Example", "Dataset", "__version__"}
+    assert set(ftprep.__all__) >= {
+        "audit",
+        "build",
+        "load_project",
+        "Example",
+        "Dataset",
+        "__version__",
+    }
     for name in ftprep.__all__:
         assert hasattr(ftprep, name)
 

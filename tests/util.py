@@ -29,7 +29,10 @@ def chat(i: int, user: str | None = None, answer: str | None = None, **extra: ob
         "messages": [
             {"role": "system", "content": "You are a support assistant."},
             {"role": "user", "content": user or f"How do I reset the password of account {i}?"},
-            {"role": "assistant", "content": answer or f"Open settings, choose security, then reset (case {i})."},
+            {
+                "role": "assistant",
+                "content": answer or f"Open settings, choose security, then reset (case {i}).",
+            },
         ],
         **extra,
     }

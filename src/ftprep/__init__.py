@@ -12,10 +12,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ftprep.api import AuditResult, audit, ingest  # noqa: E402
-from ftprep.build import BuildResult, build  # noqa: E402
-from ftprep.examples import Dataset, Example  # noqa: E402
-from ftprep.project import Project, ProjectError, load_project  # noqa: E402
+from ftprep.api import AuditResult, audit, ingest
+from ftprep.build import BuildResult, build
+from ftprep.examples import Dataset, Example
+from ftprep.project import Project, ProjectError, load_project
 
 __all__ = [
     "AuditResult",

@@ -126,8 +126,18 @@ def ingest(project: Project, progress: ProgressFactory = no_progress) -> Ingeste
             res, path = _read_source(project, src, "train")
             parts.append(res.dataset)
             rejects.extend(res.rejects)
-            stats.append(SourceStats(src.name, str(path), "train", res.n_records, len(res.dataset),
-                                     len(res.rejects), res.formats, fingerprint(path)))
+            stats.append(
+                SourceStats(
+                    src.name,
+                    str(path),
+                    "train",
+                    res.n_records,
+                    len(res.dataset),
+                    len(res.rejects),
+                    res.formats,
+                    fingerprint(path),
+                )
+            )
             advance(1)
     train = parts[0]
     for p in parts[1:]:
@@ -137,23 +147,45 @@ def ingest(project: Project, progress: ProgressFactory = no_progress) -> Ingeste
     if dup:
         from ftprep.project import ProjectError
 
-        raise ProjectError(f"example id {dup[0]!r} occurs in more than one source; ids must be unique")
+        raise ProjectError(
+            f"example id {dup[0]!r} occurs in more than one source; ids must be unique"
+        )
     train.name = "train"
     production = None
     if project.production is not None:
         res, path = _read_source(project, project.production, "inputs")
         production = _sample(res.dataset, project.production.sample, project.production.seed)
         production.name = "production"
-        stats.append(SourceStats(project.production.name, str(path), "production", res.n_records,
-                                 len(production), len(res.rejects), res.formats, fingerprint(path)))
+        stats.append(
+            SourceStats(
+                project.production.name,
+                str(path),
+                "production",
+                res.n_records,
+                len(production),
+                len(res.rejects),
+                res.formats,
+                fingerprint(path),
+            )
+        )
         rejects.extend(res.rejects)
     benchmarks: dict[str, Dataset] = {}
     for b in project.benchmarks:
         res, path = _read_source(project, b, "inputs")
         res.dataset.name = f"benchmark:{b.name}"
         benchmarks[b.name] = res.dataset
-        stats.append(SourceStats(b.name, str(path), "benchmark", res.n_records, len(res.dataset),
-                                 len(res.rejects), res.formats, fingerprint(path)))
+        stats.append(
+            SourceStats(
+                b.name,
+                str(path),
+                "benchmark",
+                res.n_records,
+                len(res.dataset),
+                len(res.rejects),
+                res.formats,
+                fingerprint(path),
+            )
+        )
         rejects.extend(res.rejects)
     return Ingested(train, production, benchmarks, rejects, stats)
 
@@ -181,11 +213,16 @@ def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]
         check = cls({**ctx.params(name)})
         missing = [r for r in cls.requires if not ctx.has(r)]
         if missing:
-            results.append(CheckResult(
-                check=name, failure_mode=cls.failure_mode, status=Status.NOT_RUN,
-                summary="not run: missing " + "; ".join(REQUIREMENTS.get(m, m) for m in missing),
-                missing=missing,
-            ))
+            results.append(
+                CheckResult(
+                    check=name,
+                    failure_mode=cls.failure_mode,
+                    status=Status.NOT_RUN,
+                    summary="not run: missing "
+                    + "; ".join(REQUIREMENTS.get(m, m) for m in missing),
+                    missing=missing,
+                )
+            )
             continue
         t0 = time.perf_counter()
         try:
@@ -196,7 +233,7 @@ def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]
                 f.check = name
             conds = check.conditions(ctx)
             judge(res, conds)
-        except Exception as e:  # noqa: BLE001 - a failing check must not crash the audit
+        except Exception as e:
             res = error_result(check, e)
         res.seconds = time.perf_counter() - t0
         results.append(res)
@@ -219,9 +256,15 @@ def exit_code_for(status: Status, fail_on: str = "fail") -> int:
     return 0
 
 
-def audit(project: Project | str | Path = ".", *, progress: ProgressFactory = no_progress,
-          strict: bool = False, fail_on: str = "fail", only: list[str] | None = None,
-          write: bool = True) -> AuditResult:
+def audit(
+    project: Project | str | Path = ".",
+    *,
+    progress: ProgressFactory = no_progress,
+    strict: bool = False,
+    fail_on: str = "fail",
+    only: list[str] | None = None,
+    write: bool = True,
+) -> AuditResult:
     if not isinstance(project, Project):
         project = load_project(project)
     ws, ledger = open_workspace(project)
@@ -232,9 +275,18 @@ def audit(project: Project | str | Path = ".", *, progress: ProgressFactory = no
     ws.save_table("train", ing.train.table)
     if ing.production is not None:
         ws.save_table("production", ing.production.table)
-    ctx = Context(project=project, workspace=ws, ledger=ledger, train=ing.train,
-                  production=ing.production, benchmarks=ing.benchmarks, rejects=ing.rejects,
-                  progress=progress, run_id=run_id, strict=strict)
+    ctx = Context(
+        project=project,
+        workspace=ws,
+        ledger=ledger,
+        train=ing.train,
+        production=ing.production,
+        benchmarks=ing.benchmarks,
+        rejects=ing.rejects,
+        progress=progress,
+        run_id=run_id,
+        strict=strict,
+    )
     results = run_checks(ctx, only=only)
     train_ids = set(ing.train.ids)
     for r in results:
@@ -247,11 +299,15 @@ def audit(project: Project | str | Path = ".", *, progress: ProgressFactory = no
     res.findings = findings_document(res)
     if write:
         _write_outputs(res, ctx)
-    ledger.finish_run(run_id, str(status), {
-        "exit_code": code,
-        "fingerprints": {s.name: s.fingerprint for s in ing.sources},
-        "project_hash": project.file_hash,
-    })
+    ledger.finish_run(
+        run_id,
+        str(status),
+        {
+            "exit_code": code,
+            "fingerprints": {s.name: s.fingerprint for s in ing.sources},
+            "project_hash": project.file_hash,
+        },
+    )
     return res
 
 
@@ -285,14 +341,21 @@ def _write_outputs(res: AuditResult, ctx: Context) -> None:
 
     out = res.project.out_dir / "audit"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "findings.json", orjson.dumps(res.findings, option=orjson.OPT_INDENT_2,
-                                                           default=_json_default))
-    atomic_write_bytes(out / "rejects.jsonl", b"".join(
-        orjson.dumps(r.to_dict()) + b"\n" for r in res.ingested.rejects))
+    atomic_write_bytes(
+        out / "findings.json",
+        orjson.dumps(res.findings, option=orjson.OPT_INDENT_2, default=_json_default),
+    )
+    atomic_write_bytes(
+        out / "rejects.jsonl",
+        b"".join(orjson.dumps(r.to_dict()) + b"\n" for r in res.ingested.rejects),
+    )
     for key, value in ctx.artifacts.items():
         try:
-            data = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
-                                default=_json_default)
+            data = orjson.dumps(
+                value,
+                option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                default=_json_default,
+            )
         except TypeError:
             continue
         atomic_write_bytes(out / "artifacts" / f"{key}.json", data)

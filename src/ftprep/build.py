@@ -57,7 +57,11 @@ def _apply_patch(row: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         old = row.get("label")
         row["label"] = patch["label"]
         # a classification example whose answer was the label gets the new label as answer
-        if old is not None and response_text(msgs).strip() == str(old).strip() and "response" not in patch:
+        if (
+            old is not None
+            and response_text(msgs).strip() == str(old).strip()
+            and "response" not in patch
+        ):
             for m in reversed(msgs):
                 if m.get("role") == "assistant":
                     m["content"] = str(patch["label"])
@@ -73,16 +77,23 @@ def _last_audit_fingerprints(ledger_engine: Any) -> dict[str, str] | None:
 
     with ledger_engine.connect() as conn:
         row = conn.execute(
-            sa.select(runs_t.c.summary).where(runs_t.c.kind == "audit", runs_t.c.finished_at.is_not(None))
-            .order_by(runs_t.c.finished_at.desc(), runs_t.c.started_at.desc()).limit(1)
+            sa.select(runs_t.c.summary)
+            .where(runs_t.c.kind == "audit", runs_t.c.finished_at.is_not(None))
+            .order_by(runs_t.c.finished_at.desc(), runs_t.c.started_at.desc())
+            .limit(1)
         ).first()
     if row is None or not row.summary:
         return None
     return dict(orjson.loads(row.summary).get("fingerprints", {}))
 
 
-def build(project: Project | str | Path = ".", *, progress: ProgressFactory = no_progress,
-          out: str | Path | None = None, fmt: str | None = None) -> BuildResult:
+def build(
+    project: Project | str | Path = ".",
+    *,
+    progress: ProgressFactory = no_progress,
+    out: str | Path | None = None,
+    fmt: str | None = None,
+) -> BuildResult:
     if not isinstance(project, Project):
         project = load_project(project)
     ws, ledger = open_workspace(project)
@@ -124,12 +135,18 @@ def build(project: Project | str | Path = ".", *, progress: ProgressFactory = no
     _eval_from_elsewhere(project, ing, splits)
 
     fmt = fmt or project.build.format
-    out_dir = Path(out) if out is not None else (project.path(project.build.out) or project.out_dir / "build")
+    out_dir = (
+        Path(out)
+        if out is not None
+        else (project.path(project.build.out) or project.out_dir / "build")
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = project.split.seed
     manifest_splits: dict[str, Any] = {}
     for name, members in splits.items():
-        members.sort(key=lambda r: hashlib.blake2b(f"{seed}:{r['id']}".encode(), digest_size=8).digest())
+        members.sort(
+            key=lambda r: hashlib.blake2b(f"{seed}:{r['id']}".encode(), digest_size=8).digest()
+        )
         path = out_dir / f"{name}{EXTENSIONS[fmt]}"
         digest = write_split(members, path, fmt)
         manifest_splits[name] = {
@@ -144,15 +161,27 @@ def build(project: Project | str | Path = ".", *, progress: ProgressFactory = no
     for eid in sorted(blocked):
         action, entries = blocked[eid]
         blocking = [e for e in entries if e.action.blocks_build]
-        excluded.append({
-            "id": eid,
-            "action": str(action),
-            "reasons": [{"check": e.check, "reason": e.reason, "detail": e.detail,
-                         "action": str(e.action), "by": e.actor} for e in blocking],
-        })
+        excluded.append(
+            {
+                "id": eid,
+                "action": str(action),
+                "reasons": [
+                    {
+                        "check": e.check,
+                        "reason": e.reason,
+                        "detail": e.detail,
+                        "action": str(e.action),
+                        "by": e.actor,
+                    }
+                    for e in blocking
+                ],
+            }
+        )
     rejected = [r.to_dict() for r in ing.rejects if r.source in {s.name for s in project.sources}]
     n_in_splits = sum(v["count"] for k, v in manifest_splits.items())
-    n_eval_external = sum(1 for k in ("validation", "test") for r in splits[k] if r.get("_external"))
+    n_eval_external = sum(
+        1 for k in ("validation", "test") for r in splits[k] if r.get("_external")
+    )
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "ftprep_version": __version__,
@@ -160,8 +189,16 @@ def build(project: Project | str | Path = ".", *, progress: ProgressFactory = no
         "spec_version": _current_spec_version(project),
         "format": fmt,
         "split_policy": project.split.model_dump(),
-        "inputs": [{"name": s.name, "role": s.role, "path": s.path, "records": s.records,
-                    "fingerprint": s.fingerprint} for s in ing.sources],
+        "inputs": [
+            {
+                "name": s.name,
+                "role": s.role,
+                "path": s.path,
+                "records": s.records,
+                "fingerprint": s.fingerprint,
+            }
+            for s in ing.sources
+        ],
         "accounting": {
             "records": ing.n_records,
             "in_splits": n_in_splits - n_eval_external,
@@ -173,11 +210,15 @@ def build(project: Project | str | Path = ".", *, progress: ProgressFactory = no
         "excluded": excluded,
         "rejected": rejected,
     }
-    atomic_write_bytes(out_dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    atomic_write_bytes(
+        out_dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
+    )
     return BuildResult(out_dir, manifest, {k: v["count"] for k, v in manifest_splits.items()})
 
 
-def _eval_from_elsewhere(project: Project, ing: Any, splits: dict[str, list[dict[str, Any]]]) -> None:
+def _eval_from_elsewhere(
+    project: Project, ing: Any, splits: dict[str, list[dict[str, Any]]]
+) -> None:
     """``split.eval_from: source`` moves the named source to validation/test; ``production``
     takes them from the production sample's holdout (inputs only)."""
     pol = project.split
@@ -190,13 +231,23 @@ def _eval_from_elsewhere(project: Project, ing: Any, splits: dict[str, list[dict
         splits["train"] = [r for r in splits["train"] if r["source"] != pol.eval_source]
     else:
         if ing.production is None:
-            raise ProjectError("split.eval_from: production needs a production sample in ftprep.yaml")
+            raise ProjectError(
+                "split.eval_from: production needs a production sample in ftprep.yaml"
+            )
         pool = [dict(r, _external=True) for r in ing.production.table.to_pylist()]
     from ftprep.splits import eval_from_pool
 
-    assignment = eval_from_pool(Dataset(pa.Table.from_pylist(
-        [{k: v for k, v in r.items() if k != "_external"} for r in pool],
-        schema=ing.train.table.schema)) if pool else Dataset(), pol)
+    assignment = eval_from_pool(
+        Dataset(
+            pa.Table.from_pylist(
+                [{k: v for k, v in r.items() if k != "_external"} for r in pool],
+                schema=ing.train.table.schema,
+            )
+        )
+        if pool
+        else Dataset(),
+        pol,
+    )
     for r in pool:
         dest = assignment.get(r["id"])
         if dest in ("validation", "test"):

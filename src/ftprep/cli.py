@@ -15,7 +15,14 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ftprep import __version__
@@ -25,7 +32,13 @@ from ftprep.spec_cli import spec as spec_group
 err = Console(stderr=True)
 console = Console()
 
-STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "magenta", "NOT_RUN": "dim"}
+STATUS_STYLE = {
+    "PASS": "green",
+    "WARN": "yellow",
+    "FAIL": "red",
+    "ERROR": "magenta",
+    "NOT_RUN": "dim",
+}
 
 
 def _progress_factory(quiet: bool) -> Callable[[str, int | None], Any]:
@@ -33,17 +46,35 @@ def _progress_factory(quiet: bool) -> Callable[[str, int | None], Any]:
         from ftprep.context import no_progress
 
         return no_progress
-    prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
+    prog = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+    depth = [0]  # nested bars share one live display
 
     @contextlib.contextmanager
     def factory(desc: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        with prog:
-            task = prog.add_task(desc, total=total)
-            try:
-                yield lambda n=1: prog.advance(task, n)
-            finally:
-                prog.remove_task(task)
+        if depth[0] == 0:
+            prog.start()
+        depth[0] += 1
+        task = prog.add_task(desc, total=total)
+
+        def advance(n: int = 1) -> None:
+            prog.advance(task, n)
+
+        try:
+            yield advance
+        finally:
+            prog.remove_task(task)
+            depth[0] -= 1
+            if depth[0] == 0:
+                prog.stop()
 
     return factory
 
@@ -91,8 +122,14 @@ def main() -> None:
     """
 
 
-project_option = click.option("--project", "-p", default=".", show_default=True,
-                              type=click.Path(path_type=Path), help="Project directory or ftprep.yaml.")
+project_option = click.option(
+    "--project",
+    "-p",
+    default=".",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Project directory or ftprep.yaml.",
+)
 
 
 @main.command()
@@ -115,27 +152,47 @@ def init(directory: Path, force: bool) -> None:
         written.append(target.name)
     (directory / "data").mkdir(exist_ok=True)
     console.print(f"created {directory}: {', '.join(written) or 'nothing new'}")
-    console.print("next: put your data in data/, list it under `sources:` in ftprep.yaml, then run "
-              f"`ftprep audit -p {directory}`")
+    console.print(
+        "next: put your data in data/, list it under `sources:` in ftprep.yaml, then run "
+        f"`ftprep audit -p {directory}`"
+    )
 
 
 @main.command()
 @project_option
 @click.option("--strict", is_flag=True, help="Any rejected record fails the audit.")
-@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True,
-              help="Exit 1 on FAIL only, or on WARN too.")
-@click.option("--check", "only", multiple=True, help="Run only this check (or check prefix); repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Print findings.json to stdout instead of a table.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["fail", "warn"]),
+    default="fail",
+    show_default=True,
+    help="Exit 1 on FAIL only, or on WARN too.",
+)
+@click.option(
+    "--check", "only", multiple=True, help="Run only this check (or check prefix); repeatable."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print findings.json to stdout instead of a table."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, no summary table.")
-def audit(project: Path, strict: bool, fail_on: str, only: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+def audit(
+    project: Path, strict: bool, fail_on: str, only: tuple[str, ...], as_json: bool, quiet: bool
+) -> None:
     """Ingest every source and run every check; write out/audit/report.html and findings.json."""
     from ftprep.api import audit as run_audit
 
     with _errors():
-        res = run_audit(project, progress=_progress_factory(quiet or as_json), strict=strict,
-                        fail_on=fail_on, only=list(only) or None)
+        res = run_audit(
+            project,
+            progress=_progress_factory(quiet or as_json),
+            strict=strict,
+            fail_on=fail_on,
+            only=list(only) or None,
+        )
     if as_json:
-        sys.stdout.write(orjson.dumps(res.findings, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(res.findings, option=orjson.OPT_INDENT_2, default=str).decode() + "\n"
+        )
     elif not quiet:
         _print_summary(res)
     sys.exit(res.exit_code)
@@ -151,9 +208,11 @@ def _print_summary(res: Any) -> None:
         t.add_row(r.check, f"[{STATUS_STYLE[s]}]{s}[/]", r.summary)
     console.print(t)
     f = res.findings
-    console.print(f"{f['totals']['records']} records → {f['totals']['examples']} examples, "
-              f"{f['totals']['rejects']} rejected; decisions: "
-              + ", ".join(f"{k} {v}" for k, v in f["decisions"]["counts"].items()))
+    console.print(
+        f"{f['totals']['records']} records → {f['totals']['examples']} examples, "
+        f"{f['totals']['rejects']} rejected; decisions: "
+        + ", ".join(f"{k} {v}" for k, v in f["decisions"]["counts"].items())
+    )
     if res.report_path:
         console.print(f"report: {res.report_path}\nfindings: {res.findings_path}")
     s = str(res.status)
@@ -162,9 +221,19 @@ def _print_summary(res: Any) -> None:
 
 @main.command()
 @project_option
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output directory (default: build.out).")
-@click.option("--format", "fmt", type=click.Choice(["openai", "sharegpt", "alpaca", "prompt_completion", "parquet"]),
-              default=None, help="Output format (default: build.format, openai chat JSONL).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output directory (default: build.out).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["openai", "sharegpt", "alpaca", "prompt_completion", "parquet"]),
+    default=None,
+    help="Output format (default: build.format, openai chat JSONL).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True)
 def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet: bool) -> None:
@@ -175,12 +244,18 @@ def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet
         res = run_build(project, progress=_progress_factory(quiet or as_json), out=out, fmt=fmt)
     acc = res.manifest["accounting"]
     if as_json:
-        sys.stdout.write(orjson.dumps({"out_dir": str(res.out_dir), "counts": res.counts,
-                                       "accounting": acc}).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(
+                {"out_dir": str(res.out_dir), "counts": res.counts, "accounting": acc}
+            ).decode()
+            + "\n"
+        )
     elif not quiet:
         console.print(
-            f"wrote {res.out_dir}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items())
-            + f"; excluded {acc['excluded']}, rejected {acc['rejected']} (of {acc['records']} records)")
+            f"wrote {res.out_dir}: "
+            + ", ".join(f"{k} {v}" for k, v in res.counts.items())
+            + f"; excluded {acc['excluded']}, rejected {acc['rejected']} (of {acc['records']} records)"
+        )
 
 
 @main.command("checks")
@@ -192,10 +267,22 @@ def list_checks(as_json: bool) -> None:
 
     checks = registry.load_all()
     if as_json:
-        sys.stdout.write(orjson.dumps([
-            {"name": n, "failure_mode": c.failure_mode, "requires": list(c.requires),
-             "description": c.description, "gates": [g.to_dict() for g in c.default_conditions]}
-            for n, c in sorted(checks.items())], option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(
+                [
+                    {
+                        "name": n,
+                        "failure_mode": c.failure_mode,
+                        "requires": list(c.requires),
+                        "description": c.description,
+                        "gates": [g.to_dict() for g in c.default_conditions],
+                    }
+                    for n, c in sorted(checks.items())
+                ],
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+            + "\n"
+        )
         return
     for mode, title in FAILURE_MODES.items():
         items = [(n, c) for n, c in sorted(checks.items()) if c.failure_mode == mode]

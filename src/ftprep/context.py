@@ -19,12 +19,18 @@ from ftprep.project import Project
 from ftprep.store import Workspace
 
 # progress(description, total) -> context manager yielding advance(n)
-ProgressFactory = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]]
+ProgressFactory = Callable[
+    [str, int | None], contextlib.AbstractContextManager[Callable[[int], None]]
+]
+
+
+def _ignore(_n: int = 1) -> None:
+    return None
 
 
 @contextlib.contextmanager
 def no_progress(_desc: str, _total: int | None) -> Iterator[Callable[[int], None]]:
-    yield lambda _n=1: None
+    yield _ignore
 
 
 @dataclass
@@ -63,7 +69,9 @@ class Context:
         if requirement == "labels":
             return any(v is not None for v in self.train.table.column("label").to_pylist()[:100000])
         if requirement == "collected_at":
-            return any(v is not None for v in self.train.table.column("collected_at").to_pylist()[:100000])
+            return any(
+                v is not None for v in self.train.table.column("collected_at").to_pylist()[:100000]
+            )
         if requirement == "calibration":
             return False
         return False
@@ -79,12 +87,18 @@ class Context:
         return self.project.path(p)
 
     # ------------------------------------------------------------------ signals
-    def embeddings(self, dataset: Dataset, field: str = "prompt", model: str | None = None) -> np.ndarray:
+    def embeddings(
+        self, dataset: Dataset, field: str = "prompt", model: str | None = None
+    ) -> np.ndarray:
         """Embeddings of ``dataset.texts(field)``, cached by text hash and model."""
         from ftprep.signals.cache import cached_embeddings
 
-        return cached_embeddings(self.workspace, dataset.texts(field), model or self.project.embeddings,
-                                 progress=self.progress)
+        return cached_embeddings(
+            self.workspace,
+            dataset.texts(field),
+            model or self.project.embeddings,
+            progress=self.progress,
+        )
 
     def token_counts(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(total tokens, assistant tokens) per example, cached by content hash."""

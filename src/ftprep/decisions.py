@@ -136,7 +136,9 @@ class Ledger:
             human = {
                 r.example_id
                 for r in conn.execute(
-                    sa.select(t.c.example_id).where(t.c.check_name == check, t.c.actor_kind == "human")
+                    sa.select(t.c.example_id).where(
+                        t.c.check_name == check, t.c.actor_kind == "human"
+                    )
                 )
             }
             conn.execute(t.delete().where(t.c.check_name == check, t.c.actor_kind == "auto"))
@@ -146,19 +148,37 @@ class Ledger:
                 if d.example_id in human or d.example_id in seen:
                     continue
                 seen.add(d.example_id)
-                rows.append({
-                    "example_id": d.example_id, "check_name": check, "action": str(d.action),
-                    "reason": d.reason, "detail": d.detail[:2000], "actor": check,
-                    "actor_kind": "auto", "updated_at": stamp, "version": 1, "patch": None,
-                    "run_id": run_id,
-                })
+                rows.append(
+                    {
+                        "example_id": d.example_id,
+                        "check_name": check,
+                        "action": str(d.action),
+                        "reason": d.reason,
+                        "detail": d.detail[:2000],
+                        "actor": check,
+                        "actor_kind": "auto",
+                        "updated_at": stamp,
+                        "version": 1,
+                        "patch": None,
+                        "run_id": run_id,
+                    }
+                )
             for i in range(0, len(rows), 5000):
                 conn.execute(t.insert(), rows[i : i + 5000])
 
     # ------------------------------------------------------------------ human
-    def decide(self, example_id: str, check: str, action: Action | str, actor: str, *,
-               reason: str = "reviewed", detail: str = "", patch: dict[str, Any] | None = None,
-               expected_version: int | None = None) -> LedgerEntry:
+    def decide(
+        self,
+        example_id: str,
+        check: str,
+        action: Action | str,
+        actor: str,
+        *,
+        reason: str = "reviewed",
+        detail: str = "",
+        patch: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> LedgerEntry:
         """Record a reviewer's decision. ``expected_version`` is the version the reviewer saw;
         if the row changed since, :class:`ConflictError` is raised and nothing is written."""
         action = Action(action)
@@ -175,35 +195,57 @@ class Ledger:
                     f"(version {cur_version}, you had {expected_version})"
                 )
             values = {
-                "action": str(action), "reason": reason, "detail": detail[:2000],
-                "actor": actor, "actor_kind": "human", "updated_at": stamp,
-                "version": cur_version + 1, "patch": json.dumps(patch) if patch else None,
+                "action": str(action),
+                "reason": reason,
+                "detail": detail[:2000],
+                "actor": actor,
+                "actor_kind": "human",
+                "updated_at": stamp,
+                "version": cur_version + 1,
+                "patch": json.dumps(patch) if patch else None,
             }
             if cur is None:
                 conn.execute(t.insert().values(example_id=example_id, check_name=check, **values))
             else:
                 res = conn.execute(
                     t.update()
-                    .where(t.c.example_id == example_id, t.c.check_name == check,
-                           t.c.version == cur_version)
+                    .where(
+                        t.c.example_id == example_id,
+                        t.c.check_name == check,
+                        t.c.version == cur_version,
+                    )
                     .values(**values)
                 )
                 if res.rowcount != 1:
                     raise ConflictError(f"{example_id} / {check} changed while saving; reload")
-            conn.execute(history_t.insert().values(
-                example_id=example_id, check_name=check, action=str(action),
-                prev_action=cur.action if cur is not None else None, reason=reason,
-                detail=detail[:2000], actor=actor, actor_kind="human", at=stamp,
-                version=cur_version + 1, patch=values["patch"],
-            ))
+            conn.execute(
+                history_t.insert().values(
+                    example_id=example_id,
+                    check_name=check,
+                    action=str(action),
+                    prev_action=cur.action if cur is not None else None,
+                    reason=reason,
+                    detail=detail[:2000],
+                    actor=actor,
+                    actor_kind="human",
+                    at=stamp,
+                    version=cur_version + 1,
+                    patch=values["patch"],
+                )
+            )
             row = conn.execute(
                 sa.select(t).where(t.c.example_id == example_id, t.c.check_name == check)
             ).one()
         return _entry(row)
 
     # ------------------------------------------------------------------ reading
-    def entries(self, *, check: str | None = None, actions: Iterable[str] | None = None,
-                example_ids: Iterable[str] | None = None) -> list[LedgerEntry]:
+    def entries(
+        self,
+        *,
+        check: str | None = None,
+        actions: Iterable[str] | None = None,
+        example_ids: Iterable[str] | None = None,
+    ) -> list[LedgerEntry]:
         t = decisions_t
         q = sa.select(t)
         if check is not None:
@@ -222,7 +264,8 @@ class Ledger:
     def history(self, example_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(history_t).where(history_t.c.example_id == example_id)
+                sa.select(history_t)
+                .where(history_t.c.example_id == example_id)
                 .order_by(history_t.c.seq)
             )
             return [dict(r._mapping) for r in rows]
@@ -243,10 +286,16 @@ class Ledger:
     # ------------------------------------------------------------------ runs
     def start_run(self, run_id: str, kind: str, project_hash: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(runs_t.insert().values(run_id=run_id, kind=kind, started_at=now(),
-                                                project_hash=project_hash))
+            conn.execute(
+                runs_t.insert().values(
+                    run_id=run_id, kind=kind, started_at=now(), project_hash=project_hash
+                )
+            )
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(runs_t.update().where(runs_t.c.run_id == run_id).values(
-                finished_at=now(), status=status, summary=json.dumps(summary)))
+            conn.execute(
+                runs_t.update()
+                .where(runs_t.c.run_id == run_id)
+                .values(finished_at=now(), status=status, summary=json.dumps(summary))
+            )

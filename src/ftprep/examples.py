@@ -122,9 +122,7 @@ def _content(m: dict[str, Any]) -> str:
     if isinstance(c, str):
         return c
     if isinstance(c, list):  # OpenAI content parts
-        return "\n".join(
-            str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in c
-        )
+        return "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in c)
     return str(c)
 
 
@@ -140,9 +138,7 @@ def response_text(messages: Sequence[dict[str, Any]]) -> str:
 
 
 def system_text(messages: Sequence[dict[str, Any]]) -> str:
-    return "\n\n".join(
-        _content(m) for m in messages if m.get("role") in ("system", "developer")
-    )
+    return "\n\n".join(_content(m) for m in messages if m.get("role") in ("system", "developer"))
 
 
 def normalize_column(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
@@ -151,7 +147,11 @@ def normalize_column(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Ar
     space, whitespace collapsed and trimmed."""
     import pyarrow.compute as pc
 
-    arr = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(list(texts), pa.string())
+    arr = (
+        texts
+        if isinstance(texts, pa.Array | pa.ChunkedArray)
+        else pa.array(list(texts), pa.string())
+    )
     t = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
     t = pc.replace_substring_regex(t, r"[^\p{L}\p{N}\s]+", " ")
     # collapse whitespace; matching only runs of 2+ or non-space whitespace keeps this fast
@@ -170,7 +170,9 @@ def content_hash(messages: Sequence[dict[str, Any]]) -> str:
     canonical JSON of the turns when any carries more than role and content (tool calls…).
     The DuckDB fast path computes the same value in SQL."""
     h = hashlib.sha1(
-        "\x1e".join(f"{m['role']}\x1f{m.get('content') or ''}" for m in messages).encode("utf-8", "surrogatepass")
+        "\x1e".join(f"{m['role']}\x1f{m.get('content') or ''}" for m in messages).encode(
+            "utf-8", "surrogatepass"
+        )
     )
     if any(len(m) != 2 for m in messages):
         h.update(orjson.dumps(list(messages)))
@@ -215,7 +217,8 @@ class Dataset:
             p, r = self.column("prompt"), self.column("response")
             s = self.column("system")
             return [
-                "\n\n".join(x for x in (si, pi, ri) if x) for si, pi, ri in zip(s, p, r, strict=True)
+                "\n\n".join(x for x in (si, pi, ri) if x)
+                for si, pi, ri in zip(s, p, r, strict=True)
             ]
         return [x or "" for x in self.column(field)]
 

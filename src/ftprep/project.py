@@ -17,8 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ftprep.formats.records import FieldMap
 
 PROJECT_FILE = "ftprep.yaml"
-SOURCE_FORMATS = ("auto", "openai", "sharegpt", "alpaca", "prompt_completion", "text",
-                  "jsonl", "json", "csv", "tsv", "parquet", "hf")
+SOURCE_FORMATS = (
+    "auto",
+    "openai",
+    "sharegpt",
+    "alpaca",
+    "prompt_completion",
+    "text",
+    "jsonl",
+    "json",
+    "csv",
+    "tsv",
+    "parquet",
+    "hf",
+)
 
 
 class ProjectError(Exception):
@@ -47,10 +59,18 @@ class Fields(_Model):
 
     def to_fieldmap(self) -> FieldMap:
         return FieldMap(
-            id=self.id, group=self.group, collected_at=self.collected_at,
-            spec_version=self.spec_version, label=self.label, annotator=self.annotator,
-            area=self.area, outcome=tuple(self.outcome), meta=tuple(self.meta),
-            input=self.input, output=self.output, system=self.system,
+            id=self.id,
+            group=self.group,
+            collected_at=self.collected_at,
+            spec_version=self.spec_version,
+            label=self.label,
+            annotator=self.annotator,
+            area=self.area,
+            outcome=tuple(self.outcome),
+            meta=tuple(self.meta),
+            input=self.input,
+            output=self.output,
+            system=self.system,
         )
 
 
@@ -71,13 +91,20 @@ class Source(_Model):
         return v
 
     def record_format(self) -> str:
-        return self.format if self.format in ("auto", "openai", "sharegpt", "alpaca",
-                                              "prompt_completion", "text") else "auto"
+        return (
+            self.format
+            if self.format in ("auto", "openai", "sharegpt", "alpaca", "prompt_completion", "text")
+            else "auto"
+        )
 
     def container_kind(self) -> str:
         if self.container != "auto":
             return self.container
-        return self.format if self.format in ("jsonl", "json", "csv", "tsv", "parquet", "hf") else "auto"
+        return (
+            self.format
+            if self.format in ("jsonl", "json", "csv", "tsv", "parquet", "hf")
+            else "auto"
+        )
 
 
 class Production(Source):
@@ -237,7 +264,9 @@ def load_project(path: str | Path = PROJECT_FILE) -> Project:
     except ValidationError as e:
         msgs = []
         for err in e.errors():
-            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            loc = tuple(
+                x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-"))
+            )
             line = _line_of(node, loc)
             got = err.get("input")
             got_s = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"

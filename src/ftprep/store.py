@@ -136,8 +136,9 @@ class SignalCache:
         index = {k: i for i, k in enumerate(keys)}
         return index, vals
 
-    def get_or_compute(self, keys: Sequence[str],
-                       compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+    def get_or_compute(
+        self, keys: Sequence[str], compute: Callable[[list[int]], np.ndarray]
+    ) -> np.ndarray:
         index, vals = self._load()
         pos = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
         missing = np.flatnonzero(pos < 0)
@@ -159,7 +160,9 @@ class SignalCache:
         have = pos >= 0
         if vals is not None and have.any():
             out[have] = vals[pos[have]]
-        idx = np.fromiter((new_pos[keys[i]] for i in missing.tolist()), dtype=np.int64, count=len(missing))
+        idx = np.fromiter(
+            (new_pos[keys[i]] for i in missing.tolist()), dtype=np.int64, count=len(missing)
+        )
         out[missing] = new[idx]
         return out
 

@@ -243,7 +243,9 @@ class Check:
         return apply_gate_overrides(conds, ctx.gate_overrides(self.name))
 
 
-def apply_gate_overrides(conds: list[Condition], overrides: dict[str, dict[str, Any]]) -> list[Condition]:
+def apply_gate_overrides(
+    conds: list[Condition], overrides: dict[str, dict[str, Any]]
+) -> list[Condition]:
     """``overrides``: ``{metric: {"warn": x, "fail": y, "op": ">"}}``; ``null`` disables."""
     if not overrides:
         return conds
@@ -269,13 +271,15 @@ def judge(result: CheckResult, conditions: list[Condition]) -> None:
     for c in conditions:
         try:
             hit = c.evaluate(result.values)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             result.gate_messages.append(f"condition on {c.metric} failed: {e}")
             worst = max(worst, Status.ERROR)
             continue
         if hit:
             sev, msg = hit
-            result.gate_messages.append(f"{sev}: {msg}" + (f" ({c.description})" if c.description else ""))
+            result.gate_messages.append(
+                f"{sev}: {msg}" + (f" ({c.description})" if c.description else "")
+            )
             worst = max(worst, sev)
     for f in result.findings:
         if f.severity == "fail":

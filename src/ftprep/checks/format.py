@@ -72,13 +72,25 @@ class Rejects(Check):
             values={"rejects": n, "reject_rate": n / total if total else 0.0, "by_code": by_code},
         )
         if n:
-            res.sections.append(Section("Rejected records by reason", "bars",
-                                        {"labels": list(by_code), "values": list(by_code.values())}))
-            res.sections.append(Section(
-                "Rejected records (first 50)", "table",
-                {"columns": ["file", "line", "reason code", "reason", "record"],
-                 "rows": [[r.file, r.line, r.code, r.reason, r.snippet] for r in ctx.rejects[:50]]},
-            ))
+            res.sections.append(
+                Section(
+                    "Rejected records by reason",
+                    "bars",
+                    {"labels": list(by_code), "values": list(by_code.values())},
+                )
+            )
+            res.sections.append(
+                Section(
+                    "Rejected records (first 50)",
+                    "table",
+                    {
+                        "columns": ["file", "line", "reason code", "reason", "record"],
+                        "rows": [
+                            [r.file, r.line, r.code, r.reason, r.snippet] for r in ctx.rejects[:50]
+                        ],
+                    },
+                )
+            )
         return res
 
 
@@ -106,8 +118,11 @@ class Tokens(Check):
         per_source = {}
         for s in sorted(set(sources.tolist())):
             m = sources == s
-            per_source[s] = {"examples": int(m.sum()), "tokens": int(total[m].sum()),
-                             "mean_tokens": float(total[m].mean()) if m.any() else 0.0}
+            per_source[s] = {
+                "examples": int(m.sum()),
+                "tokens": int(total[m].sum()),
+                "mean_tokens": float(total[m].mean()) if m.any() else 0.0,
+            }
         n = len(total)
         values = {
             "examples": n,
@@ -124,25 +139,45 @@ class Tokens(Check):
         }
         res = self.result(
             summary=f"{values['tokens_total']:,} tokens; {len(over)} example(s) over the "
-                    f"{limit}-token limit; ~{values['est_training_tokens_per_epoch']:,} training tokens per epoch",
+            f"{limit}-token limit; ~{values['est_training_tokens_per_epoch']:,} training tokens per epoch",
             values=values,
         )
         res.decisions = [
-            Decision(ids[i], Action.EXCLUDE, "over_context_limit", f"{int(total[i])} tokens > {limit}")
+            Decision(
+                ids[i], Action.EXCLUDE, "over_context_limit", f"{int(total[i])} tokens > {limit}"
+            )
             for i in over
         ]
         if len(over):
-            res.findings.append(Finding(
-                "warn", "over_context_limit", f"{len(over)} example(s) exceed {limit} tokens",
-                metrics={"count": len(over)}, threshold=limit,
-                example_ids=[ids[i] for i in over], action="excluded from the build; split or shorten them",
-            ))
-        res.sections.append(Section("Tokens per example", "histogram",
-                                    {**_hist(total, log=True), "xlabel": "tokens (log scale)",
-                                     "marker": limit}))
-        res.sections.append(Section("Tokens by source", "bars", {
-            "labels": list(per_source), "values": [v["tokens"] for v in per_source.values()],
-            "ylabel": "tokens"}))
+            res.findings.append(
+                Finding(
+                    "warn",
+                    "over_context_limit",
+                    f"{len(over)} example(s) exceed {limit} tokens",
+                    metrics={"count": len(over)},
+                    threshold=limit,
+                    example_ids=[ids[i] for i in over],
+                    action="excluded from the build; split or shorten them",
+                )
+            )
+        res.sections.append(
+            Section(
+                "Tokens per example",
+                "histogram",
+                {**_hist(total, log=True), "xlabel": "tokens (log scale)", "marker": limit},
+            )
+        )
+        res.sections.append(
+            Section(
+                "Tokens by source",
+                "bars",
+                {
+                    "labels": list(per_source),
+                    "values": [v["tokens"] for v in per_source.values()],
+                    "ylabel": "tokens",
+                },
+            )
+        )
         return res
 
 
@@ -156,7 +191,9 @@ class LengthOutliers(Check):
         "(default 2)). They are sent to review, not dropped."
     )
     default_conditions = (
-        Condition("outlier_rate", ">", 0.05, Status.WARN, "more than 5% of examples are length outliers"),
+        Condition(
+            "outlier_rate", ">", 0.05, Status.WARN, "more than 5% of examples are length outliers"
+        ),
     )
 
     def run(self, ctx: Context) -> CheckResult:
@@ -166,7 +203,9 @@ class LengthOutliers(Check):
         ids = ds.ids
         flagged: dict[int, str] = {}
         for fld in ("prompt", "response"):
-            lens = np.log1p(np.fromiter((len(t) for t in ds.texts(fld)), dtype=np.float64, count=len(ds)))
+            lens = np.log1p(
+                np.fromiter((len(t) for t in ds.texts(fld)), dtype=np.float64, count=len(ds))
+            )
             sources = np.asarray(ds.column("source"), dtype=object)
             for s in set(sources.tolist()):
                 m = np.flatnonzero(sources == s)
@@ -187,15 +226,39 @@ class LengthOutliers(Check):
             summary=f"{len(flagged)} length outlier(s)",
             values={"outliers": len(flagged), "outlier_rate": len(flagged) / n if n else 0.0},
         )
-        res.decisions = [Decision(ids[i], Action.REVIEW, "length_outlier", why) for i, why in sorted(flagged.items())]
+        res.decisions = [
+            Decision(ids[i], Action.REVIEW, "length_outlier", why)
+            for i, why in sorted(flagged.items())
+        ]
         if flagged:
-            res.findings.append(Finding("info", "length_outlier", f"{len(flagged)} example(s) have extreme lengths",
-                                        example_ids=[ids[i] for i in sorted(flagged)],
-                                        action="sent to review"))
-            res.sections.append(Section("Length outliers (first 20)", "examples", {"items": [
-                {"id": ids[i], "title": why, "fields": {"prompt": ds.texts("prompt")[i][:2000],
-                                                         "response": ds.texts("response")[i][:2000]}}
-                for i, why in sorted(flagged.items())[:20]]}))
+            res.findings.append(
+                Finding(
+                    "info",
+                    "length_outlier",
+                    f"{len(flagged)} example(s) have extreme lengths",
+                    example_ids=[ids[i] for i in sorted(flagged)],
+                    action="sent to review",
+                )
+            )
+            res.sections.append(
+                Section(
+                    "Length outliers (first 20)",
+                    "examples",
+                    {
+                        "items": [
+                            {
+                                "id": ids[i],
+                                "title": why,
+                                "fields": {
+                                    "prompt": ds.texts("prompt")[i][:2000],
+                                    "response": ds.texts("response")[i][:2000],
+                                },
+                            }
+                            for i, why in sorted(flagged.items())[:20]
+                        ]
+                    },
+                )
+            )
         return res
 
 
@@ -209,7 +272,9 @@ class ExactDuplicates(Check):
         "reports identical prompts with different answers (conflicting targets)."
     )
     default_conditions = (
-        Condition("duplicate_rate", ">", 0.05, Status.WARN, "more than 5% of examples are duplicates"),
+        Condition(
+            "duplicate_rate", ">", 0.05, Status.WARN, "more than 5% of examples are duplicates"
+        ),
     )
 
     def run(self, ctx: Context) -> CheckResult:
@@ -225,33 +290,62 @@ class ExactDuplicates(Check):
         inverse = inverse.reshape(-1)
         firsts = first_idx[inverse]  # for each row, the row of the first copy
         dup_rows = np.flatnonzero(firsts != np.arange(len(s)))
-        dups = [Decision(ids[i], Action.EXCLUDE, "exact_duplicate", f"duplicate of {ids[firsts[i]]}")
-                for i in dup_rows]
+        dups = [
+            Decision(ids[i], Action.EXCLUDE, "exact_duplicate", f"duplicate of {ids[firsts[i]]}")
+            for i in dup_rows
+        ]
         clusters: dict[int, list[int]] = {}
         for i in dup_rows:
             clusters.setdefault(int(firsts[i]), [int(firsts[i])]).append(int(i))
         # identical prompts with different answers
         pairs = np.unique(p.astype(np.int64) * (int(r.max(initial=0)) + 1) + r)
-        per_prompt = np.bincount(pairs // (int(r.max(initial=0)) + 1)) if len(pairs) else np.zeros(0)
+        per_prompt = (
+            np.bincount(pairs // (int(r.max(initial=0)) + 1)) if len(pairs) else np.zeros(0)
+        )
         conflicting = int((per_prompt > 1).sum())
         n = len(ds)
         res = self.result(
             summary=f"{len(dups)} exact duplicate(s) in {len(clusters)} cluster(s); {conflicting} prompt(s) with conflicting answers",
-            values={"duplicates": len(dups), "duplicate_rate": len(dups) / n if n else 0.0,
-                    "duplicate_clusters": len(clusters), "conflicting_prompts": conflicting},
+            values={
+                "duplicates": len(dups),
+                "duplicate_rate": len(dups) / n if n else 0.0,
+                "duplicate_clusters": len(clusters),
+                "conflicting_prompts": conflicting,
+            },
             decisions=dups,
         )
         if dups:
             texts = ds.texts("full")
-            res.findings.append(Finding("info", "exact_duplicate", f"{len(dups)} duplicate example(s) excluded",
-                                        example_ids=[d.example_id for d in dups], action="excluded (first copy kept)"))
-            res.sections.append(Section("Duplicate clusters (first 10)", "examples", {"items": [
-                {"id": ids[j], "title": f"{len(members)} copies: " + ", ".join(ids[m] for m in members[:6]),
-                 "fields": {"conversation": texts[j][:1500]}}
-                for j, members in list(clusters.items())[:10]]}))
+            res.findings.append(
+                Finding(
+                    "info",
+                    "exact_duplicate",
+                    f"{len(dups)} duplicate example(s) excluded",
+                    example_ids=[d.example_id for d in dups],
+                    action="excluded (first copy kept)",
+                )
+            )
+            res.sections.append(
+                Section(
+                    "Duplicate clusters (first 10)",
+                    "examples",
+                    {
+                        "items": [
+                            {
+                                "id": ids[j],
+                                "title": f"{len(members)} copies: "
+                                + ", ".join(ids[m] for m in members[:6]),
+                                "fields": {"conversation": texts[j][:1500]},
+                            }
+                            for j, members in list(clusters.items())[:10]
+                        ]
+                    },
+                )
+            )
         # clusters must stay inside one split
         ctx.artifacts.setdefault("link_clusters", []).extend(
-            [[ids[m] for m in members] for members in clusters.values()])
+            [[ids[m] for m in members] for members in clusters.values()]
+        )
         return res
 
 
@@ -274,22 +368,50 @@ class Structure(Check):
         ds = ctx.train
         turns = np.asarray(ds.column("n_turns"), dtype=np.int64)
         has_system = np.fromiter((bool(s) for s in ds.texts("system")), dtype=bool, count=len(ds))
-        tool = np.fromiter(("tool_calls" in m for m in ds.column("messages")), dtype=bool, count=len(ds))
+        tool = np.fromiter(
+            ("tool_calls" in m for m in ds.column("messages")), dtype=bool, count=len(ds)
+        )
         n = len(ds)
         sources = np.asarray(ds.column("source"), dtype=object)
         rows = []
         for s in sorted(set(sources.tolist())):
             m = sources == s
-            rows.append([s, int(m.sum()), round(float(turns[m].mean()), 2), f"{has_system[m].mean():.0%}",
-                         f"{(turns[m] > 3).mean():.0%}", int(tool[m].sum())])
+            rows.append(
+                [
+                    s,
+                    int(m.sum()),
+                    round(float(turns[m].mean()), 2),
+                    f"{has_system[m].mean():.0%}",
+                    f"{(turns[m] > 3).mean():.0%}",
+                    int(tool[m].sum()),
+                ]
+            )
         res = self.result(
             summary=f"{n} examples, {turns.mean() if n else 0:.1f} turns on average",
-            values={"examples": n, "mean_turns": float(turns.mean()) if n else 0.0,
-                    "with_system": int(has_system.sum()), "multi_turn": int((turns > 3).sum()),
-                    "with_tool_calls": int(tool.sum()),
-                    "without_system": int((~has_system).sum())},
+            values={
+                "examples": n,
+                "mean_turns": float(turns.mean()) if n else 0.0,
+                "with_system": int(has_system.sum()),
+                "multi_turn": int((turns > 3).sum()),
+                "with_tool_calls": int(tool.sum()),
+                "without_system": int((~has_system).sum()),
+            },
         )
-        res.sections.append(Section("Per source", "table", {
-            "columns": ["source", "examples", "mean turns", "with system prompt", "multi-turn", "tool calls"],
-            "rows": rows}))
+        res.sections.append(
+            Section(
+                "Per source",
+                "table",
+                {
+                    "columns": [
+                        "source",
+                        "examples",
+                        "mean turns",
+                        "with system prompt",
+                        "multi-turn",
+                        "tool calls",
+                    ],
+                    "rows": rows,
+                },
+            )
+        )
         return res

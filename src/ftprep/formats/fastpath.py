@@ -59,21 +59,36 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
     """Returns ``(table, bad_lines, starts, ends)``: the accepted rows (columns of
     :data:`~ftprep.examples.SCHEMA` except id/group defaults and source), the 1-based line
     numbers the slow path must handle, and the byte bounds of every line — or ``None``."""
-    if opts.record_format not in ("auto", "openai") or opts.mode != "train" or path.name.endswith(".gz"):
+    if (
+        opts.record_format not in ("auto", "openai")
+        or opts.mode != "train"
+        or path.name.endswith(".gz")
+    ):
         return None
     f = opts.fields
-    if any(k and "." in k for k in (f.id, f.group, f.collected_at, f.spec_version, f.label, f.annotator,
-                                    f.area, *f.outcome, *f.meta)):
+    if any(
+        k and "." in k
+        for k in (
+            f.id,
+            f.group,
+            f.collected_at,
+            f.spec_version,
+            f.label,
+            f.annotator,
+            f.area,
+            *f.outcome,
+            *f.meta,
+        )
+    ):
         return None
     import duckdb
 
     if path.stat().st_size < FAST_MIN_BYTES:
         return None
-    with open(path, "rb") as fh:
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            if mm[:3] == b"\xef\xbb\xbf":
-                return None
-            starts, ends = line_bounds(mm)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm[:3] == b"\xef\xbb\xbf":
+            return None
+        starts, ends = line_bounds(mm)
     lengths = ends - starts
     if (lengths == 0).any() or (lengths == 1).any():
         return None  # blank lines break the row -> line mapping
@@ -83,19 +98,36 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
         rel = con.read_json(str(path), format="newline_delimited")
         types = {n: str(t) for n, t in zip(rel.columns, rel.types, strict=True)}
         mt = types.get("messages", "")
-        if not (mt.startswith("STRUCT(") and mt.endswith("[]") and '"role" VARCHAR' in mt
-                and '"content" VARCHAR' in mt):
+        if not (
+            mt.startswith("STRUCT(")
+            and mt.endswith("[]")
+            and '"role" VARCHAR' in mt
+            and '"content" VARCHAR' in mt
+        ):
             return None
         extras = [k for k in _EXTRA_KEYS if f"{k} " in mt or f'"{k}" ' in mt]
         roles = ", ".join(f"'{r}'" for r in ROLES)
         nonempty = "length(trim(coalesce(m.content, ''), E' \\t\\n\\r\\f\\v')) > 0"
         extra_sql = " OR ".join(f"m.{k} IS NOT NULL" for k in extras) or "false"
-        fields_sql = ",\n".join(
-            _field_sql(getattr(f, name), types, name) for name in _FIELDS)
-        outcome_sql = ("to_json({" + ", ".join(f"'{k}': " + (f'"{k}"' if k in types else "NULL")
-                                             for k in f.outcome) + "})::VARCHAR") if f.outcome else "'{}'"
-        meta_sql = ("to_json({" + ", ".join(f"'{k}': " + (f'"{k}"' if k in types else "NULL")
-                                          for k in f.meta) + "})::VARCHAR") if f.meta else "'{}'"
+        fields_sql = ",\n".join(_field_sql(getattr(f, name), types, name) for name in _FIELDS)
+        outcome_sql = (
+            (
+                "to_json({"
+                + ", ".join(f"'{k}': " + (f'"{k}"' if k in types else "NULL") for k in f.outcome)
+                + "})::VARCHAR"
+            )
+            if f.outcome
+            else "'{}'"
+        )
+        meta_sql = (
+            (
+                "to_json({"
+                + ", ".join(f"'{k}': " + (f'"{k}"' if k in types else "NULL") for k in f.meta)
+                + "})::VARCHAR"
+            )
+            if f.meta
+            else "'{}'"
+        )
         sql = f"""
         SELECT
           coalesce(len(messages), 0) > 0

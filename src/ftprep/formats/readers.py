@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,7 +92,7 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
         import gzip
 
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")  # noqa: SIM115
+    return open(path, "rb")
 
 
 # --------------------------------------------------------------------------- record -> row
@@ -105,12 +105,29 @@ class _Rows:
     def __init__(self, opts: ReadOptions) -> None:
         f = opts.fields
         self.picks: list[tuple[str, str]] = [
-            (name, key) for name, key in (("id", f.id), ("group", f.group), ("collected_at", f.collected_at),
-                                          ("spec_version", f.spec_version), ("label", f.label),
-                                          ("annotator", f.annotator), ("area", f.area)) if key
+            (name, key)
+            for name, key in (
+                ("id", f.id),
+                ("group", f.group),
+                ("collected_at", f.collected_at),
+                ("spec_version", f.spec_version),
+                ("label", f.label),
+                ("annotator", f.annotator),
+                ("area", f.area),
+            )
+            if key
         ]
         self.cols: dict[str, list[Any]] = {n: [] for n, _ in self.picks}
-        for n in ("file", "line", "messages", "prompt", "response", "system", "n_turns", "content_hash"):
+        for n in (
+            "file",
+            "line",
+            "messages",
+            "prompt",
+            "response",
+            "system",
+            "n_turns",
+            "content_hash",
+        ):
             self.cols[n] = []
         if f.outcome:
             self.cols["outcome"] = []
@@ -131,7 +148,9 @@ def _str_or_none(v: Any) -> str | None:
     return v if isinstance(v, str) else str(v)
 
 
-def _add_record(rows: _Rows, rec: Any, opts: ReadOptions, file: str, line: int, raw_len: int) -> None:
+def _add_record(
+    rows: _Rows, rec: Any, opts: ReadOptions, file: str, line: int, raw_len: int
+) -> None:
     rows.n += 1
     try:
         if raw_len > opts.max_record_bytes:
@@ -159,7 +178,9 @@ def _add_record(rows: _Rows, rec: Any, opts: ReadOptions, file: str, line: int, 
     c["content_hash"].append(content_hash(messages))
     f = opts.fields
     if f.outcome:
-        c["outcome"].append(orjson.dumps({k: get_path(rec, k) for k in f.outcome}, default=str).decode())
+        c["outcome"].append(
+            orjson.dumps({k: get_path(rec, k) for k in f.outcome}, default=str).decode()
+        )
     if f.meta:
         c["meta"].append(orjson.dumps({k: get_path(rec, k) for k in f.meta}, default=str).decode())
 
@@ -187,8 +208,14 @@ def _parse_line(rows: _Rows, raw: bytes, opts: ReadOptions, file: str, line_no: 
     except UnicodeDecodeError as e:
         rows.n += 1
         rows.rejects.append(
-            Reject(opts.source, file, line_no, "bad_encoding", f"not valid UTF-8 ({e.reason} at byte {e.start})",
-                   raw[:200].decode("utf-8", "replace"))
+            Reject(
+                opts.source,
+                file,
+                line_no,
+                "bad_encoding",
+                f"not valid UTF-8 ({e.reason} at byte {e.start})",
+                raw[:200].decode("utf-8", "replace"),
+            )
         )
         return
     try:
@@ -196,8 +223,14 @@ def _parse_line(rows: _Rows, raw: bytes, opts: ReadOptions, file: str, line_no: 
     except orjson.JSONDecodeError as e:
         rows.n += 1
         rows.rejects.append(
-            Reject(opts.source, file, line_no, "malformed_json", f"invalid JSON: {e}",
-                   raw[:200].decode("utf-8", "replace"))
+            Reject(
+                opts.source,
+                file,
+                line_no,
+                "malformed_json",
+                f"invalid JSON: {e}",
+                raw[:200].decode("utf-8", "replace"),
+            )
         )
         return
     _add_record(rows, rec, opts, file, line_no, len(raw))
@@ -206,7 +239,11 @@ def _parse_line(rows: _Rows, raw: bytes, opts: ReadOptions, file: str, line_no: 
 def _read_jsonl(path: Path, opts: ReadOptions, workers: int) -> list[_Rows]:
     size = path.stat().st_size
     if path.name.endswith(".gz") or size < PARALLEL_MIN_BYTES or workers <= 1:
-        return [_jsonl_chunk((str(path), 0, size if not path.name.endswith(".gz") else 1 << 62, 1, opts))]
+        return [
+            _jsonl_chunk(
+                (str(path), 0, size if not path.name.endswith(".gz") else 1 << 62, 1, opts)
+            )
+        ]
     # split at newline boundaries; count lines before each boundary for exact line numbers
     n_chunks = workers * 4
     bounds = [0]
@@ -219,10 +256,13 @@ def _read_jsonl(path: Path, opts: ReadOptions, workers: int) -> list[_Rows]:
                 bounds.append(pos)
         bounds.append(size)
         first_lines = [1]
-        for a, b in zip(bounds[:-2], bounds[1:-1], strict=True):
+        for a, b in itertools.pairwise(bounds[:-1]):
             fh.seek(a)
             first_lines.append(first_lines[-1] + fh.read(b - a).count(b"\n"))
-    tasks = [(str(path), a, b, fl, opts) for a, b, fl in zip(bounds[:-1], bounds[1:], first_lines, strict=True)]
+    tasks = [
+        (str(path), a, b, fl, opts)
+        for a, b, fl in zip(bounds[:-1], bounds[1:], first_lines, strict=True)
+    ]
     with ProcessPoolExecutor(max_workers=workers) as ex:
         return list(ex.map(_jsonl_chunk, tasks))
 
@@ -297,7 +337,9 @@ def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not valid UTF-8 ({e.reason}); re-encode the file as UTF-8") from None
+        raise InputError(
+            f"{path}:{line}: not valid UTF-8 ({e.reason}); re-encode the file as UTF-8"
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     if not reader.fieldnames:
         raise InputError(f"{path}: empty CSV (no header row)")
@@ -307,7 +349,9 @@ def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
         prev_line = reader.line_num
         if None in rec:
             rows.n += 1
-            rows.rejects.append(Reject(opts.source, str(path), line, "bad_row", "more fields than the header"))
+            rows.rejects.append(
+                Reject(opts.source, str(path), line, "bad_row", "more fields than the header")
+            )
             continue
         _add_record(rows, dict(rec), opts, str(path), line, sum(len(v or "") for v in rec.values()))
     return [rows]
@@ -328,7 +372,7 @@ def _read_parquet(path: Path, opts: ReadOptions) -> list[_Rows]:
 
     try:
         table = pq.read_table(path)
-    except Exception as e:  # noqa: BLE001 - any parse failure is an input error
+    except Exception as e:
         raise InputError(f"{path}: unreadable Parquet ({e})") from None
     return _read_table_rows(table, path, opts)
 
@@ -356,8 +400,12 @@ def _read_hf(path: Path, opts: ReadOptions) -> list[_Rows]:
 # --------------------------------------------------------------------------- public
 
 
-def read_file(path: str | os.PathLike[str], opts: ReadOptions, container: str = "auto",
-              workers: int | None = None) -> ReadResult:
+def read_file(
+    path: str | os.PathLike[str],
+    opts: ReadOptions,
+    container: str = "auto",
+    workers: int | None = None,
+) -> ReadResult:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or directory")
@@ -453,8 +501,15 @@ def _assign_ids(table: pa.Table, rejects: list[Reject], source: str) -> pa.Table
             ids[i] = base if k == 0 else f"{base}#{k + 1}"
         elif v in seen:
             drop.append(i)
-            rejects.append(Reject(source, table.column("file")[i].as_py(), table.column("line")[i].as_py(),
-                                  "duplicate_id", f"id {v!r} already used at an earlier record"))
+            rejects.append(
+                Reject(
+                    source,
+                    table.column("file")[i].as_py(),
+                    table.column("line")[i].as_py(),
+                    "duplicate_id",
+                    f"id {v!r} already used at an earlier record",
+                )
+            )
         else:
             seen[v] = 1
     id_arr = pa.array(ids, pa.string())

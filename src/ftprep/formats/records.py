@@ -112,7 +112,12 @@ def _openai(rec: dict[str, Any]) -> list[dict[str, Any]]:
         raise RejectError("bad_type", "'messages' must be a list")
     # fast path: plain {"role", "content": str} turns are already canonical
     for m in msgs:
-        if not (type(m) is dict and len(m) == 2 and type(m.get("content")) is str and m.get("role") in _ROLESET):
+        if not (
+            type(m) is dict
+            and len(m) == 2
+            and type(m.get("content")) is str
+            and m.get("role") in _ROLESET
+        ):
             break
     else:
         return msgs
@@ -156,7 +161,9 @@ def _sharegpt(rec: dict[str, Any]) -> list[dict[str, Any]]:
         role = SHAREGPT_ROLES.get(str(who).lower()) if who is not None else None
         if role is None:
             raise RejectError("unknown_role", f"turn {i} has unknown speaker {who!r}")
-        out.append({"role": role, "content": _as_text(t.get("value", t.get("content")), f"turn {i} value")})
+        out.append(
+            {"role": role, "content": _as_text(t.get("value", t.get("content")), f"turn {i} value")}
+        )
     return out
 
 
@@ -190,7 +197,9 @@ def _prompt_completion(rec: dict[str, Any]) -> list[dict[str, Any]]:
 def _text(rec: dict[str, Any], fields: FieldMap) -> list[dict[str, Any]]:
     key = fields.input
     if key is None:
-        key = next(k for k in ("text", "question", "query", "input", "utterance", "prompt") if k in rec)
+        key = next(
+            k for k in ("text", "question", "query", "input", "utterance", "prompt") if k in rec
+        )
     out: list[dict[str, Any]] = []
     if fields.system and get_path(rec, fields.system):
         out.append({"role": "system", "content": _as_text(get_path(rec, fields.system), "system")})
@@ -241,9 +250,10 @@ def analyse(messages: list[dict[str, Any]], mode: str) -> tuple[str, str, str]:
     for i, m in enumerate(messages):
         role = m["role"]
         content = m.get("content") or ""
-        if not content.strip():
-            if train and not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
-                raise RejectError("empty_content", f"message {i} ({role}) has empty content")
+        if not content.strip() and train and not (
+            role == "assistant" and (m.get("tool_calls") or m.get("function_call"))
+        ):
+            raise RejectError("empty_content", f"message {i} ({role}) has empty content")
         if role == "user":
             users.append(content)
             has_user = has_user or bool(content.strip())
@@ -259,6 +269,7 @@ def analyse(messages: list[dict[str, Any]], mode: str) -> tuple[str, str, str]:
             raise RejectError("no_assistant_turn", "no assistant turn to train on")
         if messages[-1]["role"] != "assistant":
             raise RejectError(
-                "assistant_not_last", f"last message is from {messages[-1]['role']!r}, not the assistant"
+                "assistant_not_last",
+                f"last message is from {messages[-1]['role']!r}, not the assistant",
             )
     return "\n\n".join(users), response, "\n\n".join(systems)

@@ -24,8 +24,14 @@ EXTENSIONS = {
     "parquet": ".parquet",
 }
 
-_TO_SHAREGPT = {"user": "human", "assistant": "gpt", "system": "system", "tool": "tool",
-                "developer": "system", "function": "tool"}
+_TO_SHAREGPT = {
+    "user": "human",
+    "assistant": "gpt",
+    "system": "system",
+    "tool": "tool",
+    "developer": "system",
+    "function": "tool",
+}
 
 
 def to_record(row: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -33,10 +39,19 @@ def to_record(row: dict[str, Any], fmt: str) -> dict[str, Any]:
     if fmt == "openai":
         return {"messages": msgs}
     if fmt == "sharegpt":
-        return {"id": row["id"], "conversations": [
-            {"from": _TO_SHAREGPT.get(m["role"], m["role"]), "value": m.get("content") or ""} for m in msgs]}
+        return {
+            "id": row["id"],
+            "conversations": [
+                {"from": _TO_SHAREGPT.get(m["role"], m["role"]), "value": m.get("content") or ""}
+                for m in msgs
+            ],
+        }
     if fmt == "alpaca":
-        rec: dict[str, Any] = {"instruction": _last_user(msgs), "input": "", "output": response_text(msgs)}
+        rec: dict[str, Any] = {
+            "instruction": _last_user(msgs),
+            "input": "",
+            "output": response_text(msgs),
+        }
         sys_t = system_text(msgs)
         if sys_t:
             rec["system"] = sys_t
@@ -73,7 +88,9 @@ def _history(msgs: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def write_split(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> str:
     if fmt == "parquet":
-        table = pa.Table.from_pylist([{k: r.get(k) for k in SCHEMA.names} for r in rows], schema=SCHEMA)
+        table = pa.Table.from_pylist(
+            [{k: r.get(k) for k in SCHEMA.names} for r in rows], schema=SCHEMA
+        )
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp, compression="zstd")
         return hashlib.sha256(path.read_bytes()).hexdigest()

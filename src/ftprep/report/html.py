@@ -27,28 +27,57 @@ def render_section(s: Section) -> Markup:
     report."""
     try:
         return _render_section(s)
-    except Exception as e:  # noqa: BLE001 - the report must always be written
-        return Markup(_ENV.from_string('<p class="muted">could not draw this section: {{ e }}</p>').render(e=repr(e)))
+    except Exception as e:
+        return Markup(
+            _ENV.from_string('<p class="muted">could not draw this section: {{ e }}</p>').render(
+                e=repr(e)
+            )
+        )
 
 
 def _render_section(s: Section) -> Markup:
     d = s.data
     if s.kind == "bars":
-        return Markup(svg.bars(d.get("labels", []), d.get("values", []), d.get("ylabel", ""), d.get("xlabel", "")))
+        return Markup(
+            svg.bars(
+                d.get("labels", []), d.get("values", []), d.get("ylabel", ""), d.get("xlabel", "")
+            )
+        )
     if s.kind == "histogram":
         if "values" in d and "counts" not in d:
             import numpy as np
 
-            counts, edges = np.histogram(np.asarray(d["values"], dtype=float), bins=d.get("bins", 30))
+            counts, edges = np.histogram(
+                np.asarray(d["values"], dtype=float), bins=d.get("bins", 30)
+            )
             d = {**d, "counts": counts.tolist(), "edges": edges.tolist()}
-        return Markup(svg.histogram(d.get("counts", []), d.get("edges", []), d.get("xlabel", ""),
-                                    d.get("marker"), log_x=bool(d.get("log_x", "log" in d.get("xlabel", "")))))
+        return Markup(
+            svg.histogram(
+                d.get("counts", []),
+                d.get("edges", []),
+                d.get("xlabel", ""),
+                d.get("marker"),
+                log_x=bool(d.get("log_x", "log" in d.get("xlabel", ""))),
+            )
+        )
     if s.kind == "lines":
-        return Markup(svg.lines(d.get("x", []), d.get("series", {}), d.get("xlabel", ""), d.get("ylabel", "")))
+        return Markup(
+            svg.lines(d.get("x", []), d.get("series", {}), d.get("xlabel", ""), d.get("ylabel", ""))
+        )
     if s.kind == "scatter":
-        return Markup(svg.scatter(d.get("points", []), d.get("xlabel", ""), d.get("ylabel", ""), d.get("highlight", [])))
-    tmpl = _ENV.get_template(f"section_{s.kind}.html.j2") if s.kind in (
-        "table", "matrix", "examples", "pairs", "text") else None
+        return Markup(
+            svg.scatter(
+                d.get("points", []),
+                d.get("xlabel", ""),
+                d.get("ylabel", ""),
+                d.get("highlight", []),
+            )
+        )
+    tmpl = (
+        _ENV.get_template(f"section_{s.kind}.html.j2")
+        if s.kind in ("table", "matrix", "examples", "pairs", "text")
+        else None
+    )
     if tmpl is None:
         return Markup(_ENV.from_string("<pre>{{ data }}</pre>").render(data=repr(d)[:5000]))
     return Markup(tmpl.render(data=d, heat=_heat))

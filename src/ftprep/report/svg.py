@@ -43,8 +43,10 @@ def _yaxis(ymax: float, ymin: float = 0.0, h: int = H) -> str:
     for k in range(5):
         v = ymin + (ymax - ymin) * k / 4
         y = h - PAD_B - (h - PAD_T - PAD_B) * k / 4
-        out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                   f'<text x="{PAD_L - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_fmt(v)}</text>')
+        out.append(
+            f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{PAD_L - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_fmt(v)}</text>'
+        )
     return "".join(out)
 
 
@@ -64,13 +66,20 @@ def bars(labels: Sequence[Any], values: Sequence[float], ylabel: str = "", xlabe
         )
         if n <= 30:
             lab_s = escape(str(lab)[:14])
-            parts.append(f'<text x="{x + bw / 2:.1f}" y="{H - PAD_B + 14}" text-anchor="end" class="tick" '
-                         f'transform="rotate(-30 {x + bw / 2:.1f} {H - PAD_B + 14})">{lab_s}</text>')
+            parts.append(
+                f'<text x="{x + bw / 2:.1f}" y="{H - PAD_B + 14}" text-anchor="end" class="tick" '
+                f'transform="rotate(-30 {x + bw / 2:.1f} {H - PAD_B + 14})">{lab_s}</text>'
+            )
     return _frame("".join(parts), xlabel, ylabel)
 
 
-def histogram(counts: Sequence[float], edges: Sequence[float], xlabel: str = "", marker: float | None = None,
-              log_x: bool = False) -> str:
+def histogram(
+    counts: Sequence[float],
+    edges: Sequence[float],
+    xlabel: str = "",
+    marker: float | None = None,
+    log_x: bool = False,
+) -> str:
     if not counts:
         return ""
     cmax = max(max(counts), 1)
@@ -80,28 +89,45 @@ def histogram(counts: Sequence[float], edges: Sequence[float], xlabel: str = "",
     def tx(e: float) -> float:
         lo, hi = edges[0], edges[-1]
         if log_x:
-            lo, hi, e = math.log10(max(lo, 1e-9)), math.log10(max(hi, 1e-9)), math.log10(max(e, 1e-9))
+            lo, hi, e = (
+                math.log10(max(lo, 1e-9)),
+                math.log10(max(hi, 1e-9)),
+                math.log10(max(e, 1e-9)),
+            )
         return PAD_L + pw * (e - lo) / ((hi - lo) or 1)
 
     parts = [_yaxis(cmax)]
     for c, a, b in zip(counts, edges[:-1], edges[1:], strict=False):
         x0, x1 = tx(a), tx(b)
         bh = ph * c / cmax
-        parts.append(f'<rect x="{x0:.1f}" y="{H - PAD_B - bh:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
-                     f'height="{bh:.1f}" fill="{PALETTE[0]}"><title>{_fmt(a)}–{_fmt(b)}: {int(c)}</title></rect>')
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{H - PAD_B - bh:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+            f'height="{bh:.1f}" fill="{PALETTE[0]}"><title>{_fmt(a)}–{_fmt(b)}: {int(c)}</title></rect>'
+        )
     for k in range(5):
         e = edges[0] + (edges[-1] - edges[0]) * k / 4
         if log_x:
-            e = 10 ** (math.log10(max(edges[0], 1e-9)) + (math.log10(edges[-1]) - math.log10(max(edges[0], 1e-9))) * k / 4)
-        parts.append(f'<text x="{tx(e):.1f}" y="{H - PAD_B + 14}" text-anchor="middle" class="tick">{_fmt(e)}</text>')
+            e = 10 ** (
+                math.log10(max(edges[0], 1e-9))
+                + (math.log10(edges[-1]) - math.log10(max(edges[0], 1e-9))) * k / 4
+            )
+        parts.append(
+            f'<text x="{tx(e):.1f}" y="{H - PAD_B + 14}" text-anchor="middle" class="tick">{_fmt(e)}</text>'
+        )
     if marker is not None and edges[0] <= marker <= edges[-1]:
         x = tx(marker)
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T}" y2="{H - PAD_B}" class="marker"/>')
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T}" y2="{H - PAD_B}" class="marker"/>'
+        )
     return _frame("".join(parts), xlabel, "count")
 
 
-def lines(x: Sequence[Any], series: dict[str, Sequence[float]], xlabel: str = "", ylabel: str = "") -> str:
-    ys = [float(v) for s in series.values() for v in s if v is not None and not math.isnan(float(v))]
+def lines(
+    x: Sequence[Any], series: dict[str, Sequence[float]], xlabel: str = "", ylabel: str = ""
+) -> str:
+    ys = [
+        float(v) for s in series.values() for v in s if v is not None and not math.isnan(float(v))
+    ]
     if not ys or not x:
         return ""
     ymin, ymax = min(0.0, min(ys)), max(ys) or 1.0
@@ -118,16 +144,27 @@ def lines(x: Sequence[Any], series: dict[str, Sequence[float]], xlabel: str = ""
             py = H - PAD_B - ph * (float(v) - ymin) / ((ymax - ymin) or 1)
             pts.append(f"{px:.1f},{py:.1f}")
         color = PALETTE[k % len(PALETTE)]
-        parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="2"/>')
-        parts.append(f'<text x="{W - PAD_R - 4}" y="{PAD_T + 14 * (k + 1)}" text-anchor="end" fill="{color}" class="tick">{escape(str(name))}</text>')
+        parts.append(
+            f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="2"/>'
+        )
+        parts.append(
+            f'<text x="{W - PAD_R - 4}" y="{PAD_T + 14 * (k + 1)}" text-anchor="end" fill="{color}" class="tick">{escape(str(name))}</text>'
+        )
     step = max(1, n // 8)
     for i in range(0, n, step):
         px = PAD_L + pw * (i / max(n - 1, 1))
-        parts.append(f'<text x="{px:.1f}" y="{H - PAD_B + 14}" text-anchor="middle" class="tick">{escape(str(x[i])[:12])}</text>')
+        parts.append(
+            f'<text x="{px:.1f}" y="{H - PAD_B + 14}" text-anchor="middle" class="tick">{escape(str(x[i])[:12])}</text>'
+        )
     return _frame("".join(parts), xlabel, ylabel)
 
 
-def scatter(points: Sequence[Sequence[Any]], xlabel: str = "", ylabel: str = "", highlight: Sequence[Any] = ()) -> str:
+def scatter(
+    points: Sequence[Sequence[Any]],
+    xlabel: str = "",
+    ylabel: str = "",
+    highlight: Sequence[Any] = (),
+) -> str:
     """points: [x, y, group] (group optional). Groups in ``highlight`` are drawn larger, on top."""
     if not points:
         return ""
@@ -151,8 +188,12 @@ def scatter(points: Sequence[Sequence[Any]], xlabel: str = "", ylabel: str = "",
         px = PAD_L + pw * (float(p[0]) - x0) / ((x1 - x0) or 1)
         py = h - PAD_B - ph * (float(p[1]) - y0) / ((y1 - y0) or 1)
         r = 3.5 if g in hl else 1.8
-        parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{r}" fill="{color}" fill-opacity="0.7"/>')
+        parts.append(
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{r}" fill="{color}" fill-opacity="0.7"/>'
+        )
     for k, g in enumerate(groups[:12]):
-        parts.append(f'<text x="{W - PAD_R - 4}" y="{PAD_T + 12 * (k + 1)}" text-anchor="end" '
-                     f'fill="{PALETTE[k % len(PALETTE)]}" class="tick">{escape(g[:30])}</text>')
+        parts.append(
+            f'<text x="{W - PAD_R - 4}" y="{PAD_T + 12 * (k + 1)}" text-anchor="end" '
+            f'fill="{PALETTE[k % len(PALETTE)]}" class="tick">{escape(g[:30])}</text>'
+        )
     return _frame("".join(parts), xlabel, ylabel, h=h)

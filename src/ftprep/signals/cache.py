@@ -29,8 +29,12 @@ def get_embedder_cached(model: str) -> Any:
     return _EMBEDDERS[model]
 
 
-def cached_embeddings(workspace: Workspace | None, texts: Sequence[str], model: str = "static",
-                      progress: ProgressFactory | None = None) -> np.ndarray:
+def cached_embeddings(
+    workspace: Workspace | None,
+    texts: Sequence[str],
+    model: str = "static",
+    progress: ProgressFactory | None = None,
+) -> np.ndarray:
     emb = get_embedder_cached(model)
 
     def compute(idx: list[int]) -> np.ndarray:
@@ -47,8 +51,12 @@ def cached_embeddings(workspace: Workspace | None, texts: Sequence[str], model: 
     return cache.get_or_compute(keys, compute).astype(np.float32, copy=False)
 
 
-def cached_token_counts(workspace: Workspace | None, project: Project, dataset: Dataset,
-                        progress: ProgressFactory | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cached_token_counts(
+    workspace: Workspace | None,
+    project: Project,
+    dataset: Dataset,
+    progress: ProgressFactory | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     tk = project.tokenizer
     counter = get_counter(tk.kind, project.path(tk.path))
     t = dataset.table
@@ -70,16 +78,18 @@ def token_counts_for(counter: Any, t: Any) -> np.ndarray:
     """(total, assistant) tokens per row of a dataset table. Single-turn rows (optional system
     prompt, one user turn, one assistant turn, nothing else) are counted straight from the
     ``system``/``prompt``/``response`` columns; the rest parse their messages."""
-    from ftprep.signals.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY
-
     import pyarrow.compute as pc
+
+    from ftprep.signals.tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY
 
     n = t.num_rows
     has_sys_all = pc.greater(pc.utf8_length(t.column("system")), 0).to_numpy(zero_copy_only=False)
     n_turns = t.column("n_turns").to_numpy(zero_copy_only=False)
     msgs = t.column("messages")
-    extra = pc.or_(pc.match_substring(msgs, '"tool_calls"'),
-                   pc.or_(pc.match_substring(msgs, '"name"'), pc.match_substring(msgs, '"function_call"')))
+    extra = pc.or_(
+        pc.match_substring(msgs, '"tool_calls"'),
+        pc.or_(pc.match_substring(msgs, '"name"'), pc.match_substring(msgs, '"function_call"')),
+    )
     simple = (n_turns == 2 + has_sys_all.astype(np.int64)) & ~extra.to_numpy(zero_copy_only=False)
     out = np.zeros((n, 2), dtype=np.float32)
     si = np.flatnonzero(simple)
@@ -89,7 +99,13 @@ def token_counts_for(counter: Any, t: Any) -> np.ndarray:
         p_c = counter.count_batch(sub.column("prompt").to_pylist())
         r_c = counter.count_batch(sub.column("response").to_pylist())
         has_sys = has_sys_all[si]
-        total = p_c + r_c + 2 * TOKENS_PER_MESSAGE + np.where(has_sys, sys_c + TOKENS_PER_MESSAGE, 0) + TOKENS_PER_REPLY
+        total = (
+            p_c
+            + r_c
+            + 2 * TOKENS_PER_MESSAGE
+            + np.where(has_sys, sys_c + TOKENS_PER_MESSAGE, 0)
+            + TOKENS_PER_REPLY
+        )
         out[si, 0] = total
         out[si, 1] = r_c
     ci = np.flatnonzero(~simple)

@@ -76,14 +76,18 @@ def get_counter(kind: str = "cl100k", path: Path | None = None) -> TokenCounter:
     raise ValueError(f"unknown tokenizer kind {kind!r} (cl100k, o200k, hf, chars4)")
 
 
-def count_messages(counter: TokenCounter, messages_per_example: Sequence[Sequence[dict]]) -> tuple[np.ndarray, np.ndarray]:
+def count_messages(
+    counter: TokenCounter, messages_per_example: Sequence[Sequence[dict]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Returns (total tokens per example, assistant tokens per example)."""
     flat: list[str] = []
     owner: list[int] = []
     is_asst: list[bool] = []
     for i, msgs in enumerate(messages_per_example):
         for m in msgs:
-            flat.append(str(m.get("content") or "") + (str(m["tool_calls"]) if m.get("tool_calls") else ""))
+            flat.append(
+                str(m.get("content") or "") + (str(m["tool_calls"]) if m.get("tool_calls") else "")
+            )
             owner.append(i)
             is_asst.append(m.get("role") == "assistant")
     counts = counter.count_batch(flat) if flat else np.zeros(0, dtype=np.int64)
@@ -91,5 +95,7 @@ def count_messages(counter: TokenCounter, messages_per_example: Sequence[Sequenc
     n = len(messages_per_example)
     total = np.bincount(own, weights=counts + TOKENS_PER_MESSAGE, minlength=n).astype(np.int64)
     total += TOKENS_PER_REPLY
-    asst = np.bincount(own, weights=counts * np.asarray(is_asst, dtype=np.int64), minlength=n).astype(np.int64)
+    asst = np.bincount(
+        own, weights=counts * np.asarray(is_asst, dtype=np.int64), minlength=n
+    ).astype(np.int64)
     return total, asst
