@@ -287,32 +287,34 @@ class BenchmarkLeakage(Check):
         pa = Action(self.param("paraphrase_action", "exclude"))
         decisions = _decisions(by_bench, ctx.train, "benchmark", pa)
         sections.insert(0, self._matrix(ctx, by_bench, per))
+        ids_of = {
+            name: sorted({ctx.train.ids[r] for r in _strongest(leaks)})
+            for name, leaks in by_bench.items()
+        }
         for name, p in per.items():
             if p["exact"] + p["near"]:
-                ids = [d.example_id for d in decisions if name in d.detail]
                 findings.append(
                     Finding(
                         "fail",
                         "benchmark_leak",
-                        f"{p['exact'] + p['near']} training example(s) contain items of benchmark {name} "
-                        f"({p['exact']} exact, {p['near']} near-duplicate)",
+                        f"{p['exact'] + p['near']} training example(s) contain items of benchmark "
+                        f"{name} ({p['exact']} exact, {p['near']} near-duplicate)",
                         metrics={
                             k: p[k]
                             for k in ("exact", "near", "paraphrase", "leaked_items", "items")
                         },
-                        example_ids=ids,
+                        example_ids=ids_of[name],
                         action="excluded from the build (drop from train)",
                     )
                 )
             elif p["paraphrase"]:
-                ids = [d.example_id for d in decisions if name in d.detail]
                 findings.append(
                     Finding(
                         "info",
                         "benchmark_paraphrase",
                         f"{p['paraphrase']} training example(s) paraphrase items of benchmark {name}",
                         metrics={"paraphrase_item_rate": p["paraphrase_item_rate"]},
-                        example_ids=ids,
+                        example_ids=ids_of[name],
                         action=f"{pa} (reason benchmark_paraphrase)",
                     )
                 )

@@ -65,28 +65,32 @@ class LeakParams:
     lexical_candidate: float = 0.35
     lexical_max_df: int = 20
     window: int | None = None
-    window_margin: float = 0.1
+    window_margin: float = 0.15
     verify_windows: int = 3
     passage_ratio: float = 1.3
     null_quantile: float = 0.99
     null_k: int = 5
     null_items: int = 2000
     min_null_items: int = 200
-    min_score: float = 2.6
+    min_score: float = 2.55
     default_score: float = 2.9
     weights: VerifierWeights = field(default_factory=VerifierWeights)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LeakParams:
+        """Parameters from ``ftprep.yaml``; an unknown key is an error (a typo would otherwise
+        silently keep the default)."""
         p = cls()
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         for k, v in d.items():
-            if k == "weights" and isinstance(v, dict):
-                p.weights = (
-                    VerifierWeights(**{**p.weights.__dict__, **v})
-                    if hasattr(p.weights, "__dict__")
-                    else VerifierWeights(**v)
-                )
-            elif hasattr(p, k):
+            if k == "weights":
+                p.weights = VerifierWeights(**(v or {}))
+            else:
                 setattr(p, k, tuple(v) if isinstance(v, list) else v)
         return p
 
