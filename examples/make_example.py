@@ -488,8 +488,14 @@ def write_project(out: Path) -> None:
     from ftprep.spec import bump, lock
 
     templates = HERE.parent / "src" / "ftprep" / "templates"
-    for name in ("rubric.yaml", "capabilities.yaml", "objectives.yaml"):
+    for name in ("capabilities.yaml", "objectives.yaml"):
         (out / name).write_text((templates / name).read_text(encoding="utf-8"), encoding="utf-8")
+    # support replies legitimately repeat policy sentences: only explicit boilerplate counts
+    rubric = (templates / "rubric.yaml").read_text(encoding="utf-8")
+    shared = "params: {shared_min_share: 0.005, shared_min_words: 5, shared_max_doc_share: 0.5}"
+    assert shared in rubric, "rubric template changed: update examples/make_example.py"
+    rubric = rubric.replace(shared, "params: {shared: false}  # replies reuse policy sentences by design")
+    (out / "rubric.yaml").write_text(rubric, encoding="utf-8")
     (out / "ftprep.yaml").write_text(
         (HERE / "support-bot.ftprep.yaml").read_text(encoding="utf-8"), encoding="utf-8"
     )

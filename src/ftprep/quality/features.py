@@ -623,7 +623,9 @@ def score_verbosity(tf: TextFrame, p: dict[str, Any]) -> Scored:
     log word count against the median and MAD of the area, or of all examples) and/or dense
     with filler phrases ("it is important to note", "in conclusion", "I hope this helps"…).
     ``z_ok`` (2.5) / ``z_bad`` (4.5) bound the length part; ``filler_ok`` (1.0) /
-    ``filler_bad`` (3.0) bound filler phrases per 100 words; the score is the lower of the two."""
+    ``filler_bad`` (3.0) bound filler phrases per 100 words, counted only from ``filler_min_count``
+    (2) phrases on — one courteous closing in a short answer is not padding; the score is the
+    lower of the two."""
     w = np.log1p(tf.n_words)
     med = tf.dataset_median(w, "logw")
     mad = tf.cached(
@@ -637,6 +639,7 @@ def score_verbosity(tf: TextFrame, p: dict[str, Any]) -> Scored:
     if patterns:
         fill += tf.count(union_pattern(patterns))
     density = 100.0 * fill / np.maximum(tf.n_words, 20.0)
+    density[fill < float(p.get("filler_min_count", 2))] = 0.0
     s_fill = _ramp_down(density, float(p.get("filler_ok", 1.0)), float(p.get("filler_bad", 3.0)))
     s = np.minimum(s_len, s_fill)
     details: dict[int, str] = {}
