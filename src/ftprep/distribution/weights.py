@@ -7,7 +7,8 @@ item (itself excluded), ``n_p`` are production and ``n_t`` training, and
     w = ((n_p + a * r) / (n_t + a)) / r,        r = n_production / n_training
 
 (the pseudo-count ``a`` shrinks toward ratio 1, not toward equal counts). Weights are clipped at
-``max_weight`` and self-normalised to mean 1, as importance weights must be. Averaged over a
+``max_weight`` when set (off by default: clipping lowers the estimated ratio of exactly the
+thin regions that matter) and self-normalised to mean 1, as importance weights must be. Averaged over a
 region they estimate the region's production/training ratio; where a region is thin in training,
 a small ``k`` keeps the estimate local (a large ``k`` smooths it toward 1).
 
@@ -26,9 +27,9 @@ from ftprep.distribution.knn import knn
 
 @dataclass(slots=True)
 class WeightParams:
-    k: int = 6
+    k: int = 5
     pseudo_count: float = 0.25
-    max_weight: float = 20.0
+    max_weight: float = 0.0  # 0: no clipping (clipping biases region ratios low)
     seed: int = 0
 
     @classmethod
