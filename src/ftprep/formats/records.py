@@ -250,8 +250,10 @@ def analyse(messages: list[dict[str, Any]], mode: str) -> tuple[str, str, str]:
     for i, m in enumerate(messages):
         role = m["role"]
         content = m.get("content") or ""
-        if not content.strip() and train and not (
-            role == "assistant" and (m.get("tool_calls") or m.get("function_call"))
+        if (
+            not content.strip()
+            and train
+            and not (role == "assistant" and (m.get("tool_calls") or m.get("function_call")))
         ):
             raise RejectError("empty_content", f"message {i} ({role}) has empty content")
         if role == "user":
