@@ -304,7 +304,7 @@ class Shift(Check):
         "test between two halves of training; per-item shift scores; the surface features "
         "(length, bracketed alternatives, placeholders, conditionals, questions, language, "
         "code) and words that explain it, with effect sizes and a prevalence floor. WARN when "
-        "the AUC exceeds the training baseline by more than 0.15 (p < 0.05)."
+        "the AUC exceeds the training baseline by more than 0.15 (p <= 0.05)."
     )
     requires = ("production",)
     default_conditions = (
@@ -313,7 +313,7 @@ class Shift(Check):
             ">",
             0.15,
             Status.WARN,
-            "AUC above the training-vs-training baseline (0 unless p < alpha)",
+            "AUC above the training-vs-training baseline (0 unless p <= alpha)",
         ),
     )
 
@@ -333,7 +333,7 @@ class Shift(Check):
             "null_auc": r.null_auc,
             "excess_auc": r.excess_auc,
             "p_value": r.p_value,
-            "shift_effect": r.excess_auc if r.p_value < alpha else 0.0,
+            "shift_effect": r.excess_auc if r.p_value <= alpha else 0.0,
             "explaining_features": [f["feature"] for f in explains],
             "n_training": r.n_train,
             "n_production": r.n_production,
