@@ -104,8 +104,8 @@ class Coverage(Check):
         unc_regions = [r for r in regions if r.status == "uncovered"]
         under = [r for r in regions if r.status == "under-covered"]
         in_unc = np.zeros(n_p, dtype=bool)
-        for r in unc_regions:
-            in_unc[r.prod_items] = True
+        for r in unc_regions:  # flagged items of uncovered regions (a mixed region's covered
+            in_unc[r.prod_items[cov.flagged[r.prod_items]]] = True  # members do not count)
         ess = effective_sample_size(weights)
         plan = resampling_plan(weights, seed=cp.seed)
         values = {
