@@ -743,6 +743,7 @@ class LabelErrors(Check):
             max_word_features=int(p.get("max_word_features", 200_000)),
             max_char_features=int(p.get("max_char_features", 300_000)),
             short_text_chars=int(p.get("short_text_chars", 600)),
+            embedding_ensemble=_float(p, "embedding_ensemble", 0.5),
             embedding_weight=_float(p, "embedding_weight", 1.0),
         )
         with ctx.progress("label errors: out-of-fold model", None):
