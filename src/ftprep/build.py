@@ -182,6 +182,7 @@ def build(
     n_eval_external = sum(
         1 for k in ("validation", "test") for r in splits[k] if r.get("_external")
     )
+    warnings = _split_warnings(project, manifest_splits, kept_ds, links)
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "ftprep_version": __version__,
@@ -209,6 +210,7 @@ def build(
         "splits": manifest_splits,
         "excluded": excluded,
         "rejected": rejected,
+        "warnings": warnings,
     }
     atomic_write_bytes(
         out_dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
@@ -252,6 +254,31 @@ def _eval_from_elsewhere(
         dest = assignment.get(r["id"])
         if dest in ("validation", "test"):
             splits[dest].append(r)
+
+
+def _split_warnings(project: Project, splits: dict[str, Any], kept: Dataset, links: Any) -> list[str]:
+    """Say when validation/test came out far below their target share — typically because
+    groups or near-duplicate clusters merged most examples into a few units that cannot be
+    cut without leaking."""
+    pol = project.split
+    if pol.eval_from != "train":
+        return []
+    total = sum(v["count"] for v in splits.values())
+    out = []
+    for name, share in (("validation", pol.validation), ("test", pol.test)):
+        target = share * total
+        if target >= 5 and splits[name]["count"] < 0.5 * target:
+            from ftprep.splits import units
+
+            sizes: dict[str, int] = {}
+            for u in units(kept, pol.by, links).values():
+                sizes[u] = sizes.get(u, 0) + 1
+            out.append(
+                f"{name}: {splits[name]['count']} examples for a target of {target:.0f}; the largest "
+                f"unit that must stay in one split (a group joined with its near-duplicate clusters) "
+                f"holds {max(sizes.values(), default=0)} of {total} examples"
+            )
+    return out
 
 
 def _counts(values: Any) -> dict[str, int]:

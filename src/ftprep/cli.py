@@ -256,6 +256,8 @@ def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet
             + ", ".join(f"{k} {v}" for k, v in res.counts.items())
             + f"; excluded {acc['excluded']}, rejected {acc['rejected']} (of {acc['records']} records)"
         )
+        for w in res.manifest.get("warnings", []):
+            err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
 @main.command("checks")

@@ -114,6 +114,7 @@ class LabelAgreement(Check):
         p = self.params
         cfg, table = load_for_project(ctx.project)
         ctx.workspace.save_table(TABLE_NAME, table)
+        table = _with_app_labels(ctx, table)
         esc = EscalationParams(
             # ratings: share of ratings near the median (4 of 5 within tolerance passes)
             escalate_below=_float(p, "escalate_below", 0.7 if cfg.kind == "rating" else 0.8),
@@ -965,3 +966,22 @@ class LabelConsistency(Check):
                 )
             )
         return res
+
+
+def _with_app_labels(ctx: Context, table: pa.Table) -> pa.Table:
+    """Labels entered in the review app (workspace table ``review_annotations``, same columns)
+    join the imported ones; an app label replaces the imported label of the same annotator on
+    the same example."""
+    app = ctx.workspace.load_table("review_annotations")
+    if app is None or app.num_rows == 0:
+        return table
+    mine = set(zip(app["example_id"].to_pylist(), app["annotator"].to_pylist(), strict=True))
+    keep = [
+        (e, a) not in mine
+        for e, a in zip(
+            table["example_id"].to_pylist(), table["annotator"].to_pylist(), strict=True
+        )
+    ]
+    return pa.concat_tables(
+        [table.filter(pa.array(keep)), app.select(table.column_names).cast(table.schema)]
+    )
