@@ -256,7 +256,9 @@ def _eval_from_elsewhere(
             splits[dest].append(r)
 
 
-def _split_warnings(project: Project, splits: dict[str, Any], kept: Dataset, links: Any) -> list[str]:
+def _split_warnings(
+    project: Project, splits: dict[str, Any], kept: Dataset, links: Any
+) -> list[str]:
     """Say when validation/test came out far below their target share — typically because
     groups or near-duplicate clusters merged most examples into a few units that cannot be
     cut without leaking."""
