@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ftprep import __version__
+from ftprep.cli_options import project_option
 from ftprep.review.cli import review as review_group
 from ftprep.spec_cli import spec as spec_group
 
@@ -120,16 +121,6 @@ def main() -> None:
 
     Exit codes: 0 all gates pass, 1 a gate failed, 2 bad usage or unreadable input.
     """
-
-
-project_option = click.option(
-    "--project",
-    "-p",
-    default=".",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Project directory or ftprep.yaml.",
-)
 
 
 @main.command()

@@ -107,7 +107,8 @@ class LedgerEntry:
     patch: dict[str, Any] | None
 
 
-def _entry(row: Any) -> LedgerEntry:
+def entry_from_row(row: Any) -> LedgerEntry:
+    """A ``decisions`` table row -> :class:`LedgerEntry`."""
     return LedgerEntry(
         example_id=row.example_id,
         check=row.check_name,
@@ -236,7 +237,7 @@ class Ledger:
             row = conn.execute(
                 sa.select(t).where(t.c.example_id == example_id, t.c.check_name == check)
             ).one()
-        return _entry(row)
+        return entry_from_row(row)
 
     # ------------------------------------------------------------------ reading
     def entries(
@@ -255,7 +256,9 @@ class Ledger:
         if example_ids is not None:
             q = q.where(t.c.example_id.in_(list(example_ids)))
         with self.engine.connect() as conn:
-            return [_entry(r) for r in conn.execute(q.order_by(t.c.example_id, t.c.check_name))]
+            return [
+                entry_from_row(r) for r in conn.execute(q.order_by(t.c.example_id, t.c.check_name))
+            ]
 
     def get(self, example_id: str, check: str) -> LedgerEntry | None:
         rows = self.entries(check=check, example_ids=[example_id])

@@ -18,20 +18,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ftprep.cli_options import json_option, project_option
 from ftprep.project import Project, ProjectError, load_project
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-
-project_option = click.option(
-    "--project",
-    "-p",
-    default=".",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Project directory or ftprep.yaml.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 @contextlib.contextmanager

@@ -17,20 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ftprep.cli_options import project_option
 from ftprep.project import Project, ProjectError, load_project
 from ftprep.review import db
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-project_option = click.option(
-    "--project",
-    "-p",
-    default=".",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Project directory or ftprep.yaml.",
-)
 database_option = click.option(
     "--database-url",
     default=None,

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from ftprep.checks.base import Action
-from ftprep.decisions import Ledger, LedgerEntry, decisions_t
+from ftprep.decisions import Ledger, LedgerEntry, decisions_t, entry_from_row
 from ftprep.project import Project
 from ftprep.review import db
 from ftprep.store import Workspace
@@ -449,21 +449,7 @@ class ReviewData:
             t.c.check_name.in_(sorted({k[1] for k in keys})),
         )
         with self.ledger.engine.connect() as conn:
-            found = {
-                (r.example_id, r.check_name): LedgerEntry(
-                    example_id=r.example_id,
-                    check=r.check_name,
-                    action=Action(r.action),
-                    reason=r.reason,
-                    detail=r.detail or "",
-                    actor=r.actor,
-                    actor_kind=r.actor_kind,
-                    updated_at=r.updated_at,
-                    version=r.version,
-                    patch=orjson.loads(r.patch) if r.patch else None,
-                )
-                for r in conn.execute(q)
-            }
+            found = {(r.example_id, r.check_name): entry_from_row(r) for r in conn.execute(q)}
         # an entry decided between the two queries drops out of this page
         return [found[k] for k in keys if k in found and found[k].action in queue.actions]
 
