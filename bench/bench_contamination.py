@@ -33,6 +33,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from _machine import cpu_model
 from ftprep.contamination.detect import LeakParams, find_leaks
 from ftprep.contamination.minhash import (
     MinHasher,
@@ -259,14 +260,7 @@ def ngram13_pass(
 
 
 def machine() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return f"{os.cpu_count()} cores (nproc {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()}), {cpu}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
 
 

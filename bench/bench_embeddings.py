@@ -27,6 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 from ftprep.signals.embeddings import STATIC_DIR, Embedder, get_embedder  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -73,14 +74,7 @@ def throughput(encode: Callable[[list[str]], np.ndarray], texts: list[str], runs
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (
         f"{os.cpu_count()} cores (`nproc`), {cpu}; Python {platform.python_version()}; "

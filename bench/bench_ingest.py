@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -20,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import cpu_model
 
 WORDS = [
     "account",
@@ -119,12 +120,7 @@ def main() -> None:
         for _ in range(args.repeats):
             rows["duckdb read_json (raw parse, no checks)"].append(_child(duck))
             rows["ftprep ingest + format checks"].append(_child(audit))
-    cpu = platform.processor()
-    with open("/proc/cpuinfo") as fh:
-        for ln in fh:
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     print(
         f"\n{args.records:,} chat records, {mb:.0f} MB JSONL; {os.cpu_count()} cores, {cpu}; "
         f"{time.strftime('%Y-%m-%d')}; median of {args.repeats}\n"

@@ -25,7 +25,6 @@ import csv
 import gzip
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,19 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import cpu_model
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ANN = DATA / "annotators"
 
 
 def _machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"nproc {os.cpu_count()}, {cpu}, load average {load:.1f} (machine shared), "

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from _machine import cpu_model
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sft"
 ALPACA = DATA / "alpaca_cleaned" / "alpaca_data_cleaned_2023-03-29.json"
 KEPT = DATA / "alpagasus" / "claude_t45.json"
@@ -134,14 +136,7 @@ def load_pool() -> list[dict[str, str]]:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 import ftprep
+from _machine import cpu_model
 from ftprep import spec as sp
 from ftprep.checks.base import Action
 from ftprep.project import load_project
@@ -315,14 +316,7 @@ def conflicts_bench(rows: list[tuple[str, str, str]], tmp: Path) -> list[list[ob
 
 
 def machine() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}"
