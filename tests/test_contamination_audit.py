@@ -68,9 +68,9 @@ def test_audit_finds_benchmark_leaks_and_links_duplicates(tmp_path: Path) -> Non
             "split: {validation: 0.2, test: 0.2, seed: 1}\n"
         ),
     )
-    res = audit(tmp_path, only=["benchmark_leakage", "split_leakage"])
+    res = audit(tmp_path, only=["contamination.benchmarks", "contamination.splits"])
     by = {r.check: r for r in res.results}
-    bl = by["benchmark_leakage"]
+    bl = by["contamination.benchmarks"]
     assert str(bl.status) == "FAIL", bl.summary + bl.error
     reasons = {d.example_id: d.reason for d in bl.decisions}
     assert reasons.get("ex100") == "benchmark_leak_exact"
@@ -79,7 +79,7 @@ def test_audit_finds_benchmark_leaks_and_links_duplicates(tmp_path: Path) -> Non
     assert not any(k.startswith("ex") and int(k[2:]) < 40 for k in reasons)
     assert any(s.kind == "matrix" for s in bl.sections)
     assert any(s.kind == "pairs" for s in bl.sections)
-    sl = by["split_leakage"]
+    sl = by["contamination.splits"]
     assert sl.values["straddling_clusters"] == 0
     import orjson
 
@@ -123,12 +123,12 @@ def test_production_holdout_leaks_and_validation_realism(tmp_path: Path) -> None
             "split: {eval_from: production, validation: 0.5, test: 0.5}\n"
         ),
     )
-    res = audit(tmp_path, only=["split_leakage", "validation_realism"])
+    res = audit(tmp_path, only=["contamination.splits", "contamination.realism"])
     by = {r.check: r for r in res.results}
-    sl = by["split_leakage"]
+    sl = by["contamination.splits"]
     assert any(
         d.example_id == "ex200" and d.reason.startswith("eval_leak") for d in sl.decisions
     ), (sl.summary, sl.error, [d.to_dict() for d in sl.decisions])
-    vr = by["validation_realism"]
+    vr = by["contamination.realism"]
     assert str(vr.status) in ("PASS", "WARN"), vr.error
     assert "realism_gap" in vr.values and vr.sections[0].kind == "lines"

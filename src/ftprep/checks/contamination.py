@@ -1,14 +1,14 @@
 """Failure mode 6: evaluation contamination.
 
-* ``benchmark_leakage`` — training examples that contain a benchmark item: exact (after
+* ``contamination.benchmarks`` — training examples that contain a benchmark item: exact (after
   normalisation), near-duplicate (word-shingle containment, 13-gram overlap) or paraphrased
   (embedding candidates + verifier). Leaking examples are excluded from the build.
-* ``split_leakage`` — makes train/validation/test leakage impossible by construction: publishes
+* ``contamination.splits`` — makes train/validation/test leakage impossible by construction: publishes
   near-duplicate clusters of the training set (MinHash LSH + exact) as ``link_clusters`` for the
   splitter, proves on the seeded split that no cluster straddles two splits, and searches the
   fixed evaluation sets (the production holdout with ``split.eval_from: production``, the
   evaluation source with ``eval_from: source``) for leaked training examples.
-* ``validation_realism`` — with a production sample: does validation/test look like production
+* ``contamination.realism`` — with a production sample: does validation/test look like production
   or like training (nearest-neighbour similarity distributions)?
 
 Method, parameters and reason codes: ``docs/contamination.md``.
@@ -219,7 +219,7 @@ def _simulated_splits(ctx: Context) -> dict[str, str] | None:
 
 @register
 class BenchmarkLeakage(Check):
-    name = "benchmark_leakage"
+    name = "contamination.benchmarks"
     failure_mode = "contamination"
     description = (
         "Training examples that contain a benchmark item: exact after normalisation, near-duplicate "
@@ -365,7 +365,7 @@ class BenchmarkLeakage(Check):
 
 @register
 class SplitLeakage(Check):
-    name = "split_leakage"
+    name = "contamination.splits"
     failure_mode = "contamination"
     description = (
         "Keeps near-duplicate clusters inside one split (published as link_clusters for the build), "
@@ -565,7 +565,7 @@ class SplitLeakage(Check):
 
 @register
 class ValidationRealism(Check):
-    name = "validation_realism"
+    name = "contamination.realism"
     failure_mode = "contamination"
     description = (
         "Compares validation/test with production: nearest-neighbour similarity of validation items "
