@@ -567,9 +567,11 @@ def test_learned_criterion_trains_on_calibration_labels(tmp_path: Path) -> None:
     assert any("embeddings unavailable" in n for n in qr.values.get("notes", []))
 
 
-def test_alpaca_planted_source_is_excluded() -> None:
+def test_alpaca_planted_source_is_excluded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real Alpaca responses, one source/period degraded (the benchmark's generator)."""
     import importlib.util
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "sft" / "alpaca_cleaned"
     if not data.exists():
