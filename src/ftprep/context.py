@@ -66,14 +66,9 @@ class Context:
             return path is not None and path.exists()
         if requirement == "annotations":
             return p.annotations is not None
-        if requirement == "labels":
-            return any(v is not None for v in self.train.table.column("label").to_pylist()[:100000])
-        if requirement == "collected_at":
-            return any(
-                v is not None for v in self.train.table.column("collected_at").to_pylist()[:100000]
-            )
-        if requirement == "calibration":
-            return False
+        if requirement in ("labels", "collected_at"):
+            col = self.train.table.column("label" if requirement == "labels" else "collected_at")
+            return col.null_count < len(col)
         return False
 
     def load_yaml(self, key: str) -> Any:

@@ -41,7 +41,6 @@ REQUIREMENTS: dict[str, str] = {
     "objectives": "objectives (ftprep.yaml: objectives)",
     "labels": "a label field on the sources (fields.label)",
     "collected_at": "a collected_at field on the sources",
-    "calibration": "rubric calibration ratings (ftprep.yaml: rubric calibration file)",
 }
 
 
