@@ -401,8 +401,13 @@ class SplitLeakage(Check):
         policy = ctx.project.split
         train = ctx.train
         ids = train.ids
-        full = train.texts("full")
-        tokens = tokenize(full)
+        # the conversation without its system prompt: a system prompt shared by every example
+        # says nothing about whether two examples are copies of each other
+        content = [
+            f"{p}\n\n{r}"
+            for p, r in zip(train.texts("prompt"), train.texts("response"), strict=True)
+        ]
+        tokens = tokenize(content)
         clusters, info = duplicate_clusters(tokens, cp)
         links = [[ids[i] for i in c] for c in clusters]
         ctx.artifacts["link_clusters"] = links
@@ -437,7 +442,7 @@ class SplitLeakage(Check):
                 {
                     "id": ids[c[0]],
                     "title": f"cluster of {len(c)} (split: {splits[ids[c[0]]]})",
-                    "fields": {ids[m]: _excerpt(full[m], 300) for m in c[:6]},
+                    "fields": {ids[m]: _excerpt(content[m], 300) for m in c[:6]},
                 }
                 for c in shown
             ]
