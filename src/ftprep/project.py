@@ -120,6 +120,42 @@ class Benchmark(Source):
     pass
 
 
+class ReplaySource(Source):
+    """General-purpose data mixed into the training split to keep non-target capabilities
+    (failure mode 5). ``capability`` names the inventory capability it exercises (optional:
+    inferred from the inventory when absent)."""
+
+    capability: str | None = None
+
+
+class Replay(_Model):
+    """Replay mixing: ``share`` of the final training split drawn from ``sources``, preferring
+    the capabilities the training data leaves uncovered (see docs/forgetting.md)."""
+
+    share: float = 0.1
+    seed: int = 0
+    sources: list[ReplaySource] = Field(default_factory=list)
+
+    @field_validator("share")
+    @classmethod
+    def _share(cls, v: float) -> float:
+        if not 0 <= v < 1:
+            raise ValueError("expected a fraction in [0, 1)")
+        return v
+
+
+class Curve(_Model):
+    """``ftprep curve``: staged training on growing subsets (see docs/volume.md)."""
+
+    command: str | None = None  # run per stage; placeholders {train} {validation} {out} {n}
+    metric: str = "metric"  # key of the JSON object the command prints or writes
+    higher_is_better: bool = True
+    fractions: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0])
+    repeats: int = 1
+    target: float | None = None
+    timeout_s: float | None = None
+
+
 class Tokenizer(_Model):
     """``kind``: ``cl100k`` / ``o200k`` (offline tiktoken encodings, default cl100k), ``hf`` (a
     ``tokenizer.json`` file given by ``path``), or ``chars4`` (characters / 4, no tokenizer)."""
@@ -166,6 +202,8 @@ class Project(_Model):
     rubric: str | None = None
     capabilities: str | None = None
     objectives: str | None = None
+    replay: Replay | None = None
+    curve: Curve = Field(default_factory=Curve)
     tokenizer: Tokenizer = Field(default_factory=Tokenizer)
     context_limit: int = 4096
     embeddings: str = "static"
