@@ -284,7 +284,8 @@ def make(out: Path) -> None:
             "spec_version": version,
             "intent": intent,
             "area": INTENTS[intent]["area"][0],
-            "resolved": rng.random() < 0.85,
+            # customers told the superseded 30-day rule in 2025 came back unhappy more often
+            "resolved": rng.random() < (0.5 if version == "2" and window == 30 else 0.87),
             "messages": msgs,
         }
 
@@ -422,6 +423,42 @@ def make(out: Path) -> None:
         encoding="utf-8",
     )
 
+    # ---- replay pool: general formatting-instruction data (keeps a non-target capability)
+    replay = []
+    fmt_asks = [
+        ("List {n} tips for packing a {p} for shipping as a numbered list.", "numbered"),
+        ("Give the care instructions for a {p} as a bulleted list.", "bullets"),
+        ("Reply only with JSON describing a {p} with the fields name and price.", "json"),
+        ("Describe a {p} in exactly two sentences.", "two"),
+    ]
+    for i in range(80):
+        ask, kind = fmt_asks[i % len(fmt_asks)]
+        prod = PRODUCTS[(i * 7) % len(PRODUCTS)]
+        n = 3 + i % 3
+        if kind == "numbered":
+            ans = "\n".join(
+                f"{k + 1}. {tip} the {prod}."
+                for k, tip in enumerate(["Wrap", "Pad", "Seal", "Label", "Weigh"][:n])
+            )
+        elif kind == "bullets":
+            ans = f"- Wipe the {prod} with a dry cloth.\n- Keep it away from heat.\n- Store it dry."
+        elif kind == "json":
+            ans = json.dumps({"name": prod, "price": round(9.5 + (i * 13) % 90, 2)})
+        else:
+            ans = f"A {prod} is a practical everyday item. It is sold in several colours."
+        replay.append(
+            {
+                "id": f"r-{i:04d}",
+                "messages": [
+                    {"role": "user", "content": ask.format(n=n, p=prod)},
+                    {"role": "assistant", "content": ans},
+                ],
+            }
+        )
+    (data / "replay_formatting.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in replay) + "\n", encoding="utf-8"
+    )
+
     # ---- annotations: 5 annotators label the intent of 150 tickets; a2 random, a4 constant
     sample = [r for r in t24[:420:3]][:150]
     with open(data / "annotations.csv", "w", newline="", encoding="utf-8") as fh:
@@ -494,7 +531,9 @@ def write_project(out: Path) -> None:
     rubric = (templates / "rubric.yaml").read_text(encoding="utf-8")
     shared = "params: {shared_min_share: 0.005, shared_min_words: 5, shared_max_doc_share: 0.5}"
     assert shared in rubric, "rubric template changed: update examples/make_example.py"
-    rubric = rubric.replace(shared, "params: {shared: false}  # replies reuse policy sentences by design")
+    rubric = rubric.replace(
+        shared, "params: {shared: false}  # replies reuse policy sentences by design"
+    )
     (out / "rubric.yaml").write_text(rubric, encoding="utf-8")
     (out / "ftprep.yaml").write_text(
         (HERE / "support-bot.ftprep.yaml").read_text(encoding="utf-8"), encoding="utf-8"

@@ -36,6 +36,9 @@ from ftprep.project import Project, Source, load_project
 from ftprep.store import Workspace, atomic_write_bytes, atomic_write_text
 
 FINDINGS_SCHEMA_VERSION = "1.0"
+# artifacts the build reads from the workspace: near-duplicate clusters kept in one split, and
+# the ordered replay pool
+PERSISTED_ARTIFACTS = ("link_clusters", "replay_plan")
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Ingested:
     benchmarks: dict[str, Dataset]
     rejects: list[Reject]
     sources: list[SourceStats]
+    replay: Dataset | None = None  # the replay pool (ftprep.yaml: replay.sources)
+    replay_capability: dict[str, str] = field(default_factory=dict)  # id -> declared capability
 
     @property
     def n_records(self) -> int:
@@ -187,7 +192,42 @@ def ingest(project: Project, progress: ProgressFactory = no_progress) -> Ingeste
             )
         )
         rejects.extend(res.rejects)
-    return Ingested(train, production, benchmarks, rejects, stats)
+    replay, replay_capability = _ingest_replay(project, stats, rejects)
+    return Ingested(train, production, benchmarks, rejects, stats, replay, replay_capability)
+
+
+def _ingest_replay(
+    project: Project, stats: list[SourceStats], rejects: list[Reject]
+) -> tuple[Dataset | None, dict[str, str]]:
+    """Read the replay pool (full training examples) and the capability each source declares."""
+    if project.replay is None or not project.replay.sources:
+        return None, {}
+    parts: list[Dataset] = []
+    declared: dict[str, str] = {}
+    for src in project.replay.sources:
+        res, path = _read_source(project, src, "train")
+        ds = res.dataset
+        if src.capability is not None:
+            declared.update((i, src.capability) for i in ds.ids)
+        parts.append(ds)
+        rejects.extend(res.rejects)
+        stats.append(
+            SourceStats(
+                src.name,
+                str(path),
+                "replay",
+                res.n_records,
+                len(ds),
+                len(res.rejects),
+                res.formats,
+                fingerprint(path),
+            )
+        )
+    pool = parts[0]
+    for p in parts[1:]:
+        pool = pool.concat(p)
+    pool.name = "replay"
+    return pool, declared
 
 
 def open_workspace(project: Project) -> tuple[Workspace, Ledger]:
@@ -208,7 +248,7 @@ def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]
     names = [n for n in sorted(checks) if n not in ctx.project.disabled_checks]
     if only:
         names = [n for n in names if any(n == o or n.startswith(o + ".") for o in only)]
-    for name in names:
+    for name in _ordered(names, checks):
         cls = checks[name]
         check = cls({**ctx.params(name)})
         missing = [r for r in cls.requires if not ctx.has(r)]
@@ -238,6 +278,22 @@ def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]
         res.seconds = time.perf_counter() - t0
         results.append(res)
     return results
+
+
+def _ordered(names: list[str], checks: dict[str, Any]) -> list[str]:
+    """Alphabetical, except that a check runs after the checks it names in ``after``."""
+    done: list[str] = []
+    pending = list(names)
+    while pending:
+        for n in pending:
+            if all(d in done or d not in pending for d in checks[n].after):
+                done.append(n)
+                pending.remove(n)
+                break
+        else:  # a cycle: keep the remaining order
+            done += pending
+            break
+    return done
 
 
 def _overall(results: list[CheckResult]) -> Status:
@@ -282,6 +338,8 @@ def audit(
         train=ing.train,
         production=ing.production,
         benchmarks=ing.benchmarks,
+        replay=ing.replay,
+        replay_capability=ing.replay_capability,
         rejects=ing.rejects,
         progress=progress,
         run_id=run_id,
@@ -359,9 +417,10 @@ def _write_outputs(res: AuditResult, ctx: Context) -> None:
         except TypeError:
             continue
         atomic_write_bytes(out / "artifacts" / f"{key}.json", data)
-    links = ctx.artifacts.get("link_clusters")
-    if links is not None:
-        atomic_write_bytes(res.project.workspace_dir / "link_clusters.json", orjson.dumps(links))
+    for key in PERSISTED_ARTIFACTS:  # what build reads back from the last audit
+        value = ctx.artifacts.get(key)
+        if value is not None:
+            atomic_write_bytes(res.project.workspace_dir / f"{key}.json", orjson.dumps(value))
     atomic_write_text(out / "report.html", render_html(res))
     res.findings_path = out / "findings.json"
     res.report_path = out / "report.html"

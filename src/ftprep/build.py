@@ -133,6 +133,7 @@ def build(
     for row in kept:
         splits[assignment[row["id"]]].append(row)
     _eval_from_elsewhere(project, ing, splits)
+    replay = _mix_replay(project, ing, splits)
 
     fmt = fmt or project.build.format
     out_dir = (
@@ -182,6 +183,7 @@ def build(
     n_eval_external = sum(
         1 for k in ("validation", "test") for r in splits[k] if r.get("_external")
     )
+    n_replay = len(replay["ids"]) if replay else 0
     warnings = _split_warnings(project, manifest_splits, kept_ds, links)
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -202,14 +204,16 @@ def build(
         ],
         "accounting": {
             "records": ing.n_records,
-            "in_splits": n_in_splits - n_eval_external,
+            "in_splits": n_in_splits - n_eval_external - n_replay,
             "from_eval_pool": n_eval_external,
+            "from_replay": n_replay,
             "excluded": len(excluded),
             "rejected": len(rejected),
         },
         "splits": manifest_splits,
         "excluded": excluded,
         "rejected": rejected,
+        "replay": replay,
         "warnings": warnings,
     }
     atomic_write_bytes(
@@ -254,6 +258,36 @@ def _eval_from_elsewhere(
         dest = assignment.get(r["id"])
         if dest in ("validation", "test"):
             splits[dest].append(r)
+
+
+def _mix_replay(
+    project: Project, ing: Any, splits: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """Add replay examples to the training split (never to validation/test): the first N of
+    the order the last audit planned (``forgetting.capabilities``), N such that they make up
+    ``replay.share`` of the final training split."""
+    if project.replay is None or ing.replay is None:
+        return None
+    from ftprep.capabilities import replay_count
+
+    plan_path = project.workspace_dir / "replay_plan.json"
+    if not plan_path.exists():
+        raise StaleAuditError(
+            "replay is configured but the last audit planned no replay (is the "
+            "forgetting.capabilities check disabled?): run `ftprep audit` first"
+        )
+    order = orjson.loads(plan_path.read_bytes())["order"]
+    rows = {r["id"]: r for r in ing.replay.table.to_pylist()}
+    n = replay_count(project.replay.share, len(splits["train"]))
+    chosen = [item for item in order if item["id"] in rows][:n]
+    for item in chosen:
+        splits["train"].append(rows[item["id"]])
+    return {
+        "share": project.replay.share,
+        "requested": n,
+        "ids": [item["id"] for item in chosen],
+        "by_capability": _counts(item["capability"] or "(general)" for item in chosen),
+    }
 
 
 def _split_warnings(

@@ -41,6 +41,8 @@ class Context:
     train: Dataset
     production: Dataset | None = None
     benchmarks: dict[str, Dataset] = field(default_factory=dict)
+    replay: Dataset | None = None  # replay pool (ftprep.yaml: replay.sources)
+    replay_capability: dict[str, str] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     progress: ProgressFactory = no_progress
     # results other checks published in this run (e.g. duplicate clusters for the splitter)

@@ -218,6 +218,8 @@ class Check:
     failure_mode: ClassVar[str]
     description: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    # checks whose results (ctx.artifacts) this one reads: they run first when enabled
+    after: ClassVar[tuple[str, ...]] = ()
     default_conditions: ClassVar[tuple[Condition, ...]] = ()
     # conditions used instead when a production sample is present (None: same as default)
     reference_conditions: ClassVar[tuple[Condition, ...] | None] = None

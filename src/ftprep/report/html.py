@@ -40,7 +40,11 @@ def _render_section(s: Section) -> Markup:
     if s.kind == "bars":
         return Markup(
             svg.bars(
-                d.get("labels", []), d.get("values", []), d.get("ylabel", ""), d.get("xlabel", "")
+                d.get("labels", []),
+                d.get("values", []),
+                d.get("ylabel", ""),
+                d.get("xlabel", ""),
+                d.get("series"),
             )
         )
     if s.kind == "histogram":

@@ -50,21 +50,40 @@ def _yaxis(ymax: float, ymin: float = 0.0, h: int = H) -> str:
     return "".join(out)
 
 
-def bars(labels: Sequence[Any], values: Sequence[float], ylabel: str = "", xlabel: str = "") -> str:
-    n = max(len(values), 1)
-    vmax = max([float(v) for v in values] + [1e-12])
+def bars(
+    labels: Sequence[Any],
+    values: Sequence[float],
+    ylabel: str = "",
+    xlabel: str = "",
+    series: dict[str, Sequence[float]] | None = None,
+) -> str:
+    """One bar per label; with ``series`` ({name: values}) a group of side-by-side bars per
+    label and a legend."""
+    groups = dict(series) if series else {"": values}
+    n = max(len(labels), max((len(v) for v in groups.values()), default=0), 1)
+    vmax = max([float(v) for vs in groups.values() for v in vs] + [1e-12])
     pw = W - PAD_L - PAD_R
     ph = H - PAD_T - PAD_B
     bw = pw / n
+    k = len(groups)
     parts = [_yaxis(vmax)]
-    for i, (lab, v) in enumerate(zip(labels, values, strict=False)):
-        bh = ph * float(v) / vmax
-        x = PAD_L + i * bw
-        parts.append(
-            f'<rect x="{x + bw * 0.1:.1f}" y="{H - PAD_B - bh:.1f}" width="{bw * 0.8:.1f}" height="{bh:.1f}" '
-            f'fill="{PALETTE[0]}"><title>{escape(str(lab))}: {escape(_fmt(float(v)))}</title></rect>'
-        )
-        if n <= 30:
+    for g, (name, vs) in enumerate(groups.items()):
+        color = PALETTE[g % len(PALETTE)]
+        for i, (lab, v) in enumerate(zip(labels, vs, strict=False)):
+            bh = ph * float(v) / vmax
+            x = PAD_L + i * bw + bw * 0.1 + g * bw * 0.8 / k
+            tip = f"{lab} ({name})" if name else str(lab)
+            parts.append(
+                f'<rect x="{x:.1f}" y="{H - PAD_B - bh:.1f}" width="{bw * 0.8 / k:.1f}" height="{bh:.1f}" '
+                f'fill="{color}"><title>{escape(tip)}: {escape(_fmt(float(v)))}</title></rect>'
+            )
+        if name:
+            parts.append(
+                f'<text x="{W - PAD_R - 4}" y="{PAD_T + 14 * (g + 1)}" text-anchor="end" fill="{color}" class="tick">{escape(str(name))}</text>'
+            )
+    if n <= 30:
+        for i, lab in enumerate(labels):
+            x = PAD_L + i * bw
             lab_s = escape(str(lab)[:14])
             parts.append(
                 f'<text x="{x + bw / 2:.1f}" y="{H - PAD_B + 14}" text-anchor="end" class="tick" '

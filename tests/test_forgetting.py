@@ -1,0 +1,202 @@
+"""Failure mode 5: capability coverage, replay planning and replay mixing in the build."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from tests.util import make_project, shared, write_jsonl
+
+import ftprep
+from ftprep.capabilities import replay_count, replay_plan
+
+PRODUCTS = ["kettle", "lamp", "blender", "jacket", "backpack", "bottle", "grinder", "mat"]
+
+
+def _support(i: int, rng: random.Random) -> dict:
+    p = rng.choice(PRODUCTS)
+    q = rng.choice(
+        [
+            f"Where is my {p}? I ordered it {i % 9 + 2} days ago.",
+            f"I want a refund for the {p}, it arrived broken.",
+            f"Can I change the delivery address for my {p} order?",
+            f"Why was I charged twice for the {p}?",
+        ]
+    )
+    return {
+        "id": f"s{i}",
+        "thread": f"t{i // 2}",
+        "messages": [
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": f"Sorry about that. I've checked order {1000 + i}."},
+        ],
+    }
+
+
+INVENTORY = {
+    "capabilities": [
+        {
+            "name": "support",
+            "target": True,
+            "probes": [
+                "Where is my lamp? I ordered it last week.",
+                "I want a refund for the kettle, it is broken.",
+                "Can I change the address of my order?",
+                "I was charged twice for my order.",
+                "My blender has not arrived yet.",
+            ],
+        },
+        {
+            "name": "json_output",
+            "probes": [
+                "Return a JSON object with keys city and population for Paris.",
+                "Output JSON only: the fields title and year of a famous film.",
+                "Give me JSON with the name and capital of three countries.",
+                "Respond with a JSON array of the first five prime numbers.",
+                "Format the planets of the solar system as JSON with name and order.",
+            ],
+        },
+        {
+            "name": "arithmetic",
+            "probes": [
+                "What is 17 times 23?",
+                "Compute 144 divided by 12 and add 7.",
+                "What is the square root of 81 plus 15?",
+                "Add 345 and 678, then subtract 100.",
+                "How much is 12 percent of 250?",
+            ],
+        },
+    ]
+}
+
+
+def _replay(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        out.append(
+            {
+                "id": f"r{i}",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": f"Return a JSON object with keys item and count for item {i}.",
+                    },
+                    {"role": "assistant", "content": json.dumps({"item": i, "count": i % 7})},
+                ],
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    rng = random.Random(0)
+    root = make_project(
+        tmp_path,
+        [_support(i, rng) for i in range(300)],
+        extra_yaml=(
+            "capabilities: capabilities.yaml\n"
+            "split: {by: group, validation: 0.1, test: 0.1}\n"
+            "replay:\n  share: 0.1\n  sources:\n"
+            "    - name: json_pool\n      path: data/replay.jsonl\n      fields: {id: id}\n"
+            "      capability: json_output\n"
+        ),
+        fields="{id: id, group: thread}",
+    )
+    (root / "capabilities.yaml").write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
+    pool = _replay(60)
+    # a replay record that repeats a training prompt must not be planned
+    pool.append({**_support(3, random.Random(0)), "id": "r-dup"})
+    write_jsonl(root / "data" / "replay.jsonl", pool)
+    return root
+
+
+def _check(res: ftprep.AuditResult, name: str) -> dict:
+    return next(c for c in res.findings["checks"] if c["check"] == name)
+
+
+def test_uncovered_capabilities_and_replay(project: Path) -> None:
+    res = ftprep.audit(project, only=["forgetting"])
+    c = _check(res, "forgetting.capabilities")
+    per = {p["name"]: p for p in c["values"]["per_capability"]}
+    assert per["json_output"]["covered"] is False
+    assert per["arithmetic"]["covered"] is False
+    assert per["json_output"]["replay_available"] == 61  # pool size, before the duplicate filter
+    # arithmetic has no replay data: the gate fails and names it
+    assert c["values"]["uncovered_without_replay"] == 1
+    assert c["status"] == "FAIL"
+    assert any("arithmetic" in f["message"] for f in c["findings"] if f["severity"] == "fail")
+    assert c["values"]["replay_left_out"] == {"duplicates_training": 1}
+
+    b = ftprep.build(project)
+    n_train_split = b.counts["train"] - len(b.manifest["replay"]["ids"])
+    assert len(b.manifest["replay"]["ids"]) == replay_count(0.1, n_train_split)
+    assert "r-dup" not in b.manifest["replay"]["ids"]
+    assert set(b.manifest["replay"]["ids"]) <= set(b.manifest["splits"]["train"]["ids"])
+    for split in ("validation", "test"):
+        assert not set(b.manifest["replay"]["ids"]) & set(b.manifest["splits"][split]["ids"])
+    assert b.manifest["accounting"]["from_replay"] == len(b.manifest["replay"]["ids"])
+    docs = Path(__file__).resolve().parents[1] / "docs" / "schema"
+    jsonschema.validate(b.manifest, json.loads((docs / "manifest.schema.json").read_text()))
+
+
+def test_replay_plan_round_robin_uncovered_first() -> None:
+    from ftprep.capabilities import CapabilityCoverage
+
+    cov = [
+        CapabilityCoverage("t", True, 5, 1.0, 10, 1.0, None, covered=True),
+        CapabilityCoverage("a", False, 5, 0.8, 10, 0.1, None, covered=True),
+        CapabilityCoverage("b", False, 5, 0.0, 0, 0.0, None, covered=False),
+    ]
+    ids = [f"a{i}" for i in range(3)] + [f"b{i}" for i in range(3)] + ["g0", "x"]
+    caps = ["a"] * 3 + ["b"] * 3 + [None, "b"]
+    plan = replay_plan(ids, caps, cov, {"x": "matches_benchmark"}, seed=1)
+    assert [p["capability"] for p in plan] == ["b", "a", "b", "a", "b", "a", None]
+    assert "x" not in {p["id"] for p in plan}
+    assert replay_count(0.2, 80) == 20 and replay_count(0.0, 80) == 0
+
+
+def test_bad_inventory_is_a_clear_error(project: Path) -> None:
+    (project / "capabilities.yaml").write_text(
+        "capabilities:\n  - name: a\n    patterns: ['(unclosed']\n", encoding="utf-8"
+    )
+    res = ftprep.audit(project, only=["forgetting"])
+    c = _check(res, "forgetting.capabilities")
+    assert c["status"] == "ERROR" and "capabilities[0].patterns" in c["summary"]
+
+
+def test_clinc_missing_domains_are_uncovered(tmp_path: Path) -> None:
+    """Training = 7 of CLINC150's 10 domains; the inventory lists all 10 with 20 probes each
+    (from the validation split): the 3 missing domains are the uncovered ones. (Other domain
+    choices and their limits: docs/forgetting.md.)"""
+    base = shared("intents", "clinc150")
+    data = json.loads((base / "data_full.json").read_text())
+    domains = json.loads((base / "domains.json").read_text())
+    i2d = {i: d for d, intents in domains.items() for i in intents}
+    missing = {"work", "utility", "auto_and_commute"}
+    rng = random.Random(0)
+    train = [
+        {
+            "id": f"c{k}",
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": i}],
+        }
+        for k, (q, i) in enumerate(data["train"])
+        if i2d[i] not in missing and k % 3 == 0
+    ]
+    caps = []
+    for d in sorted(domains):
+        probes = [q for q, i in data["val"] if i2d[i] == d]
+        rng.shuffle(probes)
+        caps.append({"name": d, "target": d not in missing, "probes": probes[:20]})
+    root = make_project(tmp_path, train, extra_yaml="capabilities: capabilities.yaml\n")
+    (root / "capabilities.yaml").write_text(yaml.safe_dump({"capabilities": caps}))
+    res = ftprep.audit(root, only=["forgetting"])
+    per = {p["name"]: p for p in _check(res, "forgetting.capabilities")["values"]["per_capability"]}
+    uncovered = {n for n, p in per.items() if p["covered"] is False}
+    assert uncovered == missing, per
+    covered_share = {n: p["train_share"] for n, p in per.items() if n not in missing}
+    assert all(s > 0.02 for s in covered_share.values()), covered_share
