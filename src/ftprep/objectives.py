@@ -201,7 +201,13 @@ def associate(
             r, _, _ = spearman_ci(x[m], y[m], obj.confidence)
             if math.isfinite(r):
                 per_source[str(s)] = r
-    if len(x) < min_n or not math.isfinite(rho):
+    # a proxy that (nearly) never varies cannot be tested: count examples off its mode
+    if len(x):
+        _, counts = np.unique(x, return_counts=True)
+        varying = int(len(x) - counts.max())
+    else:
+        varying = 0
+    if len(x) < min_n or varying < min(min_n, len(x) // 10 + 1) or not math.isfinite(rho):
         verdict = "too_few"
     elif sign * low > 0 and sign * rho >= obj.min_correlation:
         verdict = "tracks"

@@ -245,8 +245,8 @@ class CapabilityCoverageCheck(Check):
                     "info" if has else "fail",
                     "capability_uncovered",
                     f"non-target capability {c.name!r} is not covered by the training data "
-                    f"({_pct(c.probes_covered)} of its probes covered, {c.train_examples} "
-                    f"examples = {c.train_share:.1%})"
+                    f"({_pct(c.probes_covered)} of its probes covered; {c.train_examples} "
+                    f"examples = {c.train_share:.1%} lie nearest its probes)"
                     + (
                         f"; {c.replay_available} replay example(s) for it are planned first"
                         if has
@@ -381,7 +381,7 @@ class CapabilityCoverageCheck(Check):
                     "kind",
                     "probes",
                     "probes covered",
-                    "training examples",
+                    "training examples nearest its probes",
                     "production share",
                     "replay pool",
                     "verdict",

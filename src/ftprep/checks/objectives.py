@@ -159,9 +159,17 @@ class ProxyOutcomeCheck(Check):
         for name, msg in errors.items():
             findings.append(Finding("warn", "proxy_unavailable", f"proxy {name!r}: {msg}"))
         for a in assoc:
-            if a.verdict in ("tracks", "too_few"):
-                pass
-            else:
+            if a.verdict == "too_few":
+                findings.append(
+                    Finding(
+                        "info",
+                        "proxy_untestable",
+                        f"proxy {a.proxy!r} vs outcome {a.outcome!r}: too few examples, or the "
+                        "proxy barely varies, to tell whether it tracks the outcome",
+                        metrics=a.to_dict(),
+                    )
+                )
+            elif a.verdict != "tracks":
                 findings.append(
                     Finding(
                         "fail" if a.verdict == "opposite" else "warn",
@@ -282,12 +290,9 @@ class ProxyOutcomeCheck(Check):
         ]
         src = np.asarray(sources, dtype=object)
         for name, v in success.items():
-            labels = sorted(set(sources))
-            rates = []
-            for s in labels:
-                m = (src == s) & np.isfinite(v)
-                rates.append(float(v[m].mean()) if m.any() else 0.0)
-            if np.isfinite(v).any():
+            labels = sorted({s for s, ok in zip(sources, np.isfinite(v), strict=True) if ok})
+            rates = [float(v[(src == s) & np.isfinite(v)].mean()) for s in labels]
+            if labels:
                 out.append(
                     Section(
                         f"Outcome {name!r} by source", "bars", {"labels": labels, "values": rates}
