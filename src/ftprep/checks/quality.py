@@ -125,7 +125,7 @@ class QualityRubric(Check):
 
     def _embeddings(
         self, ctx: Context, ds: Dataset, rubric: Rubric, notes: list[str]
-    ) -> np.ndarray | None:
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         if not rubric.by_kind("learned") or not self.param("embeddings", True):
             return None
         try:
@@ -136,7 +136,7 @@ class QualityRubric(Check):
                 f"embeddings unavailable ({type(e).__name__}: {e}); learned criteria use text features only"
             )
             return None
-        return np.hstack([a, b]).astype(np.float32) / np.sqrt(2.0)
+        return np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
 
     def _judge_runner(self, ctx: Context, rubric: Rubric, findings: list[Finding]) -> Any:
         if not rubric.judge.enabled or not rubric.by_kind("judged"):

@@ -177,6 +177,115 @@ FILLER_PATTERNS = (
     r"(?i)\bit goes without saying\b",
 )
 
+# What kind of task a prompt sets, read from its first line (the instruction, not pasted input):
+# *closed* tasks have one checkable answer (classification, extraction, conversion, calculation,
+# editing); *open* tasks ask for free generation (writing, describing, brainstorming). Raters of
+# correctness treat the two very differently, so the learned scorer gets both shares.
+CLOSED_TASK_WORDS = [
+    "classify",
+    "categorize",
+    "categorise",
+    "identify",
+    "name",
+    "find",
+    "convert",
+    "translate",
+    "calculate",
+    "compute",
+    "determine",
+    "select",
+    "choose",
+    "rewrite",
+    "edit",
+    "correct",
+    "extract",
+    "count",
+    "sort",
+    "arrange",
+    "rearrange",
+    "spell",
+    "replace",
+    "fix",
+    "paraphrase",
+    "rephrase",
+    "solve",
+    "detect",
+    "label",
+    "match",
+    "pick",
+    "round",
+    "multiply",
+    "divide",
+    "subtract",
+    "transform",
+    "simplify",
+    "check",
+    "verify",
+    "decide",
+    "predict",
+    "assign",
+    "evaluate",
+    "which",
+    "who",
+    "when",
+    "where",
+]
+OPEN_TASK_WORDS = [
+    "generate",
+    "create",
+    "write",
+    "compose",
+    "design",
+    "describe",
+    "explain",
+    "brainstorm",
+    "suggest",
+    "develop",
+    "imagine",
+    "discuss",
+    "compare",
+    "contrast",
+    "analyze",
+    "analyse",
+    "elaborate",
+    "construct",
+    "invent",
+    "propose",
+    "outline",
+    "draft",
+    "formulate",
+    "devise",
+    "plan",
+    "produce",
+    "craft",
+    "story",
+    "poem",
+    "essay",
+    "article",
+    "blog",
+    "speech",
+    "letter",
+    "slogan",
+    "song",
+    "tips",
+    "ideas",
+    "ways",
+]
+HEDGE_WORDS = [
+    "may",
+    "might",
+    "could",
+    "possibly",
+    "perhaps",
+    "generally",
+    "typically",
+    "usually",
+    "often",
+    "likely",
+    "depends",
+    "various",
+]
+
 
 @dataclass
 class Scored:
@@ -814,6 +923,29 @@ SCORERS: dict[str, Callable[[TextFrame, dict[str, Any]], Scored]] = {
 }
 
 
+def _word_alternation(words: Sequence[str]) -> str:
+    return r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b"
+
+
+def task_features(prompt: TextFrame) -> dict[str, np.ndarray]:
+    """Share of the instruction's words (the prompt's first non-empty line) that name a closed
+    task and share that name an open one (``CLOSED_TASK_WORDS`` / ``OPEN_TASK_WORDS``)."""
+
+    def go() -> dict[str, np.ndarray]:
+        first = TextFrame(
+            pc.replace_substring_regex(
+                pc.utf8_trim_whitespace(prompt.arr), r"\n[\s\S]*", ""
+            ).to_pylist()
+        )
+        n = np.maximum(first.n_words, 1)
+        return {
+            "task_closed": first.count(_word_alternation(CLOSED_TASK_WORDS), ignore_case=True) / n,
+            "task_open": first.count(_word_alternation(OPEN_TASK_WORDS), ignore_case=True) / n,
+        }
+
+    return prompt.cached("task_features", go)  # type: ignore[no-any-return]
+
+
 def dense_features(resp: TextFrame, prompt: TextFrame) -> tuple[np.ndarray, list[str]]:
     """Numeric text features for the learned scorer (no labels needed): lengths, structure,
     punctuation, lexical variety and how the response relates to the prompt."""
@@ -840,6 +972,9 @@ def dense_features(resp: TextFrame, prompt: TextFrame) -> tuple[np.ndarray, list
         "prompt_lines": np.log1p(prompt.n_lines),
         "prompt_question": prompt.matches(r"\?").astype(float),
         "filler": np.log1p(resp.count(union_pattern(FILLER_PATTERNS))),
+        **task_features(prompt),
+        "hedge_rate": resp.count(_word_alternation(HEDGE_WORDS), ignore_case=True)
+        / np.maximum(rw, 1),
     }
     names = list(cols)
     return np.column_stack([cols[k] for k in names]).astype(np.float64), names

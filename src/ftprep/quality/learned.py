@@ -1,37 +1,107 @@
 """Learned criteria: a scorer trained on the experts' calibration labels for one criterion.
 
-A few hundred labels are far too few for a wide model, so the scorer is an ensemble of small,
-heavily-regularised views of the example, each of which degrades gracefully with few labels:
+A few hundred labels are far too few for a wide model, so the scorer combines a *prior* — an
+unsupervised score whose directions are stated in advance and only checked against the labels
+— with an ensemble of small, heavily-regularised views learned from the labels, and lets the
+learned part count more as labels grow:
 
-* ``dense`` — numeric text features (lengths, structure, punctuation, lexical variety, prompt
-  overlap) plus the unit scores of the rubric's deterministic criteria, z-scored, with
-  unit weights: each feature whose mean differs between good and bad labelled examples by more
-  than ``t_min`` standard errors enters with weight ±1 (Dawes' "improper linear model", far more
-  stable than regression coefficients at this sample size);
+* ``prior`` — a named set of features with a stated direction (``PRIORS``; the template's
+  ``accuracy`` prior says what raters of correctness reward: concise answers, closed tasks
+  rather than open generation, lexical variety, a response on the prompt's topic, shorter than
+  this kind of prompt usually gets, unlike the generic response). A feature whose labels
+  contradict its direction by more than ``t_flip`` standard errors is flipped, so a prior that
+  is wrong for a criterion is corrected by its own labels. Score = mean rank of the features.
+* ``dense`` — numeric text features (lengths, structure, punctuation, lexical variety, task
+  type, prompt overlap, embedding relations) plus the unit scores of the rubric's deterministic
+  criteria, z-scored, with unit weights: each feature whose mean differs between good and bad
+  labelled examples by more than ``t_min`` standard errors enters with weight ±1 (Dawes'
+  "improper linear model", far more stable than regression coefficients at this sample size);
 * ``embed`` — nearest-centroid direction (mean good − mean bad) in the offline sentence
   embedding space of prompt and response;
 * ``ngram`` — a multinomial naive-Bayes log-count ratio over word unigrams of the prompt and of
   the response (each example scored by its mean token ratio).
 
-Each view's score is rank-normalised over the dataset, the views are averaged, and a one-feature
-logistic regression on the labels maps the result to a probability that experts would rate the
-example as meeting the criterion. :func:`holdout_agreement` refits on part of the labels and
-reports AUROC / Spearman on the rest, so nobody trusts a scorer that disagrees with the experts.
+Each view's score is rank-normalised over the dataset; the learned views are averaged and mixed
+with the prior as ``w·learned + (1 − w)·prior`` with ``w = m / (m + prior_strength)``, ``m`` the
+number of labelled examples in the smaller class (empirical-Bayes shrinkage towards the prior).
+A one-feature logistic regression on the labels maps the result to a probability that experts
+would rate the example as meeting the criterion. :func:`holdout_agreement` refits on part of the
+labels and reports AUROC / Spearman on the rest, so nobody trusts a scorer that disagrees with
+the experts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata, spearmanr
 
-__all__ = ["Features", "LearnedScorer", "build_features", "holdout_agreement"]
+__all__ = [
+    "PRIORS",
+    "Features",
+    "LearnedScorer",
+    "build_features",
+    "embedding_features",
+    "holdout_agreement",
+    "scorer_from_params",
+]
 
-VIEWS = ("dense", "embed", "ngram")
+VIEWS = ("prior", "dense", "embed", "ngram")
+LEARNED_VIEWS = ("dense", "embed", "ngram")
+# Named priors: feature name (``dense_features`` / ``embedding_features``) -> stated direction.
+PRIORS: dict[str, dict[str, float]] = {
+    "accuracy": {
+        "log_resp_words": -1.0,
+        "task_closed": 1.0,
+        "task_open": -1.0,
+        "type_token_ratio": 1.0,
+        "emb:prompt_response_cos": 1.0,
+        "emb:expected_log_words": -1.0,
+        "emb:response_typicality": -1.0,
+    },
+    "none": {},
+}
+PARAMS = ("prior", "prior_strength", "views", "t_min", "t_flip", "nb_alpha")
+RIDGE_SAMPLE = 20_000  # rows used to fit the expected-length regression
+
+
+def embedding_features(
+    prompt_emb: np.ndarray, resp_emb: np.ndarray, log_words: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """Label-free features from L2-normalised prompt and response embeddings:
+
+    * ``emb:prompt_response_cos`` — cosine between prompt and response (is it on topic);
+    * ``emb:expected_log_words`` — the response length this kind of prompt gets in this
+      dataset: a ridge regression of log word count on the prompt embedding, fitted on all
+      examples (no labels);
+    * ``emb:len_vs_expected`` — the response's log word count minus that expectation;
+    * ``emb:response_typicality`` — cosine to the mean response (generic, average answers)."""
+    p = np.asarray(prompt_emb, dtype=np.float64)
+    r = np.asarray(resp_emb, dtype=np.float64)
+    lw = np.asarray(log_words, dtype=np.float64)
+    n = len(p)
+    cos = np.einsum("ij,ij->i", p, r)
+    a = np.hstack([p, np.ones((n, 1))])
+    rows = np.arange(n)
+    if n > RIDGE_SAMPLE:
+        rows = np.sort(np.random.default_rng(seed).choice(n, RIDGE_SAMPLE, replace=False))
+    gram = a[rows].T @ a[rows] + np.eye(a.shape[1])
+    expected = a @ np.linalg.solve(gram, a[rows].T @ lw[rows])
+    mean = r.mean(axis=0) if n else np.zeros(r.shape[1])
+    norm = float(np.linalg.norm(mean))
+    typical = r @ (mean / norm) if norm > 0 else np.zeros(n)
+    cols = [cos, expected, lw - expected, typical]
+    names = [
+        "emb:prompt_response_cos",
+        "emb:expected_log_words",
+        "emb:len_vs_expected",
+        "emb:response_typicality",
+    ]
+    return np.column_stack(cols), names
 
 
 @dataclass
@@ -93,33 +163,66 @@ def _rank01(x: np.ndarray) -> np.ndarray:
 @dataclass
 class LearnedScorer:
     views: tuple[str, ...] = VIEWS
+    prior: str | Mapping[str, float] = "accuracy"  # a name in PRIORS or {feature: ±1}
+    prior_strength: float = 60.0  # labels (smaller class) at which prior and learned weigh equal
     t_min: float = 1.0  # dense view: |t| needed for a feature to enter
+    t_flip: float = 2.0  # prior view: labels against a stated direction by more than this flip it
     nb_alpha: float = 1.0
     fitted: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.views if v not in VIEWS]
+        if unknown:
+            raise ValueError(f"unknown view(s) {unknown}: use {', '.join(VIEWS)}")
+        if isinstance(self.prior, str) and self.prior not in PRIORS:
+            raise ValueError(f"unknown prior {self.prior!r}: use {', '.join(PRIORS)} or a mapping")
+        if self.prior_strength < 0:
+            raise ValueError("prior_strength must be >= 0")
+
+    @property
+    def prior_directions(self) -> dict[str, float]:
+        p = PRIORS[self.prior] if isinstance(self.prior, str) else self.prior
+        return {str(k): float(np.sign(v)) for k, v in p.items() if v}
+
     # ------------------------------------------------------------------ views
-    def _fit_dense(self, f: Features, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _standardise(self, f: Features) -> np.ndarray:
         mu = f.dense.mean(axis=0)
         sd = f.dense.std(axis=0)
         sd[sd == 0] = 1.0
-        z = (f.dense[idx] - mu) / sd
+        self.fitted["scale"] = (mu, sd)
+        return np.asarray((f.dense - mu) / sd)
+
+    @staticmethod
+    def _t(z: np.ndarray, y: np.ndarray) -> np.ndarray:
         a, b = z[y == 1], z[y == 0]
         se = np.sqrt(a.var(axis=0) / max(len(a), 1) + b.var(axis=0) / max(len(b), 1)) + 1e-9
-        t = (a.mean(axis=0) - b.mean(axis=0)) / se
+        return np.asarray((a.mean(axis=0) - b.mean(axis=0)) / se)
+
+    def _fit_dense(self, names: list[str], t: np.ndarray) -> None:
         w = np.where(np.abs(t) > self.t_min, np.sign(t), 0.0)
         self.fitted["dense"] = {
-            "mu": mu,
-            "sd": sd,
             "w": w,
-            "used": [n for n, x in zip(f.dense_names, w, strict=True) if x != 0],
+            "used": [n for n, x in zip(names, w, strict=True) if x != 0],
         }
-        return w / sd  # weights on raw features
 
-    def _score_dense(self, f: Features) -> np.ndarray | None:
-        d = self.fitted.get("dense")
-        if d is None or not np.any(d["w"]):
-            return None
-        return np.asarray(((f.dense - d["mu"]) / d["sd"]) @ d["w"])
+    def _fit_prior(self, names: list[str], t: np.ndarray) -> None:
+        col = {n: j for j, n in enumerate(names)}
+        signs: dict[int, float] = {}
+        flipped: list[str] = []
+        for name, d in self.prior_directions.items():
+            j = col.get(name)
+            if j is None:
+                continue
+            if d * t[j] < -self.t_flip:
+                d = -d
+                flipped.append(name)
+            signs[j] = d
+        if signs:
+            self.fitted["prior"] = {
+                "signs": signs,
+                "used": [f"{'+' if d > 0 else '-'}{names[j]}" for j, d in signs.items()],
+                "flipped": flipped,
+            }
 
     def _fit_embed(self, f: Features, idx: np.ndarray, y: np.ndarray) -> None:
         if f.embed is None or f.embed.shape[1] == 0:
@@ -136,18 +239,23 @@ class LearnedScorer:
             ratios.append(np.log(p / p.sum()) - np.log(q / q.sum()))
         self.fitted["ngram"] = ratios
 
-    def _view_scores(self, f: Features) -> list[np.ndarray]:
+    def _prior_score(self, f: Features) -> np.ndarray | None:
+        pr = self.fitted.get("prior")
+        if pr is None:
+            return None
+        return np.mean([_rank01(d * f.dense[:, j]) for j, d in pr["signs"].items()], axis=0)
+
+    def _learned_scores(self, f: Features) -> list[np.ndarray]:
         out = []
-        if "dense" in self.views:
-            s = self._score_dense(f)
-            if s is not None:
-                out.append(s)
-        if "embed" in self.views and "embed" in self.fitted and f.embed is not None:
+        d = self.fitted.get("dense")
+        if d is not None and np.any(d["w"]):
+            mu, sd = self.fitted["scale"]
+            out.append(np.asarray(((f.dense - mu) / sd) @ d["w"]))
+        if "embed" in self.fitted and f.embed is not None:
             out.append(np.asarray(f.embed @ self.fitted["embed"], dtype=np.float64))
-        if "ngram" in self.views and "ngram" in self.fitted:
-            for m, r in zip(f.ngram, self.fitted["ngram"], strict=True):
-                cnt = np.maximum(np.asarray(m.sum(axis=1)).ravel(), 1.0)
-                out.append(np.asarray(m @ r).ravel() / cnt)
+        for m, r in zip(f.ngram, self.fitted.get("ngram", []), strict=False):
+            cnt = np.maximum(np.asarray(m.sum(axis=1)).ravel(), 1.0)
+            out.append(np.asarray(m @ r).ravel() / cnt)
         return out
 
     # ------------------------------------------------------------------ API
@@ -157,12 +265,17 @@ class LearnedScorer:
         if len(set(y.tolist())) < 2:
             raise ValueError("the calibration labels of this criterion are all the same class")
         self.fitted = {}
+        t = self._t(self._standardise(f)[idx], y)
+        if "prior" in self.views:
+            self._fit_prior(f.dense_names, t)
         if "dense" in self.views:
-            self._fit_dense(f, idx, y)
+            self._fit_dense(f.dense_names, t)
         if "embed" in self.views:
             self._fit_embed(f, idx, y)
         if "ngram" in self.views:
             self._fit_ngram(f, idx, y)
+        m = float(min(int(y.sum()), int(len(y) - y.sum())))
+        self.fitted["learned_weight"] = m / (m + self.prior_strength) if m > 0 else 0.0
         raw = self.raw_score(f)
         # Platt scaling of the combined rank score on the labels
         from sklearn.linear_model import LogisticRegression
@@ -172,11 +285,20 @@ class LearnedScorer:
         return self
 
     def raw_score(self, f: Features) -> np.ndarray:
-        """Mean rank (0..1) of the views over the rows of ``f`` (the whole dataset)."""
-        views = self._view_scores(f)
-        if not views:
+        """Rank score in [0, 1] over the rows of ``f`` (the whole dataset): the learned views'
+        mean rank mixed with the prior's (see module doc)."""
+        prior = self._prior_score(f)
+        learned = self._learned_scores(f)
+        if not learned and prior is None:
             return np.full(len(f), 0.5)
-        return np.mean([_rank01(v) for v in views], axis=0)
+        if not learned:
+            assert prior is not None
+            return prior
+        lrn = np.mean([_rank01(v) for v in learned], axis=0)
+        if prior is None:
+            return np.asarray(lrn)
+        w = float(self.fitted.get("learned_weight", 1.0))
+        return np.asarray(w * lrn + (1.0 - w) * prior)
 
     def predict(self, f: Features) -> np.ndarray:
         """Probability that experts rate each example as meeting the criterion."""
@@ -186,11 +308,38 @@ class LearnedScorer:
 
     def describe(self) -> dict[str, Any]:
         d = self.fitted.get("dense") or {}
+        pr = self.fitted.get("prior") or {}
         return {
             "views": list(self.views),
+            "prior": self.prior if isinstance(self.prior, str) else "custom",
+            "prior_features": pr.get("used", []),
+            "prior_flipped": pr.get("flipped", []),
+            "learned_weight": round(float(self.fitted.get("learned_weight", 1.0)), 4),
             "dense_features_used": d.get("used", []),
             "embeddings": "embed" in self.fitted,
         }
+
+
+def scorer_from_params(params: Mapping[str, Any]) -> LearnedScorer:
+    """A :class:`LearnedScorer` configured by a learned criterion's ``params`` in rubric.yaml
+    (``prior``, ``prior_strength``, ``views``, ``t_min``, ``t_flip``, ``nb_alpha``)."""
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown learned-criterion param(s) {unknown}: use {', '.join(PARAMS)}")
+    kw: dict[str, Any] = {}
+    if "prior" in params:
+        pr = params["prior"]
+        if pr is None:
+            pr = "none"
+        if not isinstance(pr, str | Mapping):
+            raise ValueError("prior: a name (" + ", ".join(PRIORS) + ") or {feature: +1/-1}")
+        kw["prior"] = pr if isinstance(pr, str) else {str(k): float(v) for k, v in pr.items()}
+    if "views" in params:
+        kw["views"] = tuple(str(v) for v in params["views"])
+    for k in ("prior_strength", "t_min", "t_flip", "nb_alpha"):
+        if k in params:
+            kw[k] = float(params[k])
+    return LearnedScorer(**kw)
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:
@@ -210,9 +359,10 @@ def holdout_agreement(
     cont: np.ndarray | None = None,
     holdout: float = 0.3,
     seed: int = 0,
+    scorer: LearnedScorer | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
-    """Fit on ``1 - holdout`` of the labelled rows and measure agreement on the rest: AUROC of
+    """Fit (a fresh copy of ``scorer``, else ``LearnedScorer(**kw)``) on ``1 - holdout`` of the labelled rows and measure agreement on the rest: AUROC of
     the binary label and Spearman ρ with the continuous consensus score ``cont``."""
     rng = np.random.default_rng(seed)
     y = np.asarray(y, dtype=int)
@@ -228,7 +378,9 @@ def holdout_agreement(
     if len(set(y[train].tolist())) < 2:
         out.update(auroc=float("nan"), spearman=float("nan"))
         return out
-    sc = LearnedScorer(**kw).fit(f, idx[train], y[train])
+    sc = (replace(scorer, fitted={}) if scorer is not None else LearnedScorer(**kw)).fit(
+        f, idx[train], y[train]
+    )
     p = sc.predict(f)[idx[test]]
     out["auroc"] = _auroc(y[test], p)
     if cont is not None and len(test) >= 3:

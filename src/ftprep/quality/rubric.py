@@ -97,6 +97,10 @@ class Criterion(_Model):
                 raise ValueError(
                     f"unknown scorer {self.scorer!r} (one of {', '.join(sorted(SCORERS))})"
                 )
+        if self.kind == "learned":
+            from ftprep.quality.learned import scorer_from_params
+
+            scorer_from_params(self.params)  # raises on unknown params, views or prior
         return self
 
     @property

@@ -21,10 +21,16 @@ import numpy as np
 from ftprep.examples import Dataset
 from ftprep.quality.calibration import CriterionAgreement, RatingRow, agreement, consensus
 from ftprep.quality.features import SCORERS, TextFrame, dense_features
-from ftprep.quality.learned import LearnedScorer, build_features, holdout_agreement
+from ftprep.quality.learned import (
+    Features,
+    build_features,
+    embedding_features,
+    holdout_agreement,
+    scorer_from_params,
+)
 from ftprep.quality.rubric import Criterion, Rubric
 
-__all__ = ["RubricScores", "assign_tiers", "overall_score", "score_dataset"]
+__all__ = ["RubricScores", "assign_tiers", "learned_features", "overall_score", "score_dataset"]
 
 MIN_LABELS = 20  # a learned criterion needs at least this many labelled examples (both classes)
 
@@ -91,20 +97,47 @@ def _frames(
     }
 
 
+def learned_features(
+    rubric: Rubric,
+    frames: dict[str, TextFrame],
+    unit: np.ndarray,
+    embed: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int = 0,
+) -> Features:
+    """What learned criteria see: text features of response and prompt, the deterministic
+    criteria's unit scores (columns of ``unit``), the label-free embedding features when
+    ``embed`` is a (prompt, response) pair, and the word and embedding views."""
+    det_cols = [j for j, c in enumerate(rubric.criteria) if c.kind == "deterministic"]
+    dense, names = dense_features(frames["response"], frames["prompt"])
+    if det_cols:
+        dense = np.hstack([dense, unit[:, det_cols]])
+        names = names + [f"criterion:{rubric.criteria[j].name}" for j in det_cols]
+    emb = embed if not isinstance(embed, tuple) else None
+    if isinstance(embed, tuple):
+        pe, re_ = (np.asarray(x, dtype=np.float32) for x in embed)
+        ef, enames = embedding_features(pe, re_, np.log1p(frames["response"].n_words), seed)
+        dense = np.hstack([dense, ef])
+        names = names + enames
+        emb = np.hstack([pe, re_]) / np.float32(np.sqrt(2.0))
+    return build_features(dense, names, [frames["prompt"].texts, frames["response"].texts], emb)
+
+
 def score_dataset(
     rubric: Rubric,
     ds: Dataset,
     *,
     ratings: Sequence[RatingRow] | None = None,
-    embed: np.ndarray | None = None,
+    embed: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
     judge_run: Callable[
         [list[Criterion], list[str], list[str]], tuple[dict[str, np.ndarray], dict[str, Any]]
     ]
     | None = None,
     seed: int = 0,
 ) -> RubricScores:
-    """Score every example on every criterion (see module doc). ``embed``: optional n × e
-    embeddings (prompt ‖ response) for learned criteria; ``judge_run``: callable that scores the
+    """Score every example on every criterion (see module doc). ``embed``: optional embeddings
+    for learned criteria — a pair (prompt, response) of L2-normalised n × e matrices (which also
+    gives the label-free embedding features: prompt–response cosine, expected length for the
+    prompt, typicality), or one n × e matrix used as is; ``judge_run``: callable that scores the
     judged criteria (returns scores on each criterion's scale and a summary dict)."""
     n = len(ds)
     ids = ds.ids
@@ -140,14 +173,7 @@ def score_dataset(
     learned: dict[str, dict[str, Any]] = {}
     learned_cs = rubric.by_kind("learned")
     if learned_cs:
-        det_cols = [j for j, c in enumerate(rubric.criteria) if c.kind == "deterministic"]
-        dense, names = dense_features(frames["response"], frames["prompt"])
-        if det_cols:
-            dense = np.hstack([dense, unit[:, det_cols]])
-            names = names + [f"criterion:{rubric.criteria[j].name}" for j in det_cols]
-        feats = build_features(
-            dense, names, [frames["prompt"].texts, frames["response"].texts], embed
-        )
+        feats = learned_features(rubric, frames, unit, embed, seed)
         pos = {x: i for i, x in enumerate(ids)}
         for c in learned_cs:
             j = rubric.criteria.index(c)
@@ -168,13 +194,20 @@ def score_dataset(
                 )
                 continue
             stats: dict[str, Any] = {"n_labels": len(idx), "n_good": int(y.sum())}
+            proto = scorer_from_params(c.params)
             if min(int(y.sum()), int(len(y) - y.sum())) >= 4:
                 stats.update(
                     holdout_agreement(
-                        feats, idx, y, cont, holdout=rubric.calibration.holdout, seed=seed
+                        feats,
+                        idx,
+                        y,
+                        cont,
+                        holdout=rubric.calibration.holdout,
+                        seed=seed,
+                        scorer=proto,
                     )
                 )
-            model = LearnedScorer().fit(feats, idx, y)
+            model = proto.fit(feats, idx, y)
             stats.update(model.describe())
             unit[:, j] = model.predict(feats)
             learned[c.name] = stats
