@@ -16,6 +16,7 @@ from ftprep.api import AuditResult, audit, ingest
 from ftprep.build import BuildResult, build
 from ftprep.examples import Dataset, Example
 from ftprep.project import Project, ProjectError, load_project
+from ftprep.volume.curve import curve
 
 __all__ = [
     "AuditResult",
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "audit",
     "build",
+    "curve",
     "ingest",
     "load_project",
 ]

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from ftprep import __version__
 from ftprep.cli_options import project_option
+from ftprep.curve_cli import curve as curve_command
 from ftprep.review.cli import review as review_group
 from ftprep.spec_cli import spec as spec_group
 
@@ -118,6 +119,7 @@ def main() -> None:
       ftprep audit                ingest + every check -> out/audit/report.html, findings.json
       ftprep review serve         experts label, arbitrate escalations, clear quarantine
       ftprep build                -> out/build/{train,validation,test}.jsonl + manifest.json
+      ftprep curve                staged training on growing subsets -> learning curve, volume
 
     Exit codes: 0 all gates pass, 1 a gate failed, 2 bad usage or unreadable input.
     """
@@ -291,6 +293,7 @@ def list_checks(as_json: bool) -> None:
 # Command groups that live with their capability.
 main.add_command(spec_group)
 main.add_command(review_group)
+main.add_command(curve_command)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ class Context:
         if requirement in ("labels", "collected_at"):
             col = self.train.table.column("label" if requirement == "labels" else "collected_at")
             return col.null_count < len(col)
+        if requirement == "curve":
+            return (p.workspace_dir / "curve" / "curve.json").exists()
         return False
 
     def load_yaml(self, key: str) -> Any:

@@ -41,6 +41,7 @@ REQUIREMENTS: dict[str, str] = {
     "objectives": "objectives (ftprep.yaml: objectives)",
     "labels": "a label field on the sources (fields.label)",
     "collected_at": "a collected_at field on the sources",
+    "curve": "a learning curve (run `ftprep curve`)",
 }
 
 
