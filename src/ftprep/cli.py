@@ -248,6 +248,11 @@ def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet
             f"wrote {res.out_dir}: "
             + ", ".join(f"{k} {v}" for k, v in res.counts.items())
             + f"; excluded {acc['excluded']}, rejected {acc['rejected']} (of {acc['records']} records)"
+            + (
+                f"; train includes {acc['from_replay']} replay examples"
+                if acc.get("from_replay")
+                else ""
+            )
         )
         for w in res.manifest.get("warnings", []):
             err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
