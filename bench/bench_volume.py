@@ -1,7 +1,7 @@
 """Learning-curve benchmarks (failure mode 3), side by side with the baselines a user would
 otherwise reach for.
 
-    PYTHONPATH=src python bench/bench_volume.py [synthetic|real|all] [--quick]
+    PYTHONPATH=src python bench/bench_volume.py [synthetic|real|e2e|all] [--quick]
 
 * synthetic — curves ``err = a n^-b + c`` with known parameters, measured at the default
               fractions (1/8 .. 1 of N) with noise: error of the recovered asymptote, plateau and
@@ -13,6 +13,8 @@ otherwise reach for.
               split. Fit on the stages up to N/4 (and up to N/2), extrapolate to N, compare
               with the measured full-data accuracy. Baselines: two-parameter power law, and
               "no further gain" (the last measured value).
+* e2e       — the user's path on banking77: ``ftprep audit --check volume`` + ``ftprep curve``
+              (build, stages, proxy learner, fit, outputs), then a rerun that resumes.
 
 Data: ``../shared/data`` (skipped when absent). Prints markdown tables.
 """
@@ -49,6 +51,10 @@ def _table(cols: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     out += ["| " + " | ".join(f(x) for x in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def _iv(iv: list[float | None], spec: str) -> str:
+    return " – ".join("∞" if v is None else format(v, spec) for v in iv)
 
 
 def _two_param(n: np.ndarray, err: np.ndarray) -> tuple[float, float]:
@@ -235,9 +241,10 @@ def _real_one(name: str, loader: object) -> str:
         )
         + f"\n\nDefault run (fractions 1/8..1): fit a={doc['fit']['params']['a']:.3g} "
         f"b={doc['fit']['params']['b']:.3g} c={doc['fit']['params']['c']:.3g}; asymptote "
-        f"{doc['asymptote']['metric']:.4f} {doc['asymptote']['interval']}; plateau "
-        f"~{doc['plateau']['n']:,.0f} {doc['plateau']['interval']}; backtest |error| "
-        f"{doc['backtest']['abs_error']:.4f}; verdict: {doc['verdict']['message']}\n"
+        f"{doc['asymptote']['metric']:.4f} (90%: {_iv(doc['asymptote']['interval'], '.4f')}); "
+        f"plateau ~{doc['plateau']['n']:,.0f} (90%: {_iv(doc['plateau']['interval'], ',.0f')}); "
+        f"backtest |error| {doc['backtest']['abs_error']:.4f}; verdict: "
+        f"{doc['verdict']['message']}\n"
     )
 
 
@@ -247,6 +254,50 @@ def bench_real() -> str:
     return "\n".join([_real_one("banking77", _banking77), _real_one("clinc150", _clinc150)])
 
 
+def bench_e2e() -> str:
+    """The whole path a user runs: banking77 train (10,003, labels) as a project,
+    ``ftprep audit --check volume`` then ``ftprep curve`` (build, stages, proxy learner, fit,
+    outputs), then the same again (everything resumed from results.jsonl)."""
+    import shutil
+    import tempfile
+
+    import ftprep
+
+    if not DATA.exists():
+        return "(shared data absent: skipped)"
+    root = Path(tempfile.mkdtemp(prefix="ftprep-curve-"))
+    (root / "data").mkdir()
+    shutil.copy(DATA / "intents" / "banking77" / "train.csv", root / "data" / "train.csv")
+    (root / "ftprep.yaml").write_text(
+        "name: banking77-curve\nsources:\n  - name: main\n    path: data/train.csv\n"
+        "    fields: {input: text, label: category}\n"
+        "split: {validation: 0.2, test: 0.1, stratify: label}\n"
+        "curve: {repeats: 2}\n",
+        encoding="utf-8",
+    )
+    ftprep.audit(root, only=["volume"])
+    t0 = time.perf_counter()
+    first = ftprep.curve(root)
+    t1 = time.perf_counter()
+    again = ftprep.curve(root)
+    t2 = time.perf_counter()
+    doc = first.doc
+    shutil.rmtree(root)
+    return (
+        f"### end to end: `ftprep curve` on banking77 train ({doc['n_train']} train / "
+        f"{doc['n_validation']} validation after the build's split), proxy learner, 2 repeats\n\n"
+        + _table(
+            ["run", "stage runs", "reused", "wall s"],
+            [
+                ["first", first.ran, first.reused, f"{t1 - t0:.1f}"],
+                ["again (resume)", again.ran, again.reused, f"{t2 - t1:.1f}"],
+            ],
+        )
+        + f"\n\nVerdict: {doc['verdict']['message']}; backtest |error| "
+        f"{doc['backtest']['abs_error']:.4f}\n"
+    )
+
+
 def main() -> None:
     which = next((a for a in sys.argv[1:] if not a.startswith("--")), "all")
     print(f"Machine: {_machine()}\n")
@@ -254,6 +305,8 @@ def main() -> None:
         print(bench_synthetic() + "\n")
     if which in ("real", "all"):
         print(bench_real())
+    if which in ("e2e", "all"):
+        print(bench_e2e())
 
 
 if __name__ == "__main__":

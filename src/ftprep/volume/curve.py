@@ -249,9 +249,11 @@ def _run_proxy(
     ran = reused = 0
     with progress("curve stages (proxy learner)", len(stages)) as advance:
         for st in stages:
-            key = run_key(st.n, st.seed, name, data_fingerprint(splits.train, st.ids) + val_fp)
+            # the proxy learner is deterministic: the same data gives the same result whatever
+            # the repeat's seed (the full-size stage is shared by every repeat)
+            key = run_key(st.n, 0, name, data_fingerprint(splits.train, st.ids) + val_fp)
             if key in done:
-                points.append(done[key])
+                points.append({**done[key], "seed": st.seed, "stage": st.name})
                 reused += 1
                 advance(1)
                 continue
@@ -268,6 +270,7 @@ def _run_proxy(
             m = proxy_learner(x_train[idx], [ytr[i] for i in idx], x_val, yv)
             rec = _record(key, st, m["accuracy"], m, time.perf_counter() - t0, name)
             store.append(rec)
+            done[key] = rec
             points.append(rec)
             ran += 1
             advance(1)

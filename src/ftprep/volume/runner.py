@@ -178,6 +178,9 @@ def proxy_learner(
 ) -> dict[str, float]:
     """Logistic regression on standardised prompt embeddings; validation accuracy and
     macro-F1 (a validation label never seen in training counts as an error)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
@@ -188,11 +191,14 @@ def proxy_learner(
         pred = np.array([classes[0]] * len(y_val), dtype=object)
     else:
         model = LogisticRegression(C=c, max_iter=PROXY_MAX_ITER, tol=1e-3)
-        model.fit((x_train - mu) / sd, y_train)
+        with warnings.catch_warnings():
+            # tiny stages: more classes than half the examples, or not fully converged
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.filterwarnings("ignore", message="The number of unique classes")
+            model.fit((x_train - mu) / sd, y_train)
         pred = model.predict((x_val - mu) / sd)
     yv = np.asarray(y_val, dtype=object)
     return {
         "accuracy": float(np.mean(pred == yv)),
         "macro_f1": float(f1_score(yv, pred, average="macro", zero_division=0)),
     }
-
