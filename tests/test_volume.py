@@ -237,6 +237,9 @@ def test_curve_with_a_command_resumes_and_reports(cmd_project: Path) -> None:
     assert json.loads((root / "out/curve/curve.json").read_text())["n_train"] == n_train
     again = ftprep.curve(root)
     assert again.ran == 0 and again.reused == 8
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = Path(__file__).resolve().parents[1] / "docs" / "schema" / "curve.schema.json"
+    jsonschema.validate(doc, json.loads(schema.read_text()))
 
     # the audit check reports the curve
     audit = ftprep.audit(root, only=["volume"])
