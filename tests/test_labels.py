@@ -242,6 +242,42 @@ def test_escalation_rules() -> None:
     }
 
 
+def test_escalation_budget_caps_and_ranks() -> None:
+    agreement = np.array([0.9, 0.1, 0.5, 0.3, 0.2, 0.7, 0.05, 0.6, 0.4, 0.95])
+    n_labels = np.full(10, 5)
+    gold = np.zeros(10, bool)
+    gold[6] = True  # settled by gold: never escalated, not counted in the budget
+    # budget alone: the lowest 30% of the 9 judged examples (floor(2.7) = 2)
+    p = EscalationParams(escalate_below=float("inf"), escalate_budget=0.3)
+    got = {x.unit for x in decide(agreement, n_labels, params=p, has_gold=gold)}
+    assert got == {1, 4}
+    # budget caps the threshold rule; the threshold still applies inside the budget
+    p = EscalationParams(escalate_below=0.25, escalate_budget=0.5)
+    assert {x.unit for x in decide(agreement, n_labels, params=p, has_gold=gold)} == {1, 4}
+    p = EscalationParams(escalate_below=0.8, escalate_budget=0.0)
+    assert decide(agreement, n_labels, params=p, has_gold=gold) == []
+    with pytest.raises(ValueError, match="escalate_budget"):
+        decide(agreement, n_labels, params=EscalationParams(escalate_budget=1.5))
+
+
+def test_escalation_budget_in_the_check(tmp_path: Path) -> None:
+    root, _truth, _ = _topic_project(tmp_path)
+    y = root / "ftprep.yaml"
+    y.write_text(
+        y.read_text(encoding="utf-8").replace(
+            "{min_annotator_items: 20, escalate_below: 0.8}",
+            "{min_annotator_items: 20, escalate_budget: 0.1}",
+        ),
+        encoding="utf-8",
+    )
+    agr = ftprep.audit(root, only=["labels.agreement"]).results[0]
+    assert agr.error == "", agr.error
+    esc = [d for d in agr.decisions if d.action == Action.ESCALATE]
+    assert len(esc) == 6  # 10% of the 60 annotated examples, the contested ones first
+    assert {d.example_id for d in esc} <= {f"q{i}" for i in range(10)}
+    assert all("among the lowest 10%" in d.detail for d in esc)
+
+
 # ----------------------------------------------------------------------------- label errors
 def test_rank_label_errors_flags_planted_flips() -> None:
     rng = np.random.default_rng(0)

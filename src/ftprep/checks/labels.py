@@ -115,12 +115,19 @@ class LabelAgreement(Check):
         cfg, table = load_for_project(ctx.project)
         ctx.workspace.save_table(TABLE_NAME, table)
         table = _with_app_labels(ctx, table)
+        budget = p.get("escalate_budget")
         esc = EscalationParams(
-            # ratings: share of ratings near the median (4 of 5 within tolerance passes)
-            escalate_below=_float(p, "escalate_below", 0.7 if cfg.kind == "rating" else 0.8),
+            # ratings: share of ratings near the median (4 of 5 within tolerance passes); with a
+            # budget and no explicit threshold the budget alone decides
+            escalate_below=_float(
+                p,
+                "escalate_below",
+                float("inf") if budget is not None else 0.7 if cfg.kind == "rating" else 0.8,
+            ),
             exclude_below=_float(p, "exclude_below", 0.5),
             exclude_min_labels=int(p.get("exclude_min_labels", 7)),
             min_labels=int(p.get("min_labels", 2)),
+            escalate_budget=None if budget is None else float(budget),
         )
         ordinal = cfg.kind == "rating" or cfg.level in ("ordinal", "interval", "ratio")
         rows = table.to_pylist()
@@ -226,7 +233,8 @@ class LabelAgreement(Check):
             confidence = np.where(
                 cons_code >= 0, cons.posterior[rows_idx, np.maximum(cons_code, 0)], 0.0
             )
-            agreement_item = confidence
+            # item agreement: crowd stability (P(a large crowd keeps the consensus label))
+            agreement_item = confidence if cons.stability is None else cons.stability
             cons_method = cons.method
             notes = cons.notes
             model_rel = None
@@ -279,7 +287,7 @@ class LabelAgreement(Check):
             uid = r.units[v.unit]
             best = names[cons_code[v.unit]] if cons_code[v.unit] >= 0 else "-"
             detail = (
-                f"agreement {v.agreement:.2f} < {esc.escalate_below:g} ({int(n_labels[v.unit])} labels: "
+                f"agreement {v.agreement:.2f} {_below(esc)} ({int(n_labels[v.unit])} labels: "
                 f"{_votes(v.unit)}; consensus {best})"
             )
             if v.action == Action.ESCALATE:
@@ -447,7 +455,7 @@ class LabelAgreement(Check):
                 Finding(
                     "warn" if judged and n_esc / judged > esc_share_warn(p) else "info",
                     "escalated",
-                    f"{n_esc} example(s) escalated to a senior expert (agreement < {esc.escalate_below:g})",
+                    f"{n_esc} example(s) escalated to a senior expert (agreement {_below(esc)})",
                     example_ids=[d.example_id for d in decisions if d.action == Action.ESCALATE],
                     action="arbitrate them in the review app (`ftprep review serve`); they stay out of the build",
                 )
@@ -689,6 +697,14 @@ def _exact_input_conflicts(
                 if sim < out_sim:
                     pairs.append((a, b, 1.0, sim))
     return pairs
+
+
+def _below(esc: Any) -> str:
+    """How an escalated example's agreement compares: threshold and/or budget."""
+    parts = [f"< {esc.escalate_below:g}"] if np.isfinite(esc.escalate_below) else []
+    if esc.escalate_budget is not None:
+        parts.append(f"among the lowest {esc.escalate_budget:.0%}")
+    return ", ".join(parts)
 
 
 def esc_share_warn(params: dict[str, Any]) -> float:

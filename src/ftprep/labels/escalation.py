@@ -15,6 +15,10 @@ Rules (all thresholds are parameters of ``labels.agreement``):
 * ``n_labels < min_labels``: not judged (agreement needs two opinions);
 * agreement ``< escalate_below`` → ``Action.ESCALATE`` (reason ``low_agreement``): out of the
   build until a senior expert arbitrates in the review app;
+* ``escalate_budget`` (a share, optional): at most this share of the judged examples (no gold,
+  ``>= min_labels`` labels) is treated as low agreement — the ones with the lowest agreement,
+  ties broken by position. A budget caps the threshold rule; with ``escalate_below = inf`` the
+  budget alone decides (the senior expert's capacity instead of a threshold);
 * *final agreement stays below threshold* → ``Action.EXCLUDE``: either the example was escalated
   in an earlier audit, has received more labels since, and is still below ``escalate_below``
   (reason ``unresolved_disagreement``); or it has at least ``exclude_min_labels`` labels and its
@@ -36,6 +40,7 @@ class EscalationParams:
     exclude_below: float = 0.5
     exclude_min_labels: int = 7
     min_labels: int = 2
+    escalate_budget: float | None = None
 
 
 @dataclass(slots=True)
@@ -74,12 +79,20 @@ def decide(
     out: list[ItemVerdict] = []
     gold = np.zeros(len(agreement), bool) if has_gold is None else has_gold
     prev = np.zeros(len(agreement), int) if previous_labels is None else previous_labels
-    for u in range(len(agreement)):
-        if gold[u] or n_labels[u] < params.min_labels:
-            continue
+    judged = ~gold & (np.asarray(n_labels) >= params.min_labels)
+    low = judged & (np.asarray(agreement, dtype=float) < params.escalate_below)
+    if params.escalate_budget is not None:
+        if not 0.0 <= params.escalate_budget <= 1.0:
+            raise ValueError(
+                f"escalate_budget must be a share in [0, 1] (got {params.escalate_budget})"
+            )
+        room = int(np.floor(params.escalate_budget * judged.sum() + 1e-9))
+        cand = np.flatnonzero(low)
+        order = cand[np.argsort(np.asarray(agreement, dtype=float)[cand], kind="stable")]
+        low = np.zeros(len(agreement), bool)
+        low[order[:room]] = True
+    for u in np.flatnonzero(low).tolist():
         a = float(agreement[u])
-        if a >= params.escalate_below:
-            continue
         if prev[u] > 0 and n_labels[u] > prev[u]:
             out.append(ItemVerdict(u, Action.EXCLUDE, "unresolved_disagreement", a))
         elif n_labels[u] >= params.exclude_min_labels and a < params.exclude_below:
