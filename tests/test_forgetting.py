@@ -166,7 +166,7 @@ def test_bad_inventory_is_a_clear_error(project: Path) -> None:
     )
     res = ftprep.audit(project, only=["forgetting"])
     c = _check(res, "forgetting.capabilities")
-    assert c["status"] == "ERROR" and "capabilities[0].patterns" in c["summary"]
+    assert c["status"] == "ERROR" and "capabilities.yaml:3: capabilities[0].patterns" in c["summary"]
 
 
 def test_clinc_missing_domains_are_uncovered(tmp_path: Path) -> None:

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ftprep.project import ProjectError
+from ftprep.project import load_yaml_model
 
 
 class Capability(BaseModel):
@@ -80,17 +79,7 @@ class Inventory(BaseModel):
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ProjectError(f"{p}: cannot read the capability inventory ({e})") from None
-    try:
-        return Inventory.model_validate(data or {})
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in first["loc"])
-        raise ProjectError(f"{p}: {loc.lstrip('.') or '(top level)'}: {first['msg']}") from None
+    return load_yaml_model(path, Inventory, "capability inventory")
 
 
 @dataclass

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 
-from ftprep.project import ProjectError
+from ftprep.project import load_yaml_model
 
 BUILTIN_METRICS = {
     "response_words": "words in the final assistant turn",
@@ -87,17 +86,7 @@ class Objectives(BaseModel):
 
 
 def load_objectives(path: str | Path) -> Objectives:
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ProjectError(f"{p}: cannot read the objectives ({e})") from None
-    try:
-        return Objectives.model_validate(data or {})
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in first["loc"])
-        raise ProjectError(f"{p}: {loc.lstrip('.') or '(top level)'}: {first['msg']}") from None
+    return load_yaml_model(path, Objectives, "objectives")
 
 
 def outcome_values(o: Outcome, records: list[dict[str, Any]]) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +31,9 @@ SOURCE_FORMATS = (
     "parquet",
     "hf",
 )
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ProjectError(Exception):
@@ -310,26 +313,21 @@ def _loc_str(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def load_project(path: str | Path = PROJECT_FILE) -> Project:
-    p = Path(path)
-    if p.is_dir():
-        p = p / PROJECT_FILE
-    if not p.exists():
-        raise ProjectError(f"{p}: no project file here (run `ftprep init DIR` to create one)")
-    text = p.read_bytes()
+def _read_yaml(p: Path, text: bytes) -> tuple[yaml.Node | None, Any]:
     try:
-        node = yaml.compose(text.decode("utf-8"))
-        data = yaml.safe_load(text)
+        return yaml.compose(text.decode("utf-8")), yaml.safe_load(text)
     except UnicodeDecodeError:
         raise ProjectError(f"{p}: not valid UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise ProjectError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(data, dict):
-        raise ProjectError(f"{p}: expected a mapping of settings at the top level")
+
+
+def _validate(p: Path, node: yaml.Node | None, data: Any, model: type[M]) -> M:
+    """``model`` from ``data``; every error names the file, line and key path."""
     try:
-        project = Project.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         msgs = []
         for err in e.errors():
@@ -345,6 +343,31 @@ def load_project(path: str | Path = PROJECT_FILE) -> Project:
                 got_s = ""
             msgs.append(f"{p}:{line}: {_loc_str(loc)}: {msg}{got_s}")
         raise ProjectError("\n".join(msgs)) from None
+
+
+def load_yaml_model(path: str | Path, model: type[M], what: str) -> M:
+    """Read a YAML side file of the project (capability inventory, objectives...) into
+    ``model``, with the same file:line: key-path errors as ``ftprep.yaml``."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as e:
+        raise ProjectError(f"{p}: cannot read the {what} ({e.strerror})") from None
+    node, data = _read_yaml(p, text)
+    return _validate(p, node, data if data is not None else {}, model)
+
+
+def load_project(path: str | Path = PROJECT_FILE) -> Project:
+    p = Path(path)
+    if p.is_dir():
+        p = p / PROJECT_FILE
+    if not p.exists():
+        raise ProjectError(f"{p}: no project file here (run `ftprep init DIR` to create one)")
+    text = p.read_bytes()
+    node, data = _read_yaml(p, text)
+    if not isinstance(data, dict):
+        raise ProjectError(f"{p}: expected a mapping of settings at the top level")
+    project = _validate(p, node, data, Project)
     project.root = p.parent.resolve()
     project.file_hash = hashlib.sha256(text).hexdigest()
     return project
