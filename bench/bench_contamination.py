@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from _machine import cpu_model
-from ftprep.contamination.detect import LeakParams, find_leaks
+from ftprep.contamination.detect import LeakParams, TrainSide, find_leaks
 from ftprep.contamination.minhash import (
     MinHasher,
     band_keys,
@@ -150,11 +150,10 @@ def search_all(
     """One search per benchmark (as the check runs), sharing the training side's tokens and
     embeddings; item indices mapped back to the concatenated eval set. Returns (leaks as
     (train, global item, category), stage seconds, thresholds)."""
-    from ftprep.contamination.text import tokenize
-
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
-    tt = tokenize(full)
+    side = TrainSide({"prompt": prompts, "full": full})
+    side.tokens("full")
     secs["tokenize train"] = time.perf_counter() - t0
     train_emb = None
     if embed is not None and params.semantic:
@@ -172,7 +171,7 @@ def search_all(
             params,
             embed=embed,
             train_emb=train_emb,
-            train_tokens=tt,
+            side=side,
         )
         thresholds[b] = rep.threshold
         for k, v in rep.seconds.items():

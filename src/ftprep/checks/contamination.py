@@ -36,6 +36,7 @@ from ftprep.contamination.detect import (
     ClusterParams,
     Leak,
     LeakParams,
+    TrainSide,
     duplicate_clusters,
     find_leaks,
 )
@@ -82,8 +83,7 @@ class _LeakSearch:
     def __init__(self, ctx: Context, train: Dataset, params: LeakParams) -> None:
         self.ctx, self.train, self.params = ctx, train, params
         self.texts = _train_fields(train, params.fields)
-        lex = "full" if "full" in params.fields else params.fields[0]
-        self.tokens = tokenize(self.texts[lex])
+        self.side = TrainSide(self.texts)
         self.embed = _embedder(ctx) if params.semantic else None
         self.train_emb: np.ndarray | None = None
         if self.embed is not None:
@@ -108,7 +108,7 @@ class _LeakSearch:
             embed=self.embed,
             train_emb=self.train_emb,
             ref_emb=ref_emb,
-            train_tokens=self.tokens,
+            side=self.side,
         )
         return rep.leaks, rep.threshold, rep.seconds
 

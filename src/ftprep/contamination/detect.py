@@ -18,7 +18,6 @@ method         rule                                                             
 
 from __future__ import annotations
 
-import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ftprep.contamination.index import ShingleIndex
+from ftprep.contamination.index import ShingleIndex, pair_containment
 from ftprep.contamination.minhash import (
     MinHasher,
     band_keys,
@@ -35,8 +34,14 @@ from ftprep.contamination.minhash import (
     estimated_jaccard,
     self_pairs,
 )
-from ftprep.contamination.semantic import PairScorer, VerifierWeights, calibrate, passages, topk
-from ftprep.contamination.text import Tokens, ngram_hashes, text_keys, tokenize
+from ftprep.contamination.semantic import FeatureSpace, VerifierWeights, calibrate, candidates
+from ftprep.contamination.text import (
+    Tokens,
+    char_ngram_hashes,
+    ngram_hashes,
+    text_keys,
+    tokenize,
+)
 
 Embed = Callable[[list[str]], np.ndarray]
 CATEGORY = {"exact": "exact", "near": "near", "paraphrase": "paraphrase"}
@@ -56,23 +61,30 @@ class LeakParams:
     near_short: float = 10.0
     near_sample: int = 16
     near_candidate: float = 0.25
+    near_char: int = 5
+    near_char_containment: float = 0.6
+    near_char_floor: float = 0.3
+    near_char_max_df: int = 20
+    near_char_min: int = 15
     ngram_sizes: tuple[int, ...] = (13,)
     ngram_max_df: int = 10
     ngram_min_coverage: float = 0.1
     semantic: bool = True
     candidate_k: int = 3
     candidate_cos: float = 0.6
-    lexical_candidate: float = 0.35
+    lexical_candidate: float = 0.25
     lexical_max_df: int = 20
-    window: int | None = None
+    ann_nprobe: int = 8
+    ann_exact_limit: float = 5e7
     window_margin: float = 0.15
-    verify_windows: int = 3
+    window_scale: float = 1.0
+    window_snaps: tuple[str, ...] = ("out", "in", "none")
     passage_ratio: float = 1.3
     null_quantile: float = 0.99
     null_k: int = 5
     null_items: int = 2000
     min_null_items: int = 200
-    min_score: float = 2.55
+    min_score: float = 2.6
     default_score: float = 2.9
     weights: VerifierWeights = field(default_factory=VerifierWeights)
 
@@ -127,6 +139,35 @@ class LeakReport:
     n_candidates: int = 0
 
 
+class TrainSide:
+    """Training-side work shared by every reference set searched against the same training
+    texts (field -> texts, same rows): word tokens per field, whole-text keys and shingle
+    hashes are computed once, on first use."""
+
+    def __init__(self, train: dict[str, list[str]], tokens: dict[str, Tokens] | None = None):
+        self.train = train
+        self.n = len(next(iter(train.values()))) if train else 0
+        self._tok: dict[str, Tokens] = dict(tokens or {})
+        self._keys: dict[str, np.ndarray] = {}
+        self._sh: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def tokens(self, field: str) -> Tokens:
+        if field not in self._tok:
+            self._tok[field] = tokenize(self.train[field])
+        return self._tok[field]
+
+    def keys(self, field: str) -> np.ndarray:
+        if field not in self._keys:
+            self._keys[field] = text_keys(self.tokens(field))
+        return self._keys[field]
+
+    def shingles(self, field: str, n: int, min_chars: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        key = (field, n, min_chars)
+        if key not in self._sh:
+            self._sh[key] = ngram_hashes(self.tokens(field), n, min_chars=min_chars)
+        return self._sh[key]
+
+
 def find_leaks(
     train: dict[str, list[str]],
     ref_input: list[str],
@@ -136,11 +177,14 @@ def find_leaks(
     train_emb: np.ndarray | None = None,
     ref_emb: np.ndarray | None = None,
     train_tokens: Tokens | None = None,
+    side: TrainSide | None = None,
 ) -> LeakReport:
     """Leaks of the reference items (``ref_input``: user text; ``ref_full``: input + answer)
     into the training texts ``train`` (field -> texts, same rows). ``train_emb`` are the
     embeddings of ``train['prompt']`` and ``ref_emb`` of ``ref_input`` (computed with
-    ``embed`` when absent)."""
+    ``embed`` when absent). ``side`` shares the training side's tokens and shingles between
+    calls against several reference sets (``train_tokens``: the tokens of the compared
+    full text, when already computed)."""
     secs: dict[str, float] = {}
     n_train = len(next(iter(train.values()))) if train else 0
     n_ref = len(ref_input)
@@ -157,13 +201,13 @@ def find_leaks(
     # -- exact (normalised word sequences equal) -----------------------------------------
     t0 = time.perf_counter()
     lex_field = "full" if "full" in params.fields else params.fields[0]
+    if side is None:
+        side = TrainSide(train, {lex_field: train_tokens} if train_tokens is not None else None)
     rt = tokenize(ref_input)
     rft = tokenize(ref_full) if ref_full is not ref_input else rt
-    tok: dict[str, Tokens] = {}
-    for fld in dict.fromkeys([lex_field, *params.fields]):
-        given = train_tokens if fld == lex_field else None
-        tok[fld] = given if given is not None else tokenize(train[fld])
-    tt = tok[lex_field]
+    side.tokens(lex_field)
+    for fld in params.fields:
+        side.keys(fld)
     secs["tokenize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref_k = np.concatenate([text_keys(rt), text_keys(rft)])
@@ -171,7 +215,7 @@ def find_leaks(
     order = np.argsort(ref_k)
     sk, si = ref_k[order], ref_i[order]
     for fld in params.fields:
-        keys = text_keys(tok[fld])
+        keys = side.keys(fld)
         pos = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
         for r in np.flatnonzero((keys != 0) & (sk[pos] == keys)).tolist():
             add(Leak(r, int(si[pos[r]]), "exact", 1.0, f"normalised {fld} equals the item"))
@@ -180,23 +224,40 @@ def find_leaks(
     t0 = time.perf_counter()
     rh, ro = ngram_hashes(rt, params.shingle, min_chars=params.near_min_chars)
     idx = ShingleIndex(rh, ro, n_ref, max_df=params.near_max_df, sample=params.near_sample)
-    th, to = ngram_hashes(tt, params.shingle, min_chars=params.near_min_chars)
+    th, to = side.shingles(lex_field, params.shingle, params.near_min_chars)
     pc = idx.query(th, to, min_shared=min(2, params.near_min_shingles))
     cand = (pc.containment >= params.near_candidate) & (
         idx.full_size[pc.item] >= params.near_min_shingles
     )
-    cont = idx.verify(pc.record[cand], pc.item[cand], th, to)
-    ok = cont >= near_threshold(idx.full_size[pc.item[cand]], params)
-    for r, j, c in zip(
-        pc.record[cand][ok].tolist(), pc.item[cand][ok].tolist(), cont[ok].tolist(), strict=True
-    ):
+    c_rec, c_item = pc.record[cand], pc.item[cand]
+    cont = idx.verify(c_rec, c_item, th, to)
+    ok = cont >= near_threshold(idx.full_size[c_item], params)
+    for r, j, c in zip(c_rec[ok].tolist(), c_item[ok].tolist(), cont[ok].tolist(), strict=True):
         add(Leak(r, j, "near", float(c), f"{c:.0%} of the item's word {params.shingle}-grams"))
+    # a short item loses many word pairs to one swap or typo: pairs that miss the word rule
+    # but keep a fair share of word pairs are verified on character n-grams
+    border = np.flatnonzero(~ok & (cont >= params.near_char_floor))
+    if params.near_char > 0 and len(border):
+        for r, j, c, cw in _char_near(
+            side.train[lex_field], ref_input, c_rec[border], c_item[border], params
+        ):
+            wc = float(cont[border][cw])
+            add(
+                Leak(
+                    r,
+                    j,
+                    "near",
+                    c,
+                    f"{c:.0%} of the item's character {params.near_char}-grams "
+                    f"({wc:.0%} of its word {params.shingle}-grams)",
+                )
+            )
     secs["near"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for n in params.ngram_sizes:
         rh, ro = ngram_hashes(rft, n)
         nidx = ShingleIndex(rh, ro, n_ref, max_df=params.ngram_max_df)
-        th, to = ngram_hashes(tt, n)
+        th, to = side.shingles(lex_field, n)
         pcn = nidx.query(th, to)
         okn = pcn.containment >= params.ngram_min_coverage
         for r, j, s, c in zip(
@@ -227,16 +288,15 @@ def find_leaks(
             train_emb = embed(train["prompt"] if "prompt" in train else train[lex_field])
         secs["embed"] = time.perf_counter() - t0
         para, threshold, n_cand = _paraphrases(
-            train,
+            side,
             lex_field,
-            tt,
             rt,
             ref_input,
             ref_emb,
             train_emb,
             embed,
             params,
-            skip={(leak.train, leak.item) for leak in best.values()},
+            skip=np.array([lk.train * n_ref + lk.item for lk in best.values()], dtype=np.int64),
             secs=secs,
         )
         for leak in para:
@@ -246,99 +306,127 @@ def find_leaks(
     )
 
 
+def _char_near(
+    texts: list[str], ref_input: list[str], rec: np.ndarray, item: np.ndarray, params: LeakParams
+) -> list[tuple[int, int, float, int]]:
+    """(record, item, character containment, index into the pairs) of the pairs whose item's
+    informative character ``near_char``-grams (in at most ``near_char_max_df`` items, at least
+    ``near_char_min`` of them) are found in the record at rate >= ``near_char_containment``."""
+    n = params.near_char
+    rh, ro = char_ngram_hashes(ref_input, n)
+    cidx = ShingleIndex(rh, ro, len(ref_input), max_df=params.near_char_max_df, sample=None)
+    urec, local = np.unique(rec, return_inverse=True)
+    th, to = char_ngram_hashes([texts[i] for i in urec.tolist()], n)
+    cc = pair_containment(cidx.item_h, cidx.item_start, local, item, th, to)
+    good = (cc >= params.near_char_containment) & (cidx.full_size[item] >= params.near_char_min)
+    return [
+        (int(rec[k]), int(item[k]), float(cc[k]), int(k)) for k in np.flatnonzero(good).tolist()
+    ]
+
+
 def _paraphrases(
-    train: dict[str, list[str]],
+    side: TrainSide,
     lex_field: str,
-    tt: Tokens,
     rt: Tokens,
     ref_input: list[str],
     ref_emb: np.ndarray,
     train_emb: np.ndarray,
     embed: Embed,
     params: LeakParams,
-    skip: set[tuple[int, int]],
+    skip: np.ndarray,
     secs: dict[str, float],
 ) -> tuple[list[Leak], float, int]:
-    """Embedding / rare-word candidates, verified on the record's prompt or on the windows of
-    its full text that best cover the item's content words."""
+    """Embedding / rare-word candidates, verified (all pairs at once) on the record's prompt
+    and, for a record longer than the item, on the window of its full text that best covers
+    the item's content words."""
     t0 = time.perf_counter()
     n_ref = len(ref_input)
-    scorer = PairScorer(ref_input, params.weights)
+    space = FeatureSpace(ref_input, params.weights)
     if n_ref >= params.min_null_items:
-        null = calibrate(scorer, ref_emb, params.null_k, max_items=params.null_items)
+        null = calibrate(space, ref_emb, params.null_k, max_items=params.null_items)
         threshold = max(params.min_score, float(np.quantile(null, params.null_quantile)))
     else:
         threshold = params.default_score
-    secs["calibrate"] = time.perf_counter() - t0
+    secs["calibrate"] = secs.get("calibrate", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
+    train, tt = side.train, side.tokens(lex_field)
     rec_len = tt.lengths
     item_len = np.maximum(rt.lengths, 1)
-    qi, ri, _cos = topk(train_emb, ref_emb, k=params.candidate_k, min_cos=params.candidate_cos)
-    pairs = set(zip(qi.tolist(), ri.tolist(), strict=True))
+    # a pair whose cosine cannot reach the threshold even with perfect lexical features is
+    # never a candidate (a reference set whose threshold is high searches few neighbours)
+    wt = params.weights
+    reach = (threshold - wt.words - wt.specifics - wt.length) / max(wt.cos, 1e-9)
+    qi, ri, _cos = candidates(
+        train_emb,
+        ref_emb,
+        k=params.candidate_k,
+        min_cos=max(params.candidate_cos, reach),
+        nprobe=params.ann_nprobe,
+        exact_limit=params.ann_exact_limit,
+    )
     # an item buried in a longer record: rare-word containment of the item in the full text
     uh, uo = ngram_hashes(rt, 1)
     uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df, sample=params.near_sample)
-    th1, to1 = ngram_hashes(tt, 1)
+    th1, to1 = side.shingles(lex_field, 1)
     pcu = uidx.query(th1, to1, min_shared=2)
     ok = (
         (pcu.containment >= params.lexical_candidate)
         & (uidx.size[pcu.item] >= 3)
         & (rec_len[pcu.record] > params.passage_ratio * item_len[pcu.item])
     )
-    pairs.update(zip(pcu.record[ok].tolist(), pcu.item[ok].tolist(), strict=True))
-    pairs -= skip
-    # a short record's pair whose cosine cannot reach the threshold even with perfect lexical
-    # features is dropped before any Python work
-    wt = params.weights
-    if pairs:
-        pq = np.array([p[0] for p in pairs], dtype=np.int64)
-        pr = np.array([p[1] for p in pairs], dtype=np.int64)
-        long = rec_len[pq] > params.passage_ratio * item_len[pr]
-        cos_p = np.einsum("ij,ij->i", train_emb[pq], ref_emb[pr])
-        ok_p = long | (wt.cos * cos_p + wt.words + wt.specifics + wt.length >= threshold)
-        pairs = set(zip(pq[ok_p].tolist(), pr[ok_p].tolist(), strict=True))
-    secs["candidates"] = time.perf_counter() - t0
+    key = np.unique(np.r_[qi * n_ref + ri, pcu.record[ok] * n_ref + pcu.item[ok]])
+    key = key[~np.isin(key, skip)]
+    q, r = key // n_ref, key % n_ref
+    secs["candidates"] = secs.get("candidates", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
     prompts = train["prompt"] if "prompt" in train else train[lex_field]
-    jobs: list[tuple[int, int, list[int]]] = []
-    slot: dict[str, int] = {}
-    for q, r in sorted(pairs):
-        sel: list[int] = []
-        if rec_len[q] > params.passage_ratio * item_len[r]:
-            size = max(8, int(item_len[r]))
-            best_p = passages(
-                train[lex_field][q],
-                size,
-                functools.partial(scorer.word_overlap, r),
-                k=params.verify_windows,
-                rank=functools.partial(scorer.lexical_score, r),
-            )
-            for w in best_p:
-                sel.append(slot.setdefault(w, len(slot)))
-        jobs.append((q, r, sel))
-    texts = list(slot)
-    wemb = embed(texts) if texts else np.zeros((0, ref_emb.shape[1]), np.float32)
     out: list[Leak] = []
+    if len(q) == 0:
+        secs["verify"] = secs.get("verify", 0.0) + time.perf_counter() - t0
+        return out, threshold, 0
+    uq, local = np.unique(q, return_inverse=True)
+    p_feats = space.encode([prompts[i] for i in uq.tolist()])
+    cos_p = np.einsum("ij,ij->i", train_emb[q], ref_emb[r])
+    s_p = space.score_pairs(r, p_feats, local, cos_p)
+    s_p[p_feats.n_words[local] == 0] = -9.0
+    # windows of long records, pruned by the best score any window could reach
+    s_w = np.full(len(q), -9.0)
     w_thr = threshold + params.window_margin
-    for q, r, sel in jobs:
-        s_p = scorer.score(r, prompts[q], float(train_emb[q] @ ref_emb[r])) if prompts[q] else -9.0
-        s_w = max(
-            (scorer.score(r, texts[w], float(wemb[w] @ ref_emb[r])) for w in sel), default=-9.0
-        )
-        if s_p >= threshold or s_w >= w_thr:
-            sc = max(s_p, s_w)
-            where = "prompt" if s_p >= threshold else "a passage of the record"
-            out.append(
-                Leak(
-                    q,
-                    r,
-                    "paraphrase",
-                    float(sc),
-                    f"verifier score {sc:.2f} on {where} (threshold {threshold:.2f})",
-                )
+    long = np.flatnonzero(rec_len[q] > params.passage_ratio * item_len[r])
+    if len(long):
+        lq, ll = np.unique(q[long], return_inverse=True)
+        f_feats = space.encode([train[lex_field][i] for i in lq.tolist()], sequence=True)
+        ub = space.upper_bound(r[long], f_feats, ll)
+        long, ll = long[ub >= w_thr], ll[ub >= w_thr]
+        if len(long):
+            scores: list[np.ndarray] = []
+            variants = [
+                space.best_windows(r[long], f_feats, ll, params.window_scale, snap)
+                for snap in params.window_snaps
+            ]
+            texts = [t for v in variants for t in v[0]]
+            wemb = np.asarray(embed(texts), dtype=np.float32)
+            for j, (_t, w_feats) in enumerate(variants):
+                e = wemb[j * len(long) : (j + 1) * len(long)]
+                cos_w = np.einsum("ij,ij->i", e, ref_emb[r[long]])
+                scores.append(space.score_pairs(r[long], w_feats, np.arange(len(long)), cos_w))
+            s_w[long] = np.max(scores, axis=0)
+    hit = np.flatnonzero((s_p >= threshold) | (s_w >= w_thr))
+    for k in hit.tolist():
+        on_prompt = s_p[k] >= threshold
+        sc = float(max(s_p[k], s_w[k]))
+        where = "prompt" if on_prompt else "a passage of the record"
+        out.append(
+            Leak(
+                int(q[k]),
+                int(r[k]),
+                "paraphrase",
+                sc,
+                f"verifier score {sc:.2f} on {where} (threshold {threshold:.2f})",
             )
-    secs["verify"] = time.perf_counter() - t0
-    return out, threshold, len(jobs)
+        )
+    secs["verify"] = secs.get("verify", 0.0) + time.perf_counter() - t0
+    return out, threshold, len(q)
 
 
 # ------------------------------------------------------------------------ inside the train set

@@ -136,20 +136,43 @@ class ShingleIndex:
     ) -> np.ndarray:
         """Exact containment of each (record, item) pair over the item's full shingle set;
         ``hashes``/``owner`` are the records' shingles (``owner`` nondecreasing)."""
-        out = np.zeros(len(records))
-        if len(records) == 0:
-            return out
-        lo = np.searchsorted(owner, records, "left")
-        hi = np.searchsorted(owner, records, "right")
-        cache: dict[int, np.ndarray] = {}
-        for k, (r, i) in enumerate(zip(records.tolist(), items.tolist(), strict=True)):
-            rs = cache.get(r)
-            if rs is None:
-                rs = np.unique(hashes[lo[k] : hi[k]])
-                if len(cache) > 4096:
-                    cache.clear()
-                cache[r] = rs
-            ih = self.item_h[self.item_start[i] : self.item_start[i + 1]]
-            if len(ih):
-                out[k] = np.isin(ih, rs, assume_unique=True).mean()
+        return pair_containment(self.item_h, self.item_start, records, items, hashes, owner)
+
+
+def pair_containment(
+    item_h: np.ndarray,
+    item_start: np.ndarray,
+    records: np.ndarray,
+    items: np.ndarray,
+    hashes: np.ndarray,
+    owner: np.ndarray,
+) -> np.ndarray:
+    """Share of item ``items[p]``'s shingles (``item_h[item_start[i]:item_start[i+1]]``, each
+    once) found among the shingles of record ``records[p]`` (``hashes`` with nondecreasing
+    ``owner``), for every pair at once: both sides are keyed by (record, shingle) hashes and
+    matched with one sorted search."""
+    m = len(records)
+    out = np.zeros(m)
+    if m == 0:
         return out
+    records = records.astype(np.int64)
+    urec = np.unique(records)
+    lo = np.searchsorted(owner, urec, "left")
+    hi = np.searchsorted(owner, urec, "right")
+    cnt = hi - lo
+    pos = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    pos += np.repeat(lo, cnt)
+    salt = fmix64(urec.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+    rec_keys = np.unique(fmix64(hashes[pos] ^ np.repeat(salt, cnt)))
+    size = (item_start[items + 1] - item_start[items]).astype(np.int64)
+    ipos = np.arange(int(size.sum()), dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
+    ipos += np.repeat(item_start[items], size)
+    psalt = salt[np.searchsorted(urec, records)]
+    keys = fmix64(item_h[ipos] ^ np.repeat(psalt, size))
+    if len(rec_keys) and len(keys):
+        at = np.minimum(np.searchsorted(rec_keys, keys), len(rec_keys) - 1)
+        hit = (rec_keys[at] == keys).astype(np.float64)
+        pair = np.repeat(np.arange(m), size)
+        shared = np.bincount(pair, weights=hit, minlength=m)
+        out = np.where(size > 0, shared / np.maximum(size, 1), 0.0)
+    return out

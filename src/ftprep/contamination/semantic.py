@@ -1,39 +1,40 @@
-"""Paraphrase leakage: embedding neighbours as candidates, a cheap cross-feature verifier.
+"""Paraphrase leakage: embedding neighbours as candidates, a cheap cross-feature verifier, all
+vectorised over whole columns and over all candidate pairs at once.
 
-1. **Candidates.** Every training text is compared with every reference item by cosine of
-   their (L2-normalised) embeddings, in float32 blocks (``block`` rows at a time) keeping the
-   top ``k`` items per text above ``min_cos`` (``np.argpartition``; no all-pairs matrix is ever
-   held). Long training records are also cut into overlapping word windows so that an item
-   buried inside a longer record meets a window of its own size.
-2. **Verifier.** Each candidate pair gets a score from features a paraphrase keeps and a
-   same-style different item does not::
+1. **Features** (:class:`FeatureSpace`). Texts are split into words in pyarrow (one regex pass
+   over the whole column); only the *distinct* words go through Python, once each: content
+   word (lower-cased, stop words removed, light suffix stemming), number (digits with 1,000 =
+   1000 and 3.5 kept whole; number words as digits) and name (a capitalised word that does not
+   start a sentence). Every text becomes a CSR set of feature ids; weights are inverse document
+   frequencies over the reference set.
+2. **Verifier** (:meth:`FeatureSpace.score_pairs`). For every candidate pair at once (scipy
+   sparse row products, no per-pair Python)::
 
        score = w_cos * cosine + w_words * weighted_dice(content words, idf)
-               + w_specifics * jaccard(numbers and names) + w_length * length_ratio
+               + w_specifics * weighted_jaccard(numbers and names) + w_length * length_ratio
 
-   (content words: lower-cased, stop words removed, light suffix stemming, weighted by their
-   inverse document frequency in the reference set; numbers include number words; names are
-   capitalised words that do not start a sentence).
-3. **Calibration.** The threshold is set per reference set from its own same-style
-   non-duplicates: every item is scored against its nearest *other* items of the same set, and
-   the threshold is the ``null_quantile`` of those best scores (never below ``min_score``).
-   With fewer than ``min_null_items`` items the fixed ``default_score`` is used.
+3. **Passages** (:meth:`FeatureSpace.best_windows`). An item buried in a longer record is
+   compared with the record's window of about the item's length that holds the most
+   IDF-weight of the item's content words and specifics (cumulative sums over the record's
+   word sequence for all candidate pairs at once).
+4. **Calibration** (:func:`calibrate`). The threshold is set per reference set from its own
+   same-style non-duplicates: every item is scored against its nearest *other* items of the
+   same set, and the threshold is the ``null_quantile`` of those best scores.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
 
-from ftprep.contamination.text import numbers
+from ftprep.contamination.text import NUMBER_WORDS
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_NAME = re.compile(r"(?<![.!?:]\s)(?<!^)(?<!\n)\b[A-Z][a-z]{2,}")
 _STOP_TEXT = """a an the of to in on at for and or but nor is are was were be been being am it its
     this that these those with as by from he she they his her hers their theirs them him i me
     my you your yours we our ours us what which who whom whose how many much does do did done
@@ -41,6 +42,11 @@ _STOP_TEXT = """a an the of to in on at for and or but nor is are was were be be
     there here when where why all any some such into out up down over under about after before
     again also just only very more most other same own too has have had having one"""
 STOP_WORDS = frozenset(_STOP_TEXT.split())
+_START = "\x01"  # marks a word that starts a sentence (not a name)
+_POINT = "\x02"  # a decimal point inside a number
+_SPLIT = r"[^\p{L}\p{N}\x01\x02]+"
+_NUMBER = re.compile(r"^\d+(?:\x02\d+)*$")
+_NAME = re.compile(r"[A-Z][a-z]{2,}")
 
 
 def _stem(w: str) -> str:
@@ -50,22 +56,7 @@ def _stem(w: str) -> str:
     return w
 
 
-def content_words(text: str) -> set[str]:
-    return {
-        _stem(w) for w in _WORD.findall(text.lower()) if w not in STOP_WORDS and not w.isdigit()
-    }
-
-
-def names(text: str) -> set[str]:
-    return {m.group().lower() for m in _NAME.finditer(text)} - STOP_WORDS
-
-
-def specifics(text: str) -> set[str]:
-    """Numbers and names: what a rephrasing keeps and a different problem changes."""
-    return numbers(text) | {"n:" + n for n in names(text)}
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class VerifierWeights:
     cos: float = 1.5
     words: float = 1.0
@@ -73,187 +64,376 @@ class VerifierWeights:
     length: float = 0.3
 
 
-class PairScorer:
-    """Scores (reference item, candidate text, cosine) triples; see the module docs. Features
-    of a text are computed once and cached."""
+@dataclass(slots=True)
+class TextFeatures:
+    """Feature sets of many texts (CSR: text ``i`` owns ``ids[off[i]:off[i+1]]``), plus the
+    word sequence of every text when ``sequence=True`` was asked for."""
+
+    words: tuple[np.ndarray, np.ndarray]  # (content-word ids, offsets)
+    specs: tuple[np.ndarray, np.ndarray]  # (number/name ids, offsets)
+    n_words: np.ndarray  # whitespace word count of every text
+    seq_tok: np.ndarray | None = None  # per word position: distinct-token index
+    seq_off: np.ndarray | None = None  # CSR offsets of the word sequence
+    tok_word: np.ndarray | None = None  # distinct token -> content id (-1: none)
+    tok_spec: np.ndarray | None = None  # distinct token -> specific id (-1: none)
+    tok_text: list[str] | None = None  # distinct token -> its text (markers removed)
+    tok_start: np.ndarray | None = None  # distinct token -> starts a sentence
+
+    @property
+    def n_texts(self) -> int:
+        return len(self.n_words)
+
+
+def _csr_sets(owner: np.ndarray, ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    keep = ids >= 0
+    key = np.unique(owner[keep].astype(np.int64) << np.int64(31) | ids[keep].astype(np.int64))
+    own = key >> np.int64(31)
+    return (key & np.int64((1 << 31) - 1)).astype(np.int32), np.r_[
+        0, np.cumsum(np.bincount(own, minlength=n))
+    ].astype(np.int64)
+
+
+class FeatureSpace:
+    """Vocabulary of feature ids shared by the reference set and every text compared with it;
+    IDF weights come from the reference set."""
 
     def __init__(self, ref_texts: Sequence[str], weights: VerifierWeights | None = None) -> None:
         self.w = weights or VerifierWeights()
-        self.ref_texts = list(ref_texts)
-        n = len(ref_texts)
-        feats = [self._raw(t) for t in ref_texts]
-        df: Counter[str] = Counter()
-        sdf: Counter[str] = Counter()
-        for ws, sp, _ in feats:
-            df.update(ws)
-            sdf.update(sp)
-        self._unseen = math.log(n + 1) + 1
-        self.idf = {w: math.log((n + 1) / (c + 1)) + 1 for w, c in df.items()}
-        self.sidf = {w: math.log((n + 1) / (c + 1)) + 1 for w, c in sdf.items()}
-        self._cache: dict[str, tuple[set[str], set[str], int, float, float]] = {}
-        self.ref = [self._features(t) for t in ref_texts]
+        self._word_ids: dict[str, int] = {}
+        self._spec_ids: dict[str, int] = {}
+        self.ref = self.encode(ref_texts)
+        n = self.ref.n_texts
+        self._n_ref = n
+        self._wdf = np.bincount(self.ref.words[0], minlength=len(self._word_ids))
+        self._sdf = np.bincount(self.ref.specs[0], minlength=len(self._spec_ids))
+        self.ref_wsum = self._sums(self.ref.words, self.word_idf())
+        self.ref_ssum = self._sums(self.ref.specs, self.spec_idf())
+
+    # -------------------------------------------------------------------------- encoding
+    def _classify(self, toks: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        word = np.full(len(toks), -1, np.int32)
+        spec = np.full(len(toks), -1, np.int32)
+        plain: list[str] = []
+        wid, sid = self._word_ids, self._spec_ids
+        for i, t in enumerate(toks):
+            start = t.startswith(_START)
+            t = t.replace(_START, "")
+            if _NUMBER.match(t):
+                v = t.replace(_POINT, ".").lstrip("0") or "0"
+                spec[i] = sid.setdefault(v, len(sid))
+                plain.append(t.replace(_POINT, "."))
+                continue
+            t = t.replace(_POINT, "")
+            plain.append(t)
+            low = t.lower()
+            if low in STOP_WORDS or low.isdigit() or not low:
+                continue
+            word[i] = wid.setdefault(_stem(low), len(wid))
+            num = NUMBER_WORDS.get(low)
+            if num is not None:
+                spec[i] = sid.setdefault(num, len(sid))
+            elif not start:
+                m = _NAME.match(t)
+                if m is not None and m.group().lower() not in STOP_WORDS:
+                    spec[i] = sid.setdefault("n:" + m.group().lower(), len(sid))
+        return word, spec, plain
+
+    def encode(self, texts: Sequence[str] | pa.Array, sequence: bool = False) -> TextFeatures:
+        arr = (
+            texts if isinstance(texts, pa.Array) else pa.array(list(texts), type=pa.large_string())
+        )
+        arr = pc.fill_null(arr.cast(pa.large_string()), "")
+        n = len(arr)
+        n_words = np.asarray(
+            pc.fill_null(pc.list_value_length(pc.utf8_split_whitespace(arr)), 0), dtype=np.int64
+        )
+        marked = pc.replace_substring_regex(arr, r"(\d),(\d)", r"\1\2")
+        marked = pc.replace_substring_regex(marked, r"(\d)\.(\d)", "\\1" + _POINT + "\\2")
+        marked = pc.replace_substring_regex(marked, r"(^|[.!?:]\s|\n)(\s*)(\p{L})", "\\1\\2\x01\\3")
+        lists = pc.split_pattern_regex(marked, _SPLIT)
+        offsets = np.asarray(lists.offsets, dtype=np.int64)
+        offsets = offsets - offsets[0]
+        flat = lists.flatten()
+        enc = pc.dictionary_encode(flat)
+        toks = enc.dictionary.to_pylist()
+        word, spec, plain = self._classify(toks)
+        idx = np.asarray(enc.indices, dtype=np.int64)
+        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        out = TextFeatures(_csr_sets(owner, word[idx], n), _csr_sets(owner, spec[idx], n), n_words)
+        if sequence:
+            real = np.asarray(pc.utf8_length(flat), dtype=np.int64) > 0
+            out.seq_tok = idx[real]
+            out.seq_off = np.r_[0, np.cumsum(np.bincount(owner[real], minlength=n))].astype(
+                np.int64
+            )
+            out.tok_word, out.tok_spec, out.tok_text = word, spec, plain
+            out.tok_start = np.array([t.startswith(_START) for t in toks], dtype=bool)
+        return out
+
+    # --------------------------------------------------------------------------- weights
+    def _idf(self, df: np.ndarray, size: int) -> np.ndarray:
+        full = np.zeros(size)
+        full[: len(df)] = df
+        return np.log((self._n_ref + 1) / (full + 1)) + 1
+
+    def word_idf(self) -> np.ndarray:
+        return self._idf(self._wdf, len(self._word_ids))
+
+    def spec_idf(self) -> np.ndarray:
+        return self._idf(self._sdf, len(self._spec_ids))
 
     @staticmethod
-    def _raw(text: str) -> tuple[set[str], set[str], int]:
-        return content_words(text), specifics(text), max(1, len(text.split()))
+    def _sums(sets: tuple[np.ndarray, np.ndarray], w: np.ndarray) -> np.ndarray:
+        ids, off = sets
+        if len(ids) == 0:
+            return np.zeros(len(off) - 1)
+        return np.add.reduceat(np.r_[w[ids], 0.0], np.minimum(off[:-1], len(ids)))[
+            : len(off) - 1
+        ] * (np.diff(off) > 0)
 
-    def _features(self, text: str) -> tuple[set[str], set[str], int, float, float]:
-        f = self._cache.get(text)
-        if f is None:
-            ws, sp, n = self._raw(text)
-            f = (ws, sp, n, self._wsum(ws), self._ssum(sp))
-            if len(self._cache) < 200_000:
-                self._cache[text] = f
-        return f
+    @staticmethod
+    def _matrix(sets: tuple[np.ndarray, np.ndarray], w: np.ndarray) -> sp.csr_matrix:
+        ids, off = sets
+        return sp.csr_matrix((w[ids], ids, off), shape=(len(off) - 1, len(w)))
 
-    def _wsum(self, ws: set[str]) -> float:
-        return sum(self.idf.get(w, self._unseen) for w in ws)
+    # --------------------------------------------------------------------------- scoring
+    def pair_features(
+        self, items: np.ndarray, other: TextFeatures, rows: np.ndarray, chunk: int = 400_000
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weighted dice of content words, weighted Jaccard of specifics, length ratio) of
+        reference item ``items[p]`` against text ``rows[p]`` of ``other``, every pair at once."""
+        widf, sidf = self.word_idf(), self.spec_idf()
+        ones_w, ones_s = np.ones(len(widf)), np.ones(len(sidf))
+        rw, rs = self._matrix(self.ref.words, widf), self._matrix(self.ref.specs, sidf)
+        ow, os_ = self._matrix(other.words, ones_w), self._matrix(other.specs, ones_s)
+        o_wsum, o_ssum = self._sums(other.words, widf), self._sums(other.specs, sidf)
+        m = len(items)
+        dice, spec = np.zeros(m), np.zeros(m)
+        for s in range(0, m, chunk):
+            it, ro = items[s : s + chunk], rows[s : s + chunk]
+            iw = np.asarray(rw[it].multiply(ow[ro]).sum(axis=1)).ravel()
+            isp = np.asarray(rs[it].multiply(os_[ro]).sum(axis=1)).ravel()
+            tot = self.ref_wsum[it] + o_wsum[ro]
+            dice[s : s + chunk] = np.where(tot > 0, 2 * iw / np.maximum(tot, 1e-12), 0.0)
+            union = self.ref_ssum[it] + o_ssum[ro] - isp
+            spec[s : s + chunk] = np.where(union > 1e-12, isp / np.maximum(union, 1e-12), 0.5)
+        a = self.ref.n_words[items].clip(1)
+        b = other.n_words[rows].clip(1)
+        return dice, spec, np.minimum(a, b) / np.maximum(a, b)
 
-    def _ssum(self, sp: set[str]) -> float:
-        return sum(self.sidf.get(w, self._unseen) for w in sp)
-
-    def word_overlap(self, item: int, text: str) -> float:
-        """IDF-weighted share of the item's content words found in ``text``."""
-        a = self.ref[item]
-        b = self._features(text)
-        return self._wsum(a[0] & b[0]) / a[3] if a[3] else 0.0
-
-    def lexical_score(self, item: int, text: str) -> float:
-        """The verifier score without the cosine (used to pick passages before embedding)."""
-        f = self.features(item, text)
-        w = self.w
-        return w.words * f[0] + w.specifics * f[1] + w.length * f[2]
-
-    def features(self, item: int, text: str) -> tuple[float, float, float]:
-        return self._pair(self.ref[item], self._features(text))
-
-    def _pair(
-        self,
-        a: tuple[set[str], set[str], int, float, float],
-        b: tuple[set[str], set[str], int, float, float],
-    ) -> tuple[float, float, float]:
-        tot = a[3] + b[3]
-        dice = 2 * self._wsum(a[0] & b[0]) / tot if tot else 0.0
-        union = a[1] | b[1]
-        spec = self._ssum(a[1] & b[1]) / self._ssum(union) if union else 0.5
-        return dice, spec, min(a[2], b[2]) / max(a[2], b[2])
-
-    def _combine(self, cos: float, f: tuple[float, float, float]) -> float:
+    def combine(self, cos: np.ndarray, f: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         w = self.w
         return w.cos * cos + w.words * f[0] + w.specifics * f[1] + w.length * f[2]
 
-    def score(self, item: int, text: str, cos: float) -> float:
-        return self._combine(cos, self.features(item, text))
+    def score_pairs(
+        self, items: np.ndarray, other: TextFeatures, rows: np.ndarray, cos: np.ndarray
+    ) -> np.ndarray:
+        return self.combine(np.asarray(cos, float), self.pair_features(items, other, rows))
 
-    def score_refs(self, item: int, other: int, cos: float) -> float:
-        return self._combine(cos, self._pair(self.ref[item], self.ref[other]))
+    def upper_bound(self, items: np.ndarray, other: TextFeatures, rows: np.ndarray) -> np.ndarray:
+        """The best verifier score any window of text ``rows[p]`` could reach against
+        ``items[p]`` (cosine 1, length ratio 1, the window holding every shared feature and
+        nothing else)."""
+        widf, sidf = self.word_idf(), self.spec_idf()
+        rw, rs = self._matrix(self.ref.words, widf), self._matrix(self.ref.specs, sidf)
+        ow = self._matrix(other.words, np.ones(len(widf)))
+        os_ = self._matrix(other.specs, np.ones(len(sidf)))
+        iw = np.asarray(rw[items].multiply(ow[rows]).sum(axis=1)).ravel()
+        isp = np.asarray(rs[items].multiply(os_[rows]).sum(axis=1)).ravel()
+        a_w, a_s = self.ref_wsum[items], self.ref_ssum[items]
+        dice = np.where(a_w + iw > 0, 2 * iw / np.maximum(a_w + iw, 1e-12), 0.0)
+        spec = np.where(a_s > 0, isp / np.maximum(a_s, 1e-12), 0.5)
+        w = self.w
+        return w.cos + w.words * dice + w.specifics * spec + w.length
+
+    # -------------------------------------------------------------------------- passages
+    def best_windows(
+        self,
+        items: np.ndarray,
+        seq: TextFeatures,
+        rows: np.ndarray,
+        scale: float = 1.0,
+        snap: str = "none",
+    ) -> tuple[list[str], TextFeatures]:
+        """For every pair, the window of text ``rows[p]`` (``scale`` × the item's length in
+        words, at least 8) holding the most IDF weight of the item's content words and
+        specifics: its text (for embedding) and its feature sets. ``snap``: "none", "out" or
+        "in" (move the ends to sentence boundaries, see below)."""
+        assert seq.seq_tok is not None and seq.seq_off is not None
+        assert seq.tok_word is not None and seq.tok_spec is not None and seq.tok_text is not None
+        widf, sidf = self.word_idf(), self.spec_idf()
+        m = len(items)
+        lo, hi = seq.seq_off[rows], seq.seq_off[rows + 1]
+        length = hi - lo
+        win = np.minimum(np.maximum(8, np.round(scale * self.ref.n_words[items])), length)
+        win = np.maximum(win, 1).astype(np.int64)
+        total = int(length.sum())
+        start = np.r_[0, np.cumsum(length)][:-1]
+        pos = np.arange(total, dtype=np.int64) - np.repeat(start, length) + np.repeat(lo, length)
+        tok = seq.seq_tok[pos]
+        wid, sid = seq.tok_word[tok], seq.tok_spec[tok]
+        # hit weight of every position: the item holds this content word / specific
+        vw, vs = len(widf), len(sidf)
+        ref_wkey = _set_keys(self.ref.words, vw)
+        ref_skey = _set_keys(self.ref.specs, vs)
+        it = np.repeat(items.astype(np.int64), length)
+        weight = np.where(
+            (wid >= 0) & _member(it * vw + wid, ref_wkey), widf[np.maximum(wid, 0)], 0.0
+        ) + np.where((sid >= 0) & _member(it * vs + sid, ref_skey), sidf[np.maximum(sid, 0)], 0.0)
+        cs = np.r_[0.0, np.cumsum(weight)]
+        # window starting at position j of pair p covers [j, j + win[p]) inside the pair
+        local = np.arange(total, dtype=np.int64) - np.repeat(start, length)
+        wrep = np.repeat(win, length)
+        valid = local + wrep <= np.repeat(length, length)
+        g = np.arange(total, dtype=np.int64)
+        val = np.where(valid, cs[np.minimum(g + wrep, total)] - cs[g], -1.0)
+        # among the starts that reach the best weight, the middle one (the window centred on
+        # the item's words rather than padded with unrelated text on one side)
+        best = np.zeros(m, dtype=np.int64)
+        seg = start[length > 0]
+        if total:
+            top = np.maximum.reduceat(val, seg)
+            full_top = np.full(m, -1.0)
+            full_top[length > 0] = top
+            tie = valid & (val >= np.repeat(full_top, length) - 1e-9)
+            first = np.minimum.reduceat(np.where(tie, local, total), seg)
+            last = np.maximum.reduceat(np.where(tie, local, -1), seg)
+            best[length > 0] = (first + last) // 2
+        # whole sentences embed and compare more cleanly: "out" widens the window to the
+        # sentence boundaries around it (up to 1.8x its length), "in" narrows it to the
+        # sentences inside it (at least half its length)
+        wl = win
+        if snap != "none" and seq.tok_start is not None and m:
+            bnd = np.union1d(np.flatnonzero(seq.tok_start[seq.seq_tok]), seq.seq_off)
+            s0, e0 = lo + best, lo + best + win
+            if snap == "out":
+                a, b = _boundary(bnd, s0, lo, hi, before=True), _boundary(bnd, e0, lo, hi, False)
+                ok = (b > a) & (b - a <= 1.8 * win)
+            else:
+                a, b = _boundary(bnd, s0, lo, hi, before=False), _boundary(bnd, e0, lo, hi, True)
+                ok = (b > a) & (b - a >= 0.5 * win)
+            best = np.where(ok, a - lo, best)
+            wl = np.where(ok, b - a, win).astype(np.int64)
+        # features of the chosen windows and their texts
+        wpos = np.arange(int(wl.sum()), dtype=np.int64) - np.repeat(
+            np.r_[0, np.cumsum(wl)][:-1], wl
+        )
+        wpos += np.repeat(lo + best, wl)
+        wtok = seq.seq_tok[wpos]
+        owner = np.repeat(np.arange(m, dtype=np.int64), wl)
+        feats = TextFeatures(
+            _csr_sets(owner, seq.tok_word[wtok], m), _csr_sets(owner, seq.tok_spec[wtok], m), wl
+        )
+        words = seq.tok_text
+        cuts = np.r_[0, np.cumsum(wl)]
+        wt_list = wtok.tolist()
+        texts = [" ".join(words[t] for t in wt_list[cuts[p] : cuts[p + 1]]) for p in range(m)]
+        return texts, feats
 
 
-def topk(
+def _boundary(
+    sorted_pos: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, before: bool
+) -> np.ndarray:
+    """The element of ``sorted_pos`` at or before (``before``) / at or after each ``x``,
+    clipped to ``[lo, hi]``."""
+    if before:
+        i = np.searchsorted(sorted_pos, x, "right") - 1
+        v = sorted_pos[np.clip(i, 0, len(sorted_pos) - 1)]
+        return np.where(i >= 0, np.maximum(v, lo), lo)
+    i = np.searchsorted(sorted_pos, x, "left")
+    v = sorted_pos[np.clip(i, 0, len(sorted_pos) - 1)]
+    return np.where(i < len(sorted_pos), np.minimum(v, hi), hi)
+
+
+def _set_keys(sets: tuple[np.ndarray, np.ndarray], v: int) -> np.ndarray:
+    ids, off = sets
+    own = np.repeat(np.arange(len(off) - 1, dtype=np.int64), np.diff(off))
+    return np.sort(own * v + ids.astype(np.int64))
+
+
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys
+
+
+def candidates(
     queries: np.ndarray,
     refs: np.ndarray,
-    k: int = 5,
-    min_cos: float = 0.5,
+    k: int,
+    min_cos: float,
+    nprobe: int = 8,
+    exact_limit: float = 5e7,
+    seed: int = 0,
     block: int = 8192,
-    exclude_self: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(query row, reference row, cosine) of the top ``k`` references of every query with
-    cosine >= ``min_cos``, computed in blocks of ``block`` queries."""
+    cosine >= ``min_cos``. Small problems are searched exactly (blocked float32 products);
+    larger ones through an inverted file: the references are split into ~sqrt(n) spherical
+    k-means cells and each query scans its ``nprobe`` nearest cells only (never all pairs).
+    Only pairs above ``min_cos`` are kept from each block (a sparse threshold, no full sort)."""
+    from ftprep.distribution.knn import spherical_kmeans
+
+    empty = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    nq, nr = len(queries), len(refs)
+    if nq == 0 or nr == 0 or min_cos > 1.0:
+        return empty
+    q = np.asarray(queries, dtype=np.float32)
+    r = np.asarray(refs, dtype=np.float32)
     qs: list[np.ndarray] = []
     rs: list[np.ndarray] = []
     cs: list[np.ndarray] = []
-    if len(queries) == 0 or len(refs) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    refs_t = np.ascontiguousarray(refs.T, dtype=np.float32)
-    kk = min(k, len(refs) - (1 if exclude_self else 0))
-    if kk <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    for s in range(0, len(queries), block):
-        sim = queries[s : s + block].astype(np.float32, copy=False) @ refs_t
-        if exclude_self:
-            rows = np.arange(sim.shape[0])
-            sim[rows, rows + s] = -2.0
-        # threshold first (sparse), then the top k of each row among the survivors
-        qi, ri = np.nonzero(sim >= min_cos)
-        if len(qi) == 0:
-            continue
-        cv = sim[qi, ri]
-        order = np.lexsort((-cv, qi))
-        qi, ri, cv = qi[order], ri[order], cv[order]
-        first = np.searchsorted(qi, qi, "left")
-        keep = (np.arange(len(qi)) - first) < kk
-        qs.append(qi[keep] + s)
-        rs.append(ri[keep])
-        cs.append(cv[keep])
+
+    def keep(sim: np.ndarray, q_rows: np.ndarray, r_rows: np.ndarray) -> None:
+        a, b = np.nonzero(sim >= min_cos)
+        if len(a):
+            qs.append(q_rows[a])
+            rs.append(r_rows[b])
+            cs.append(sim[a, b])
+
+    if float(nq) * nr <= exact_limit or nr < 64:
+        r_t = np.ascontiguousarray(r.T)
+        all_r = np.arange(nr, dtype=np.int64)
+        for s in range(0, nq, block):
+            keep(q[s : s + block] @ r_t, np.arange(s, min(nq, s + block), dtype=np.int64), all_r)
+    else:
+        n_cells = max(8, int(np.sqrt(nr)))
+        probe = min(nprobe, n_cells)
+        cent = spherical_kmeans(r, n_cells, seed=seed)
+        cell = np.argmax(r @ cent.T, axis=1)
+        members = np.argsort(cell, kind="stable")
+        bounds = np.searchsorted(cell[members], np.arange(n_cells + 1))
+        q_cells = np.empty((nq, probe), dtype=np.int32)
+        for s in range(0, nq, block):
+            cq = q[s : s + block] @ cent.T
+            q_cells[s : s + block] = np.argpartition(-cq, probe - 1, axis=1)[:, :probe]
+        flat = q_cells.ravel()
+        by_cell = np.argsort(flat, kind="stable")
+        cb = np.searchsorted(flat[by_cell], np.arange(n_cells + 1))
+        for c in range(n_cells):
+            mem = members[bounds[c] : bounds[c + 1]]
+            qrows = (by_cell[cb[c] : cb[c + 1]] // probe).astype(np.int64)
+            if len(mem) == 0 or len(qrows) == 0:
+                continue
+            r_t = np.ascontiguousarray(r[mem].T)
+            for s in range(0, len(qrows), block):
+                part = qrows[s : s + block]
+                keep(q[part] @ r_t, part, mem)
     if not qs:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return (
-        np.concatenate(qs).astype(np.int64),
-        np.concatenate(rs).astype(np.int64),
-        np.concatenate(cs),
-    )
-
-
-_SENT = re.compile(r"(?<=[.!?:;])\s+|\n+")
-
-
-def sentences(text: str) -> list[str]:
-    return [s for s in _SENT.split(text) if s.strip()]
-
-
-def passages(
-    text: str,
-    size: int,
-    overlap: Callable[[str], float],
-    k: int = 3,
-    reach: int = 6,
-    rank: Callable[[str], float] | None = None,
-) -> list[str]:
-    """The ``k`` passages of ``text`` (about ``size`` words) most likely to hold a given item:
-    the sentences with the highest ``overlap`` are anchors, every run of whole sentences
-    around an anchor of 0.5-1.5 ``size`` words is a candidate, and candidates are ranked by
-    ``rank`` (default ``overlap``). ``text`` itself when short."""
-    if len(text.split()) <= size:
-        return [text]
-    sents = sentences(text)
-    lens = [len(x.split()) for x in sents]
-    scores = [overlap(x) for x in sents]
-    anchors = sorted(range(len(sents)), key=lambda i: -scores[i])[:2]
-    cands: set[tuple[int, int]] = set()
-    for a in anchors:
-        for i in range(a, max(-1, a - reach), -1):
-            n = sum(lens[i:a])
-            for j in range(a, min(len(sents), a + reach)):
-                n += lens[j]
-                if n > 2 * size:
-                    break
-                if n >= 0.5 * size:
-                    cands.add((i, j + 1))
-            if n > 2 * size:
-                break
-        if lens[a] > 1.5 * size:  # one long sentence: word windows inside it
-            words = sents[a].split()
-            for st in range(0, len(words), max(1, size // 2)):
-                cands.add((-1 - a, st))
-    texts = []
-    for i, j in cands:
-        if i >= 0:
-            texts.append(" ".join(sents[i:j]))
-        else:
-            w = sents[-1 - i].split()
-            texts.append(" ".join(w[j : j + size]))
-    if not texts:
-        texts = [" ".join(text.split()[:size])]
-    key = rank or overlap
-    texts.sort(key=lambda t: -key(t))
-    return texts[:k]
+        return empty
+    qi, ri, cv = np.concatenate(qs), np.concatenate(rs), np.concatenate(cs)
+    order = np.lexsort((-cv, qi))
+    qi, ri, cv = qi[order], ri[order], cv[order]
+    first = np.searchsorted(qi, qi, "left")
+    top = (np.arange(len(qi)) - first) < k
+    return qi[top], ri[top], cv[top]
 
 
 def calibrate(
-    scorer: PairScorer,
+    space: FeatureSpace,
     ref_emb: np.ndarray,
     k: int,
-    exclude: set[tuple[int, int]] | None = None,
     max_items: int = 2000,
     seed: int = 0,
 ) -> np.ndarray:
@@ -272,11 +452,7 @@ def calibrate(
     qi = np.repeat(sample, kk)
     ri = part.ravel()
     cos = np.take_along_axis(sims, part, axis=1).ravel()
+    s = space.score_pairs(ri, space.ref, qi, cos)
     best = np.full(n, -np.inf)
-    for q, r, c in zip(qi.tolist(), ri.tolist(), cos.tolist(), strict=True):
-        if exclude and ((q, r) in exclude or (r, q) in exclude):
-            continue
-        s = scorer.score_refs(r, q, c)
-        if s > best[q]:
-            best[q] = s
+    np.maximum.at(best, qi, s)
     return best[np.isfinite(best)]

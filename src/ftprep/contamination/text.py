@@ -211,7 +211,7 @@ def ngram_hashes(
 
 # ----------------------------------------------------------------------------- verifier features
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
-_NUMBER_WORDS = {
+NUMBER_WORDS = {
     "zero": "0",
     "one": "1",
     "two": "2",
@@ -259,6 +259,35 @@ def numbers(text: str) -> set[str]:
     """The numbers a text mentions (digits, with 1,000 = 1000; number words as digits)."""
     out = {m.group().replace(",", "").rstrip(".").lstrip("0") or "0" for m in _NUM.finditer(text)}
     for w in _WORD.findall(text.lower()):
-        if w in _NUMBER_WORDS:
-            out.add(_NUMBER_WORDS[w])
+        if w in NUMBER_WORDS:
+            out.add(NUMBER_WORDS[w])
     return out
+
+
+def char_ngram_hashes(
+    texts: Sequence[str] | pa.Array, n: int, *, normalized: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every character ``n``-gram of the normalised texts with all spaces removed
+    (so a word swap or a typo changes only the few grams around it) and the text each belongs
+    to (``owner``, nondecreasing). UTF-8 bytes; a gram never spans two texts."""
+    norm = texts if normalized and isinstance(texts, pa.Array) else normalize_array(texts)
+    if isinstance(norm, pa.ChunkedArray):
+        norm = norm.combine_chunks()
+    k = len(norm)
+    bufs = norm.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[norm.offset : norm.offset + k + 1]
+    if bufs[2] is None or k == 0:
+        return np.zeros(0, _U64), np.zeros(0, np.int64)
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    owner = np.repeat(np.arange(k, dtype=np.int64), np.diff(offsets))
+    keep = data != ord(" ")
+    data, owner = data[keep], owner[keep]
+    m = len(data) - n + 1
+    if m <= 0:
+        return np.zeros(0, _U64), np.zeros(0, np.int64)
+    with np.errstate(over="ignore"):
+        h = np.zeros(m, dtype=_U64)
+        for j in range(n):
+            h = h * _U64(0x100000001B3) + data[j : j + m].astype(_U64)
+    valid = owner[:m] == owner[n - 1 :]
+    return fmix64(h[valid] ^ _U64(0xC0FFEE00 + n)), owner[:m][valid]
