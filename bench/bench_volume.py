@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from _machine import cpu_model
+from bench_labels import _table  # the same markdown tables
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUICK = "--quick" in sys.argv
@@ -42,15 +43,6 @@ def _machine() -> str:
         f"nproc {os.cpu_count()}, {cpu_model()}, load average {load[0]:.1f} {load[1]:.1f} "
         f"{load[2]:.1f} (machine shared), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
-
-
-def _table(cols: list[str], rows: list[list[object]]) -> str:
-    def f(x: object) -> str:
-        return f"{x:.4f}" if isinstance(x, float) else str(x)
-
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(f(x) for x in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def _iv(iv: list[float | None], spec: str) -> str:

@@ -338,6 +338,7 @@ def summarise(
             "rmse": fit.rmse,
             "bootstrap": len(boot),
             "level": level,
+            "warnings": fit.warnings(),
         },
         "metric_at_n_train": now,
         "gain_if_doubled": gain2,
@@ -348,6 +349,7 @@ def summarise(
         "plateau": {
             "delta": delta,
             "n": plateau,
+            "metric": float(fit.predict(plateau)),
             "interval": fit.interval([b.plateau_n(delta) for b in boot], level),
             "past": past,
         },
@@ -386,7 +388,7 @@ def summarise(
 
 
 def _fmt_n(x: float) -> str:
-    return f"{x:,.0f}"
+    return f"{x:,.0f}" if x < 1e9 else f"{x:.2g}"
 
 
 def _verdict(doc: dict[str, Any], higher: bool) -> dict[str, str]:
@@ -396,8 +398,9 @@ def _verdict(doc: dict[str, Any], higher: bool) -> dict[str, str]:
     if tgt is not None and not tgt["reachable"]:
         code = "target_unreachable"
         msg = (
-            f"the curve levels off at {doc['asymptote']['metric']:.4g}, short of the target "
-            f"{tgt['value']:.4g}: more data of this kind won't reach it — improve quality/coverage"
+            f"the curve levels off around {pl['metric']:.4g} (asymptote "
+            f"{doc['asymptote']['metric']:.4g}), short of the target {tgt['value']:.4g}: more "
+            "data of this kind won't reach it — improve quality/coverage"
         )
     elif tgt is not None and tgt["extra_needed"] > 0:
         code = "collect_for_target"

@@ -89,9 +89,21 @@ class CurveFit:
         if not values:
             return [None, None]
         arr = np.array([math.inf if v is None else v for v in values], dtype=float)
-        lo = float(np.quantile(arr, (1 - level) / 2))
-        hi = float(np.quantile(arr, 1 - (1 - level) / 2))
+        # order statistics, no interpolation (the values may include +inf)
+        lo = float(np.quantile(arr, (1 - level) / 2, method="lower"))
+        hi = float(np.quantile(arr, 1 - (1 - level) / 2, method="higher"))
         return [lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None]
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.law.b <= B_BOUNDS[0] * 1.01:
+            out.append(
+                "the curve is flat over the measured sizes (b at its lower bound): the asymptote "
+                "is not identified; read the plateau level instead"
+            )
+        if self.law.b >= B_BOUNDS[1] * 0.99:
+            out.append("b at its upper bound: the curve drops unusually fast; check the points")
+        return out
 
     def params(self) -> dict[str, Any]:
         return {"a": self.law.a, "b": self.law.b, "c": self.law.c}

@@ -13,7 +13,9 @@ from ftprep.report.html import render_section
 
 
 def _n(x: float | None) -> str:
-    return "—" if x is None else f"{x:,.0f}"
+    if x is None:
+        return "—"
+    return f"{x:,.0f}" if x < 1e9 else f"{x:.2g}"
 
 
 def _interval(iv: list[float | None], fmt: str = "n") -> str:
@@ -48,7 +50,7 @@ def sections(doc: dict[str, Any]) -> list[Section]:
     rows.append(
         [
             f"plateau (doubling gains < {pl['delta']:g})",
-            f"{_n(pl['n'])} examples",
+            f"{_n(pl['n'])} examples (metric there {pl['metric']:.4f})",
             _interval(pl["interval"]),
         ]
     )
@@ -76,6 +78,8 @@ def sections(doc: dict[str, Any]) -> list[Section]:
         f"b = {p['b']:.4g}, c = {p['c']:.4g} ({doc['fit']['method']}, rmse {doc['fit']['rmse']:.3g}, "
         f"{doc['fit']['bootstrap']} bootstrap refits). x axis: training examples (log scale)."
     )
+    for w in doc["fit"].get("warnings", []):
+        note += " Warning: " + w + "."
     learner = doc.get("learner", {})
     out = [
         Section("Verdict", "text", {"text": doc["verdict"]["message"]}, note=doc.get("note", "")),
