@@ -2,8 +2,8 @@
 
 A few hundred labels are far too few for a wide model, so the scorer combines a *prior* — an
 unsupervised score whose directions are stated in advance and only checked against the labels
-— with an ensemble of small, heavily-regularised views learned from the labels, and lets the
-learned part count more as labels grow:
+— with an ensemble of small, heavily-regularised views learned from the labels, weighted by how
+well each does on labels it was not fitted on:
 
 * ``prior`` — a named set of features with a stated direction (``PRIORS``; the template's
   ``accuracy`` prior says what raters of correctness reward: concise answers, closed tasks
@@ -22,8 +22,12 @@ learned part count more as labels grow:
   the response (each example scored by its mean token ratio).
 
 Each view's score is rank-normalised over the dataset; the learned views are averaged and mixed
-with the prior as ``w·learned + (1 − w)·prior`` with ``w = m / (m + prior_strength)``, ``m`` the
-number of labelled examples in the smaller class (empirical-Bayes shrinkage towards the prior).
+with the prior as ``w·learned + (1 − w)·prior``. ``w`` is chosen on the labels by
+cross-validation: the learned views are refitted ``cv_folds`` times, each scoring the labels it
+did not see, and the least grid value of ``w`` (0, 0.1, … 1) whose mix ranks those out-of-fold
+labels within one standard error of the best mix is taken (the one-SE rule) — a prior that
+describes the criterion keeps the weight at a few hundred labels, strong learned views take
+over when they clearly earn it.
 A one-feature logistic regression on the labels maps the result to a probability that experts
 would rate the example as meeting the criterion. :func:`holdout_agreement` refits on part of the
 labels and reports AUROC / Spearman on the rest, so nobody trusts a scorer that disagrees with
@@ -51,21 +55,33 @@ __all__ = [
 ]
 
 VIEWS = ("prior", "dense", "embed", "ngram")
-LEARNED_VIEWS = ("dense", "embed", "ngram")
+LEARNED = ("dense", "embed", "ngram")
+
 # Named priors: feature name (``dense_features`` / ``embedding_features``) -> stated direction.
 PRIORS: dict[str, dict[str, float]] = {
     "accuracy": {
         "log_resp_words": -1.0,
+        "log_prompt_chars": -1.0,
+        "prompt_lines": -1.0,
         "task_closed": 1.0,
         "task_open": -1.0,
-        "type_token_ratio": 1.0,
         "emb:prompt_response_cos": 1.0,
         "emb:expected_log_words": -1.0,
         "emb:response_typicality": -1.0,
     },
     "none": {},
 }
-PARAMS = ("prior", "prior_strength", "views", "t_min", "t_flip", "nb_alpha")
+PARAMS = (
+    "prior",
+    "prior_alpha",
+    "learned_weight",
+    "cv_folds",
+    "views",
+    "t_min",
+    "t_flip",
+    "nb_alpha",
+)
+WEIGHT_GRID = np.linspace(0.0, 1.0, 11)
 RIDGE_SAMPLE = 20_000  # rows used to fit the expected-length regression
 
 
@@ -164,7 +180,9 @@ def _rank01(x: np.ndarray) -> np.ndarray:
 class LearnedScorer:
     views: tuple[str, ...] = VIEWS
     prior: str | Mapping[str, float] = "accuracy"  # a name in PRIORS or {feature: ±1}
-    prior_strength: float = 60.0  # labels (smaller class) at which prior and learned weigh equal
+    learned_weight: float | None = None  # weight of the learned views vs the prior; None: by CV
+    cv_folds: int = 5  # folds used to choose learned_weight
+    prior_alpha: float = 0.05  # the prior is used only if it ranks the labels better than chance
     t_min: float = 1.0  # dense view: |t| needed for a feature to enter
     t_flip: float = 2.0  # prior view: labels against a stated direction by more than this flip it
     nb_alpha: float = 1.0
@@ -176,8 +194,12 @@ class LearnedScorer:
             raise ValueError(f"unknown view(s) {unknown}: use {', '.join(VIEWS)}")
         if isinstance(self.prior, str) and self.prior not in PRIORS:
             raise ValueError(f"unknown prior {self.prior!r}: use {', '.join(PRIORS)} or a mapping")
-        if self.prior_strength < 0:
-            raise ValueError("prior_strength must be >= 0")
+        if self.learned_weight is not None and not 0 <= self.learned_weight <= 1:
+            raise ValueError(
+                "learned_weight must be in [0, 1] (or null: chosen by cross-validation)"
+            )
+        if self.cv_folds < 2:
+            raise ValueError("cv_folds must be >= 2")
 
     @property
     def prior_directions(self) -> dict[str, float]:
@@ -239,9 +261,64 @@ class LearnedScorer:
             ratios.append(np.log(p / p.sum()) - np.log(q / q.sum()))
         self.fitted["ngram"] = ratios
 
+    def _check_prior(self, f: Features, idx: np.ndarray, y: np.ndarray) -> None:
+        """Keep the prior only when it agrees with the labels: one-sided Mann–Whitney test of
+        its score, good above bad, at ``prior_alpha`` (a prior that does not describe this
+        criterion is dropped and the learned views alone score it)."""
+        if "prior" not in self.fitted:
+            return
+        from scipy.stats import mannwhitneyu
+
+        s = self._prior_score(f)
+        assert s is not None
+        sl = s[idx]
+        p = float(mannwhitneyu(sl[y == 1], sl[y == 0], alternative="greater").pvalue)
+        self.fitted["prior"]["p_value"] = p
+        self.fitted["prior"]["auroc"] = _auroc(y, sl)
+        if not p < self.prior_alpha and any(v in self.views for v in LEARNED):
+            self.fitted["prior"]["dropped"] = True
+
+    def _mix_weight(self, f: Features, idx: np.ndarray, y: np.ndarray) -> float:
+        """Weight of the learned views against the prior: ``learned_weight`` when set, else the
+        least grid value (0, 0.1, … 1) whose mix of the prior and *out-of-fold* learned scores
+        ranks the labels within one standard error (Hanley–McNeil) of the best mix (stratified
+        ``cv_folds``-fold) — the learned views must earn their weight."""
+        learned = [v for v in self.views if v in LEARNED]
+        prior = self._prior_score(f)
+        if prior is None or not learned:
+            return 1.0 if prior is None else 0.0
+        if self.learned_weight is not None:
+            return float(self.learned_weight)
+        k = min(self.cv_folds, int(y.sum()), int(len(y) - y.sum()))
+        if k < 2:
+            return 0.0
+        rng = np.random.default_rng(0)
+        fold = np.empty(len(y), dtype=int)
+        for c in (0, 1):
+            rows = rng.permutation(np.flatnonzero(y == c))
+            fold[rows] = np.arange(len(rows)) % k
+        oof = np.zeros(len(y))
+        for j in range(k):
+            tr, te = fold != j, fold == j
+            sub = LearnedScorer(
+                views=tuple(learned), prior="none", t_min=self.t_min, nb_alpha=self.nb_alpha
+            )
+            sub._fit_views(f, idx[tr], y[tr])
+            r = sub._learned_rank(f)
+            oof[te] = 0.5 if r is None else r[idx[te]]
+        pr = prior[idx]
+        aucs = np.asarray([_auroc(y, w * oof + (1 - w) * pr) for w in WEIGHT_GRID])
+        self.fitted["mix_cv_auroc"] = {
+            f"{w:.1f}": round(float(a), 4) for w, a in zip(WEIGHT_GRID, aucs, strict=True)
+        }
+        # one-standard-error rule: the least learned weight within one SE of the best
+        best = float(np.max(aucs))
+        ok = np.flatnonzero(aucs >= best - _auroc_se(best, int(y.sum()), int(len(y) - y.sum())))
+        return float(WEIGHT_GRID[int(ok[0])])
+
     def _prior_score(self, f: Features) -> np.ndarray | None:
         pr = self.fitted.get("prior")
-        if pr is None:
+        if pr is None or pr.get("dropped"):
             return None
         return np.mean([_rank01(d * f.dense[:, j]) for j, d in pr["signs"].items()], axis=0)
 
@@ -258,6 +335,23 @@ class LearnedScorer:
             out.append(np.asarray(m @ r).ravel() / cnt)
         return out
 
+    def _fit_views(self, f: Features, idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Fit the learned views; returns the features' t statistics on the labels."""
+        t = self._t(self._standardise(f)[idx], y)
+        if "dense" in self.views:
+            self._fit_dense(f.dense_names, t)
+        if "embed" in self.views:
+            self._fit_embed(f, idx, y)
+        if "ngram" in self.views:
+            self._fit_ngram(f, idx, y)
+        return t
+
+    def _learned_rank(self, f: Features) -> np.ndarray | None:
+        learned = self._learned_scores(f)
+        if not learned:
+            return None
+        return np.asarray(np.mean([_rank01(v) for v in learned], axis=0))
+
     # ------------------------------------------------------------------ API
     def fit(self, f: Features, idx: np.ndarray, y: np.ndarray) -> LearnedScorer:
         """Fit on the labelled rows ``idx`` (binary ``y``: 1 = meets the criterion)."""
@@ -265,17 +359,11 @@ class LearnedScorer:
         if len(set(y.tolist())) < 2:
             raise ValueError("the calibration labels of this criterion are all the same class")
         self.fitted = {}
-        t = self._t(self._standardise(f)[idx], y)
+        t = self._fit_views(f, idx, y)
         if "prior" in self.views:
             self._fit_prior(f.dense_names, t)
-        if "dense" in self.views:
-            self._fit_dense(f.dense_names, t)
-        if "embed" in self.views:
-            self._fit_embed(f, idx, y)
-        if "ngram" in self.views:
-            self._fit_ngram(f, idx, y)
-        m = float(min(int(y.sum()), int(len(y) - y.sum())))
-        self.fitted["learned_weight"] = m / (m + self.prior_strength) if m > 0 else 0.0
+        self._check_prior(f, idx, y)
+        self.fitted["learned_weight"] = self._mix_weight(f, idx, y)
         raw = self.raw_score(f)
         # Platt scaling of the combined rank score on the labels
         from sklearn.linear_model import LogisticRegression
@@ -288,15 +376,11 @@ class LearnedScorer:
         """Rank score in [0, 1] over the rows of ``f`` (the whole dataset): the learned views'
         mean rank mixed with the prior's (see module doc)."""
         prior = self._prior_score(f)
-        learned = self._learned_scores(f)
-        if not learned and prior is None:
-            return np.full(len(f), 0.5)
-        if not learned:
-            assert prior is not None
-            return prior
-        lrn = np.mean([_rank01(v) for v in learned], axis=0)
+        lrn = self._learned_rank(f)
+        if lrn is None:
+            return prior if prior is not None else np.full(len(f), 0.5)
         if prior is None:
-            return np.asarray(lrn)
+            return lrn
         w = float(self.fitted.get("learned_weight", 1.0))
         return np.asarray(w * lrn + (1.0 - w) * prior)
 
@@ -314,6 +398,8 @@ class LearnedScorer:
             "prior": self.prior if isinstance(self.prior, str) else "custom",
             "prior_features": pr.get("used", []),
             "prior_flipped": pr.get("flipped", []),
+            "prior_used": bool(pr) and not pr.get("dropped", False),
+            "prior_auroc": round(float(pr["auroc"]), 4) if "auroc" in pr else None,
             "learned_weight": round(float(self.fitted.get("learned_weight", 1.0)), 4),
             "dense_features_used": d.get("used", []),
             "embeddings": "embed" in self.fitted,
@@ -322,7 +408,8 @@ class LearnedScorer:
 
 def scorer_from_params(params: Mapping[str, Any]) -> LearnedScorer:
     """A :class:`LearnedScorer` configured by a learned criterion's ``params`` in rubric.yaml
-    (``prior``, ``prior_strength``, ``views``, ``t_min``, ``t_flip``, ``nb_alpha``)."""
+    (``prior``, ``prior_alpha``, ``learned_weight``, ``cv_folds``, ``views``, ``t_min``,
+    ``t_flip``, ``nb_alpha``)."""
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
         raise ValueError(f"unknown learned-criterion param(s) {unknown}: use {', '.join(PARAMS)}")
@@ -336,10 +423,21 @@ def scorer_from_params(params: Mapping[str, Any]) -> LearnedScorer:
         kw["prior"] = pr if isinstance(pr, str) else {str(k): float(v) for k, v in pr.items()}
     if "views" in params:
         kw["views"] = tuple(str(v) for v in params["views"])
-    for k in ("prior_strength", "t_min", "t_flip", "nb_alpha"):
+    for k in ("prior_alpha", "t_min", "t_flip", "nb_alpha"):
         if k in params:
             kw[k] = float(params[k])
+    if params.get("learned_weight") is not None:
+        kw["learned_weight"] = float(params["learned_weight"])
+    if "cv_folds" in params:
+        kw["cv_folds"] = int(params["cv_folds"])
     return LearnedScorer(**kw)
+
+
+def _auroc_se(a: float, n1: int, n0: int) -> float:
+    """Hanley–McNeil standard error of an AUROC ``a`` with ``n1`` positives, ``n0`` negatives."""
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    v = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / max(n1 * n0, 1)
+    return float(np.sqrt(max(v, 0.0)))
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:
