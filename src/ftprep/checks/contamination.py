@@ -36,6 +36,7 @@ from ftprep.contamination.detect import (
     ClusterParams,
     Leak,
     LeakParams,
+    LeakReport,
     TrainSide,
     duplicate_clusters,
     find_leaks,
@@ -93,6 +94,10 @@ class _LeakSearch:
                 self.train_emb = self.embed(self.texts["prompt"])
 
     def against(self, ref: Dataset) -> tuple[list[Leak], float, dict[str, float]]:
+        rep = self.report(ref)
+        return rep.leaks, rep.threshold, rep.seconds
+
+    def report(self, ref: Dataset) -> LeakReport:
         ref_in, ref_full = ref.texts("prompt"), ref.texts("full")
         ref_emb = None
         if self.embed is not None:
@@ -110,7 +115,7 @@ class _LeakSearch:
             ref_emb=ref_emb,
             side=self.side,
         )
-        return rep.leaks, rep.threshold, rep.seconds
+        return rep
 
 
 def _strongest(leaks: list[Leak]) -> dict[int, Leak]:
@@ -204,9 +209,13 @@ def _counts(leaks: list[Leak], n_items: int) -> dict[str, Any]:
     }
 
 
-def _params(check: Check) -> LeakParams:
+def _params(check: Check, ctx: Context | None = None) -> LeakParams:
     known = {k: v for k, v in check.params.items() if k not in ("paraphrase_action", "clusters")}
-    return LeakParams.from_dict(known)
+    p = LeakParams.from_dict(known)
+    if p.llm_judge.enabled and p.llm_judge.cache_dir is None and ctx is not None:
+        # judge answers are cached in the workspace: a re-run never pays twice
+        p.llm_judge.cache_dir = str(ctx.workspace.root / "llm_cache")
+    return p
 
 
 def _simulated_splits(ctx: Context) -> dict[str, str] | None:
@@ -242,7 +251,7 @@ class BenchmarkLeakage(Check):
     )
 
     def run(self, ctx: Context) -> CheckResult:
-        params = _params(self)
+        params = _params(self, ctx)
         search = _LeakSearch(ctx, ctx.train, params)
         by_bench: dict[str, list[Leak]] = {}
         per: dict[str, Any] = {}
@@ -250,13 +259,16 @@ class BenchmarkLeakage(Check):
         findings: list[Finding] = []
         with ctx.progress("benchmark leakage", len(ctx.benchmarks)) as advance:
             for name, ds in sorted(ctx.benchmarks.items()):
-                leaks, thr, secs = search.against(ds)
+                rep = search.report(ds)
+                leaks = rep.leaks
                 by_bench[name] = leaks
                 per[name] = {
                     **_counts(leaks, len(ds)),
-                    "paraphrase_threshold": thr,
-                    "seconds": {k: round(v, 3) for k, v in secs.items()},
+                    "paraphrase_threshold": rep.threshold,
+                    "seconds": {k: round(v, 3) for k, v in rep.seconds.items()},
                 }
+                if rep.judge is not None:
+                    per[name]["llm_judge"] = rep.judge
                 if leaks:
                     sections.append(
                         _pairs_section(
@@ -318,6 +330,24 @@ class BenchmarkLeakage(Check):
                         action=f"{pa} (reason benchmark_paraphrase)",
                     )
                 )
+        judged = {n: p["llm_judge"] for n, p in per.items() if "llm_judge" in p}
+        if judged:
+            total = {
+                k: sum(j[k] for j in judged.values())
+                for k in ("judged", "confirmed", "rejected", "undecided", "cached", "over_limit")
+            }
+            by_method = sum(1 for ls in by_bench.values() for lk in ls if lk.method == "llm_judge")
+            findings.append(
+                Finding(
+                    "info",
+                    "paraphrase_llm_judge",
+                    f"LLM judge ({params.llm_judge.model}) decided {total['judged']} borderline "
+                    f"paraphrase pair(s): {total['confirmed']} confirmed, {total['rejected']} "
+                    f"cleared, {total['undecided']} left to the verifier ({total['cached']} "
+                    "answers from the cache)",
+                    metrics={**total, "method": "llm_judge", "leaks_by_llm_judge": by_method},
+                )
+            )
         if search.embed is None and params.semantic:
             findings.append(
                 Finding(
@@ -396,7 +426,7 @@ class SplitLeakage(Check):
     )
 
     def run(self, ctx: Context) -> CheckResult:
-        params = _params(self)
+        params = _params(self, ctx)
         cp = ClusterParams(**self.param("clusters", {}))
         policy = ctx.project.split
         train = ctx.train

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ftprep.contamination.index import ShingleIndex, pair_containment
+from ftprep.contamination.judge import LeakJudge, LeakJudgeConfig
 from ftprep.contamination.minhash import (
     MinHasher,
     band_keys,
@@ -38,6 +39,7 @@ from ftprep.contamination.semantic import FeatureSpace, VerifierWeights, calibra
 from ftprep.contamination.text import (
     Tokens,
     char_ngram_hashes,
+    fmix64,
     ngram_hashes,
     text_keys,
     tokenize,
@@ -87,6 +89,7 @@ class LeakParams:
     min_score: float = 2.6
     default_score: float = 2.9
     weights: VerifierWeights = field(default_factory=VerifierWeights)
+    llm_judge: LeakJudgeConfig = field(default_factory=LeakJudgeConfig)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LeakParams:
@@ -102,6 +105,8 @@ class LeakParams:
         for k, v in d.items():
             if k == "weights":
                 p.weights = VerifierWeights(**(v or {}))
+            elif k == "llm_judge":
+                p.llm_judge = LeakJudgeConfig.from_dict(v)
             else:
                 setattr(p, k, tuple(v) if isinstance(v, list) else v)
         return p
@@ -128,7 +133,9 @@ class Leak:
 
     @property
     def category(self) -> str:
-        return "near" if self.method.startswith("ngram") else self.method
+        if self.method.startswith("ngram"):
+            return "near"
+        return "paraphrase" if self.method == "llm_judge" else self.method
 
 
 @dataclass(slots=True)
@@ -137,6 +144,7 @@ class LeakReport:
     threshold: float
     seconds: dict[str, float]
     n_candidates: int = 0
+    judge: dict[str, int] | None = None
 
 
 class TrainSide:
@@ -178,13 +186,15 @@ def find_leaks(
     ref_emb: np.ndarray | None = None,
     train_tokens: Tokens | None = None,
     side: TrainSide | None = None,
+    judge: LeakJudge | None = None,
 ) -> LeakReport:
     """Leaks of the reference items (``ref_input``: user text; ``ref_full``: input + answer)
     into the training texts ``train`` (field -> texts, same rows). ``train_emb`` are the
     embeddings of ``train['prompt']`` and ``ref_emb`` of ``ref_input`` (computed with
     ``embed`` when absent). ``side`` shares the training side's tokens and shingles between
     calls against several reference sets (``train_tokens``: the tokens of the compared
-    full text, when already computed)."""
+    full text, when already computed). ``judge`` (or ``params.llm_judge.enabled``) sends the
+    paraphrase verifier's borderline pairs to an LLM (:mod:`ftprep.contamination.judge`)."""
     secs: dict[str, float] = {}
     n_train = len(next(iter(train.values()))) if train else 0
     n_ref = len(ref_input)
@@ -281,6 +291,8 @@ def find_leaks(
     threshold = float("nan")
     n_cand = 0
     if params.semantic and embed is not None:
+        if judge is None and params.llm_judge.enabled:
+            judge = LeakJudge(params.llm_judge)
         t0 = time.perf_counter()
         if ref_emb is None:
             ref_emb = embed(ref_input)
@@ -298,11 +310,16 @@ def find_leaks(
             params,
             skip=np.array([lk.train * n_ref + lk.item for lk in best.values()], dtype=np.int64),
             secs=secs,
+            judge=judge,
         )
         for leak in para:
             add(leak)
     return LeakReport(
-        sorted(best.values(), key=lambda x: (x.train, x.item)), threshold, secs, n_cand
+        sorted(best.values(), key=lambda x: (x.train, x.item)),
+        threshold,
+        secs,
+        n_cand,
+        judge.stats.to_dict() if judge is not None else None,
     )
 
 
@@ -314,11 +331,22 @@ def _char_near(
     ``near_char_min`` of them) are found in the record at rate >= ``near_char_containment``."""
     n = params.near_char
     rh, ro = char_ngram_hashes(ref_input, n)
-    cidx = ShingleIndex(rh, ro, len(ref_input), max_df=params.near_char_max_df, sample=None)
+    # each item's distinct grams, and how many items hold each gram (hash-keyed, no sort of
+    # the whole reference side)
+    salt = fmix64(ro.astype(np.uint64) + np.uint64(0x2545F4914F6CDD1D))
+    _, first = np.unique(fmix64(rh ^ salt), return_index=True)
+    rh, ro = rh[first], ro[first]
+    _, inv, df = np.unique(rh, return_inverse=True, return_counts=True)
+    keep = (df[inv] <= params.near_char_max_df) & np.isin(ro, item)
+    rh, ro = rh[keep], ro[keep]
+    order = np.argsort(ro, kind="stable")
+    item_h = rh[order]
+    size = np.bincount(ro, minlength=len(ref_input)).astype(np.int64)
+    item_start = np.r_[0, np.cumsum(size)].astype(np.int64)
     urec, local = np.unique(rec, return_inverse=True)
     th, to = char_ngram_hashes([texts[i] for i in urec.tolist()], n)
-    cc = pair_containment(cidx.item_h, cidx.item_start, local, item, th, to)
-    good = (cc >= params.near_char_containment) & (cidx.full_size[item] >= params.near_char_min)
+    cc = pair_containment(item_h, item_start, local, item, th, to)
+    good = (cc >= params.near_char_containment) & (size[item] >= params.near_char_min)
     return [
         (int(rec[k]), int(item[k]), float(cc[k]), int(k)) for k in np.flatnonzero(good).tolist()
     ]
@@ -335,6 +363,7 @@ def _paraphrases(
     params: LeakParams,
     skip: np.ndarray,
     secs: dict[str, float],
+    judge: LeakJudge | None = None,
 ) -> tuple[list[Leak], float, int]:
     """Embedding / rare-word candidates, verified (all pairs at once) on the record's prompt
     and, for a record longer than the item, on the window of its full text that best covers
@@ -391,6 +420,7 @@ def _paraphrases(
     s_p[p_feats.n_words[local] == 0] = -9.0
     # windows of long records, pruned by the best score any window could reach
     s_w = np.full(len(q), -9.0)
+    w_text: dict[int, str] = {}
     w_thr = threshold + params.window_margin
     long = np.flatnonzero(rec_len[q] > params.passage_ratio * item_len[r])
     if len(long):
@@ -399,32 +429,52 @@ def _paraphrases(
         ub = space.upper_bound(r[long], f_feats, ll)
         long, ll = long[ub >= w_thr], ll[ub >= w_thr]
         if len(long):
-            scores: list[np.ndarray] = []
-            variants = [
-                space.best_windows(r[long], f_feats, ll, params.window_scale, snap)
-                for snap in params.window_snaps
-            ]
-            texts = [t for v in variants for t in v[0]]
-            wemb = np.asarray(embed(texts), dtype=np.float32)
-            for j, (_t, w_feats) in enumerate(variants):
-                e = wemb[j * len(long) : (j + 1) * len(long)]
-                cos_w = np.einsum("ij,ij->i", e, ref_emb[r[long]])
-                scores.append(space.score_pairs(r[long], w_feats, np.arange(len(long)), cos_w))
-            s_w[long] = np.max(scores, axis=0)
-    hit = np.flatnonzero((s_p >= threshold) | (s_w >= w_thr))
-    for k in hit.tolist():
-        on_prompt = s_p[k] >= threshold
-        sc = float(max(s_p[k], s_w[k]))
+            # a window is embedded only when its lexical features leave the threshold
+            # reachable with a perfect cosine
+            for snap in params.window_snaps:
+                texts, w_feats = space.best_windows(r[long], f_feats, ll, params.window_scale, snap)
+                feats = space.pair_features(r[long], w_feats, np.arange(len(long)))
+                sc = space.combine(np.ones(len(long)), feats)
+                live = np.flatnonzero(sc >= w_thr - (params.llm_judge.band_below if judge else 0))
+                if len(live):
+                    e = np.asarray(embed([texts[i] for i in live.tolist()]), dtype=np.float32)
+                    cos_w = np.einsum("ij,ij->i", e, ref_emb[r[long][live]])
+                    sw = sc[live] - wt.cos * (1.0 - cos_w)
+                    better = sw > s_w[long[live]]
+                    for j in live[better].tolist():
+                        w_text[int(long[j])] = texts[j]
+                    s_w[long[live[better]]] = sw[better]
+    # margin of each pair over its threshold (prompt: threshold; passage: + window_margin)
+    m_p, m_w = s_p - threshold, s_w - w_thr
+    margin = np.maximum(m_p, m_w)
+    accept = margin >= 0
+    judged = np.zeros(len(q), dtype=bool)
+    if judge is not None:
+        cfg = judge.cfg
+        band = np.flatnonzero((margin >= -cfg.band_below) & (margin < cfg.band_above))
+        if len(band) > cfg.max_pairs:
+            judge.stats.over_limit += len(band) - cfg.max_pairs
+            band = band[np.argsort(np.abs(margin[band]), kind="stable")[: cfg.max_pairs]]
+        asks = [
+            (ref_input[int(r[k])], w_text[k] if m_w[k] > m_p[k] else prompts[int(q[k])])
+            for k in band.tolist()
+        ]
+        for k, v in zip(band.tolist(), judge.judge(asks), strict=True):
+            if v is not None:
+                accept[k] = v
+                judged[k] = True
+    for k in np.flatnonzero(accept).tolist():
+        on_prompt = m_p[k] >= m_w[k]
+        score = float(s_p[k] if on_prompt else s_w[k])
+        thr_k = threshold if on_prompt else w_thr
         where = "prompt" if on_prompt else "a passage of the record"
-        out.append(
-            Leak(
-                int(q[k]),
-                int(r[k]),
-                "paraphrase",
-                sc,
-                f"verifier score {sc:.2f} on {where} (threshold {threshold:.2f})",
-            )
-        )
+        if judged[k]:
+            method = "llm_judge"
+            detail = f"LLM judge: same item (verifier score {score:.2f} on {where}, threshold {thr_k:.2f})"
+        else:
+            method = "paraphrase"
+            detail = f"verifier score {score:.2f} on {where} (threshold {thr_k:.2f})"
+        out.append(Leak(int(q[k]), int(r[k]), method, score, detail))
     secs["verify"] = secs.get("verify", 0.0) + time.perf_counter() - t0
     return out, threshold, len(q)
 

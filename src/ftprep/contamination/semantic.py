@@ -371,7 +371,8 @@ def candidates(
     """(query row, reference row, cosine) of the top ``k`` references of every query with
     cosine >= ``min_cos``. Small problems are searched exactly (blocked float32 products);
     larger ones through an inverted file: the references are split into ~sqrt(n) spherical
-    k-means cells and each query scans its ``nprobe`` nearest cells only (never all pairs).
+    k-means cells and each query scans its ``nprobe`` nearest cells only (never all pairs; 2
+    cells when ``min_cos`` >= 0.9).
     Only pairs above ``min_cos`` are kept from each block (a sparse threshold, no full sort)."""
     from ftprep.distribution.knn import spherical_kmeans
 
@@ -399,7 +400,8 @@ def candidates(
             keep(q[s : s + block] @ r_t, np.arange(s, min(nq, s + block), dtype=np.int64), all_r)
     else:
         n_cells = max(8, int(np.sqrt(nr)))
-        probe = min(nprobe, n_cells)
+        # near-identical vectors share their cell: a high threshold needs fewer cells
+        probe = min(nprobe if min_cos < 0.9 else 2, n_cells)
         cent = spherical_kmeans(r, n_cells, seed=seed)
         cell = np.argmax(r @ cent.T, axis=1)
         members = np.argsort(cell, kind="stable")
