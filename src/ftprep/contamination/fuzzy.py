@@ -1,0 +1,133 @@
+"""Fuzzy word alignment: is a short eval item present, lightly edited, as one span of a record?
+
+Character n-gram containment is robust to typos but cannot tell a typo ("Whho signed...") from a
+different word ("...stop snowing?" against "...stop raining?"), and over a whole long record it
+adds up n-grams scattered over unrelated sentences. This test works on words instead:
+
+* two words *match* when they are equal after normalisation, or both have at least 3
+  characters and are one edit apart (substitution, insertion, deletion or adjacent
+  transposition — optimal string alignment distance 1), or both have at least 8 characters and
+  are two edits apart;
+* the item's words must be found inside **one window** of the record about as long as the item
+  (``len(item) * (1 + slack) + 2`` words), in any order (word swaps are a light edit);
+* the item is present when at most ``floor(len(item) / per_miss)`` of its words are missing
+  from the best window — with the default ``per_miss=8``, every word of an item of up to 7 words
+  must be there, so a template sibling that differs in one real word is not a match.
+
+Used to verify candidate pairs that the cheaper stages proposed; it never generates candidates.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from ftprep.examples import normalize_column
+
+
+def words_batch(texts: Sequence[str]) -> list[list[str]]:
+    """Normalised words of many texts at once (the exact-duplicate normalisation, vectorised)."""
+    return [str(t).split() for t in normalize_column(list(texts)).to_pylist()]
+
+
+def words(text: str) -> list[str]:
+    return words_batch([text])[0]
+
+
+def osa_distance(a: str, b: str, limit: int = 2) -> int:
+    """Optimal string alignment distance (edits incl. adjacent transpositions), capped at
+    ``limit + 1``."""
+    if a == b:
+        return 0
+    la, lb = len(a), len(b)
+    if abs(la - lb) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(lb + 1))
+    for i in range(1, la + 1):
+        cur = [i] + [0] * lb
+        best = cur[0]
+        for j in range(1, lb + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                v = min(v, prev2[j - 2] + 1)
+            cur[j] = v
+            best = min(best, v)
+        if best > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[lb], limit + 1)
+
+
+def words_match(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    n = min(len(a), len(b))
+    if n < 3:
+        return False
+    d = osa_distance(a, b, 2)
+    return d <= 1 or (n >= 8 and d <= 2)
+
+
+def best_window(item: list[str], record: list[str], slack: float = 0.5) -> int:
+    """The largest number of distinct item words found (fuzzily) inside one window of the
+    record of ``len(item) * (1 + slack) + 2`` words."""
+    if not item or not record:
+        return 0
+    where: dict[str, list[int]] = defaultdict(list)
+    for pos, w in enumerate(record):
+        where[w].append(pos)
+    hits: list[tuple[int, int]] = []  # (record position, item word index)
+    missing = []
+    for k, w in enumerate(item):
+        if w in where:
+            hits.extend((pos, k) for pos in where[w])
+        if len(w) >= 3:  # a lightly edited copy may also be there
+            missing.append(k)
+    if missing:
+        # symmetric deletes: words one edit apart share the word itself or a 1-deletion
+        dels: dict[str, set[str]] = defaultdict(set)
+        for w in where:
+            if len(w) >= 3:
+                dels[w].add(w)
+                for i in range(len(w)):
+                    dels[w[:i] + w[i + 1 :]].add(w)
+        for k in missing:
+            w = item[k]
+            cands: set[str] = set(dels.get(w, ()))
+            for i in range(len(w)):
+                cands |= dels.get(w[:i] + w[i + 1 :], set())
+            if len(w) >= 8:
+                cands |= {c for c in where if len(c) >= 8 and abs(len(c) - len(w)) <= 2}
+            for cand in cands:
+                if cand != w and words_match(w, cand):
+                    hits.extend((pos, k) for pos in where[cand])
+    if not hits:
+        return 0
+    hits.sort()
+    width = int(len(item) * (1 + slack)) + 2
+    counts: dict[int, int] = defaultdict(int)
+    best = lo = 0
+    for hi in range(len(hits)):
+        counts[hits[hi][1]] += 1
+        while hits[hi][0] - hits[lo][0] >= width:
+            k = hits[lo][1]
+            counts[k] -= 1
+            if counts[k] == 0:
+                del counts[k]
+            lo += 1
+        best = max(best, len(counts))
+    return best
+
+
+def contains_item(
+    item: str | list[str], record: str | list[str], per_miss: int = 8, slack: float = 0.5
+) -> tuple[bool, float]:
+    """(present, share of the item's words found in the best window)."""
+    iw = words(item) if isinstance(item, str) else item
+    rw = words(record) if isinstance(record, str) else record
+    if not iw:
+        return False, 0.0
+    found = best_window(iw, rw, slack)
+    return found >= len(iw) - len(iw) // per_miss, found / len(iw)
