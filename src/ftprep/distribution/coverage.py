@@ -12,8 +12,18 @@ For each production item four pieces of evidence that it lies where training has
     the largest log ratio, over the item's words, of the word's document frequency in production
     (the item itself left out) to that in training: vocabulary that production uses and
     training lacks;
-``novel_tokens``
+``lexical_distance``
+    one minus the mean TF-IDF cosine similarity (character 3–5-grams within words) of the item
+    to its ``lexical_k`` lexically closest training inputs among its ``k_pool`` nearest by
+    embedding: semantic neighbours that share none of its specific words (a credit-card
+    question whose nearest training inputs are about bank accounts) say the item is not covered
+    even when the sentence embedding puts it close;
+``novel_tokens`` (optional, not in the default set)
     the number of the item's words never seen in training.
+
+Embeddings are centred on the pooled mean of training and production and re-normalised before
+any neighbour search (``center``): averaged word vectors share a large common direction that
+compresses cosine distances, and removing it separates near from far.
 
 Calibration: a random held-out slice of training (``holdout``) plays "production that is
 covered": its evidence is computed the same way against the rest of training, each production
@@ -30,11 +40,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 
 from ftprep.distribution.knn import knn
 from ftprep.distribution.text import doc_freq, token_sets
+from ftprep.signals.embeddings import l2_normalise
 
-COMPONENTS = ("nn_distance", "density_ratio", "token_ratio", "novel_tokens")
+COMPONENTS = ("nn_distance", "density_ratio", "token_ratio", "lexical_distance", "novel_tokens")
+DEFAULT_COMPONENTS = ("nn_distance", "density_ratio", "token_ratio", "lexical_distance")
 
 
 @dataclass(slots=True)
@@ -45,7 +59,9 @@ class CoverageParams:
     holdout: float = 0.1  # share of training held out as the covered null
     max_holdout: int = 5000
     fpr: float = 0.05  # share of held-out (covered) items flagged: sets the threshold
-    components: tuple[str, ...] = COMPONENTS
+    components: tuple[str, ...] = DEFAULT_COMPONENTS
+    center: bool = True  # centre embeddings on the pooled mean before neighbour search
+    lexical_k: int = 5  # lexically closest semantic neighbours averaged in lexical_distance
     seed: int = 0
 
     @classmethod
@@ -120,6 +136,51 @@ def _token_evidence(
     return ratio, novel
 
 
+_CHAR_NGRAMS = HashingVectorizer(
+    analyzer="char_wb",
+    ngram_range=(3, 5),
+    n_features=2**20,
+    alternate_sign=False,
+    norm=None,
+    dtype=np.float32,
+)
+
+
+def center_embeddings(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Subtract the pooled mean of ``a`` and ``b`` and re-normalise both."""
+    mean = (a.sum(axis=0) + b.sum(axis=0)) / max(len(a) + len(b), 1)
+    return l2_normalise(a - mean), l2_normalise(b - mean)
+
+
+def char_tfidf(fit_texts: list[str], *groups: list[str]) -> list[sp.csr_matrix]:
+    """L2-normalised TF-IDF rows (hashed character 3–5-grams inside words, sublinear tf) for
+    each text group; IDF from ``fit_texts`` (reference and production)."""
+    tf = TfidfTransformer(sublinear_tf=True)
+    tf.fit(_CHAR_NGRAMS.transform(fit_texts))
+    return [sp.csr_matrix(tf.transform(_CHAR_NGRAMS.transform(g))) for g in groups]
+
+
+def candidate_similarity(
+    q: sp.csr_matrix, r: sp.csr_matrix, cand: np.ndarray, block: int = 2048
+) -> np.ndarray:
+    """Cosine similarity of each row of ``q`` to the ``r`` rows listed in its row of ``cand``."""
+    n, k = cand.shape
+    out = np.zeros((n, k), dtype=np.float32)
+    for s in range(0, n, block):
+        c = cand[s : s + block]
+        rows = np.repeat(np.arange(s, s + len(c)), k)
+        prod = q[rows].multiply(r[c.ravel()])
+        out[s : s + len(c)] = np.asarray(prod.sum(axis=1)).reshape(len(c), k)
+    return out
+
+
+def lexical_distance(sims: np.ndarray, k: int) -> np.ndarray:
+    """One minus the mean of each row's ``k`` largest similarities."""
+    k = max(1, min(k, sims.shape[1]))
+    top = -np.sort(-sims, axis=1)[:, :k]
+    return (1.0 - top.mean(axis=1)).astype(np.float64)
+
+
 def upper_pvalue(values: np.ndarray, null: np.ndarray) -> np.ndarray:
     """Empirical upper-tail p-value of each value under ``null`` (ties count half)."""
     s = np.sort(null)
@@ -141,6 +202,8 @@ def coverage_scores(
         raise ValueError(
             f"coverage needs at least 20 training and 5 production inputs (got {n_t}, {n_p})"
         )
+    if p.center:
+        train_emb, prod_emb = center_embeddings(train_emb, prod_emb)
     h_idx, r_idx = _split_holdout(n_t, p)
     x_ref, x_hold = train_emb[r_idx], train_emb[h_idx]
     kp = min(p.k_pool, len(r_idx), n_p - 1)
@@ -148,7 +211,7 @@ def coverage_scores(
 
     d_pr, i_pr = knn(prod_emb, x_ref, kp, seed=p.seed)
     d_pp, i_pp = knn(prod_emb, prod_emb, max(kp, ks), exclude_self=True, seed=p.seed)
-    d_hr, _ = knn(x_hold, x_ref, kp, seed=p.seed)
+    d_hr, i_hr = knn(x_hold, x_ref, kp, seed=p.seed)
     d_hp, i_hp = knn(x_hold, prod_emb, max(kp, ks), seed=p.seed)
 
     comp_p: dict[str, np.ndarray] = {"nn_distance": d_pr[:, 0]}
@@ -165,6 +228,21 @@ def coverage_scores(
         )
         comp_h["token_ratio"], comp_h["novel_tokens"] = _token_evidence(
             hold_sets, df_ref, df_prod, len(r_idx), n_p, in_prod=False
+        )
+
+    if "lexical_distance" in p.components:
+        ref_texts = [train_texts[i] for i in r_idx]
+        v_ref, v_prod, v_hold = char_tfidf(
+            ref_texts + list(prod_texts),
+            ref_texts,
+            list(prod_texts),
+            [train_texts[i] for i in h_idx],
+        )
+        comp_p["lexical_distance"] = lexical_distance(
+            candidate_similarity(v_prod, v_ref, i_pr), p.lexical_k
+        )
+        comp_h["lexical_distance"] = lexical_distance(
+            candidate_similarity(v_hold, v_ref, i_hr), p.lexical_k
         )
 
     g_p = np.zeros(n_p)
