@@ -371,6 +371,206 @@ def bench_escalation(repeats: int = 5) -> str:
     )
 
 
+def _budget_mask(score: np.ndarray, budget: float) -> np.ndarray:
+    """Examples escalated by ftprep's rule with ``escalate_budget: budget`` and no threshold
+    (the lowest ``score`` first)."""
+    from ftprep.labels.escalation import EscalationParams, decide
+
+    params = EscalationParams(escalate_below=float("inf"), escalate_budget=budget)
+    esc = np.zeros(len(score), bool)
+    esc[[v.unit for v in decide(score, np.full(len(score), 5), params=params)]] = True
+    return esc
+
+
+def _budget_point(score: np.ndarray, wrong: np.ndarray, budget: float) -> tuple[float, float]:
+    """(share escalated, share of ``wrong`` caught) with ``escalate_budget: budget``."""
+    esc = _budget_mask(score, budget)
+    return float(esc.mean()), float((esc & wrong).sum() / max(int(wrong.sum()), 1))
+
+
+# ----------------------------------------------------------------- escalation: a text prior
+def _nli_features(subset: np.ndarray, spec: str) -> dict[int, np.ndarray]:
+    """Per ChaosNLI subset: embeddings of premise (αNLI: both observations) and hypothesis (αNLI:
+    both), their product and |difference|, and pair cues (word overlap, length, negation),
+    standardised; the embeddings reduced to 64 principal components."""
+    from ftprep.signals.embeddings import get_embedder
+
+    neg = {"not", "no", "never", "nobody", "nothing", "none", "n't", "cannot", "isn't", "don't"}
+    prem, hyps = [], []
+    for name in ("chaosNLI_snli.jsonl", "chaosNLI_mnli_m.jsonl", "chaosNLI_alphanli.jsonl"):
+        with open(ANN / "chaosnli" / name, encoding="utf-8") as f:
+            for line in f:
+                e = json.loads(line)["example"]
+                if "premise" in e:
+                    prem.append(e["premise"])
+                    hyps.append([e["hypothesis"]])
+                else:
+                    prem.append(e["obs1"] + " " + e["obs2"])
+                    hyps.append([e["hyp1"], e["hyp2"]])
+    emb = get_embedder(spec)
+
+    def words(t: str) -> set[str]:
+        return {w.strip(".,!?;:'\"").lower() for w in t.split()}
+
+    out = {}
+    for s in np.unique(subset).tolist():
+        idx = np.flatnonzero(subset == s)
+        p = emb.encode([prem[i] for i in idx])
+        parts, cues = [p], []
+        for j in range(len(hyps[idx[0]])):
+            h = emb.encode([hyps[i][j] for i in idx])
+            parts += [h, p * h, np.abs(p - h)]
+            for row, i in enumerate(idx):
+                wp, wh = words(prem[i]), words(hyps[i][j])
+                if j == 0:
+                    cues.append([])
+                cues[row] += [
+                    len(wp & wh) / max(len(wh), 1),
+                    len(wh),
+                    len(wp),
+                    float(bool(wh & neg)),
+                    float(bool(wp & neg)),
+                ]
+        z = np.hstack(parts)
+        z = z - z.mean(axis=0)
+        u, sv, _ = np.linalg.svd(z, full_matrices=False)
+        x = np.hstack([u[:, :64] * sv[:64], np.array(cues)])
+        out[int(s)] = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    return out
+
+
+def bench_escalation_text(repeats: int = 3, spec: str = "static") -> str:
+    """Does a text prior on the item's vote distribution (out-of-fold Dirichlet-multinomial
+    regression from premise/hypothesis features) add to the 5 votes on ChaosNLI?"""
+    from ftprep.agreement import ratings_from_matrix
+    from ftprep.labels.aggregate import aggregate, item_prior_stability
+
+    cnts, truth, subset, _ = _chaos_items()
+    feats = _nli_features(subset, spec)
+    rng = np.random.default_rng(0)
+    lams = (300.0, 3000.0)
+    acc: dict[str, list[tuple[float, float]]] = {"ftprep crowd stability (votes only)": []}
+    acc["Dirichlet prior without text (intercept only, out of fold)"] = []
+    for lam in lams:
+        acc[f"Dirichlet prior from the text ({spec} embeddings + pair cues), L2 {lam:g}"] = []
+    acc[f"Dirichlet prior from the text ({spec} embeddings only), L2 300"] = []
+    for _rep in range(repeats):
+        wrong = np.zeros(len(truth), bool)
+        scores = {k: np.zeros(len(truth)) for k in acc}
+        for s in (0, 1, 2):
+            idx = np.flatnonzero(subset == s)
+            votes = _resample(cnts[idx], rng)
+            r = ratings_from_matrix(votes.T.astype(float))
+            c = aggregate(r, method="auto")
+            cols = r.domain.astype(int)
+            wrong[idx] = cols[c.label] != truth[idx]
+            assert c.stability is not None
+            keys = list(acc)
+            scores[keys[0]][idx] = c.stability
+            x = feats[s]
+            scores[keys[1]][idx] = item_prior_stability(x[:, :0], c.counts, c.label)
+            for lam, key in zip(lams, keys[2:4], strict=True):
+                scores[key][idx] = item_prior_stability(x, c.counts, c.label, l2=lam)
+            scores[keys[-1]][idx] = item_prior_stability(x[:, :64], c.counts, c.label, l2=300.0)
+        for k, v in scores.items():
+            acc[k].append(_budget_point(v, wrong, 0.30))
+    rows = [
+        [k, float(np.mean([a for a, _ in v])), float(np.mean([b for _, b in v]))]
+        for k, v in acc.items()
+    ]
+    return (
+        f"### Escalation on ChaosNLI with a text prior (5 resampled votes, mean of {repeats} "
+        f"draws, `escalate_budget: 0.3`)\n\n"
+        + _table(
+            ["item agreement used for ranking", "share escalated", "wrong majorities caught"], rows
+        )
+    )
+
+
+# ------------------------------------------- escalation with real annotator ids (simulated)
+def bench_escalation_ids(repeats: int = 3) -> str:
+    """banking77 intents as the truth (10,003 items, 77 classes), 40 simulated annotators with
+    real ids (accuracy 0.75–0.98, four spammers answering at random), item difficulty
+    Beta(1, 3) lowering every annotator's accuracy on hard items, errors going to one of the two
+    semantically closest intents (static-embedding centroids) 80% of the time. 5 annotators per
+    item. Rules at a 30% budget; the ≤ 3/5 rule at its own share."""
+    from ftprep.agreement import ratings_from_matrix
+    from ftprep.labels.aggregate import aggregate
+    from ftprep.signals.embeddings import get_embedder
+
+    texts, cats = [], []
+    with open(DATA / "intents" / "banking77" / "train.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            texts.append(row["text"])
+            cats.append(row["category"])
+    names = sorted(set(cats))
+    y = np.array([names.index(c) for c in cats])
+    k = len(names)
+    e = get_embedder("static").encode(texts)
+    cent = np.stack([e[y == j].mean(axis=0) for j in range(k)])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    sim = cent @ cent.T
+    np.fill_diagonal(sim, -np.inf)
+    near = np.argsort(-sim, axis=1)[:, :2]
+    n, n_ann = len(y), 40
+    rows_acc: dict[str, list[tuple[float, float, float]]] = {}
+    for rep in range(repeats):
+        rng = np.random.default_rng(100 + rep)
+        acc = rng.uniform(0.75, 0.98, n_ann)
+        acc[:4] = 1.0 / k  # spammers
+        diff = rng.beta(1.0, 3.0, n)
+        m = np.full((n_ann, n), np.nan)
+        for u in range(n):
+            who = rng.choice(n_ann, 5, replace=False)
+            p_ok = acc[who] * (1.0 - 0.4 * diff[u])
+            ok = rng.random(5) < p_ok
+            wrong_lab = np.where(
+                rng.random(5) < 0.8, near[y[u], rng.integers(0, 2, 5)], rng.integers(0, k, 5)
+            )
+            m[who, u] = np.where(ok, y[u], wrong_lab)
+        r = ratings_from_matrix(m)
+        tr = np.searchsorted(r.domain.astype(int), y)  # truth as codes of r.domain
+        c = aggregate(r, method="auto")
+        # the same votes without identities: one column per position, as a crowd export gives
+        pos = np.stack([rng.permutation(col[~np.isnan(col)]) for col in m.T], axis=1)
+        r_anon = ratings_from_matrix(pos)
+        c_anon = aggregate(r_anon, method="auto")
+        assert c.stability is not None and c_anon.stability is not None
+        wrong_maj = c.majority != tr
+        top = c.counts.max(axis=1)
+        cases = {
+            "escalate every ≤ 3/5 majority (baseline)": (top <= 3, c.majority),
+            "ftprep without ids (pooled model), budget 0.3": (None, c_anon.label, c_anon.stability),
+            "ftprep with real ids (guarded Dawid–Skene), budget 0.3": (None, c.label, c.stability),
+        }
+        for name, case in cases.items():
+            esc = case[0] if case[0] is not None else _budget_mask(case[2], 0.30)
+            wrong_final = case[1] != tr
+            rows_acc.setdefault(name, []).append(
+                (
+                    float(esc.mean()),
+                    float((esc & wrong_maj).sum() / max(int(wrong_maj.sum()), 1)),
+                    float((esc & wrong_final).sum() / max(int(wrong_final.sum()), 1)),
+                )
+            )
+        rows_acc.setdefault("accuracy of the final label (majority / no ids / ids)", []).append(
+            (
+                float((c.majority == tr).mean()),
+                float((c_anon.label == tr).mean()),
+                float((c.label == tr).mean()),
+            )
+        )
+    rows = [[k2, *np.mean(v, axis=0).tolist()] for k2, v in rows_acc.items()]
+    return (
+        f"### Escalation with real annotator ids (banking77 truth, simulated annotators, mean of "
+        f"{repeats} draws)\n\n"
+        + _table(
+            ["rule", "share escalated", "wrong majorities caught", "wrong final labels caught"],
+            rows,
+        )
+    )
+
+
 # ============================================================================ label errors
 def _aupr(y: np.ndarray, score: np.ndarray) -> float:
     from sklearn.metrics import average_precision_score
@@ -580,6 +780,8 @@ PARTS = {
     "agreement": bench_agreement,
     "aggregation": bench_aggregation,
     "escalation": bench_escalation,
+    "escalation-text": bench_escalation_text,
+    "escalation-ids": bench_escalation_ids,
     "banking77": bench_banking77,
     "imdb": bench_imdb,
     "imdb-full": lambda: bench_imdb(full=True),

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 import ftprep
 from ftprep.agreement import pair_stats, pairwise_kappa, ratings_from_long, ratings_from_matrix
 from ftprep.checks.base import Action
-from ftprep.labels.aggregate import aggregate, majority_vote
+from ftprep.labels.aggregate import (
+    aggregate,
+    fit_dirichlet_regression,
+    item_prior_stability,
+    majority_vote,
+)
 from ftprep.labels.annotations import SCHEMA, parse_config, read_annotations
 from ftprep.labels.errors import knn_inconsistency, rank_label_errors
 from ftprep.labels.escalation import EscalationParams, decide
@@ -276,6 +281,50 @@ def test_escalation_budget_in_the_check(tmp_path: Path) -> None:
     assert len(esc) == 6  # 10% of the 60 annotated examples, the contested ones first
     assert {d.example_id for d in esc} <= {f"q{i}" for i in range(10)}
     assert all("among the lowest 10%" in d.detail for d in esc)
+
+
+def _ambiguous_items(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """1,500 items, 3 labels; a feature says how ambiguous an item is (its true vote
+    distribution is near uniform when the feature is high). 5 votes each; truth = the argmax of
+    the true distribution."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    amb = rng.random(n)
+    top = rng.integers(0, 3, n)
+    p = np.full((n, 3), 0.0) + (amb / 3.0)[:, None]
+    p[np.arange(n), top] += 1.0 - amb
+    p = p * rng.dirichlet([20.0] * 3, n)
+    p /= p.sum(axis=1, keepdims=True)
+    counts = np.stack([rng.multinomial(5, q) for q in p]).astype(float)
+    x = np.column_stack([amb, rng.normal(size=n)])
+    return x, counts, p.argmax(axis=1), amb
+
+
+def test_dirichlet_regression_learns_item_ambiguity() -> None:
+    x, counts, _truth, amb = _ambiguous_items(0)
+    w, b = fit_dirichlet_regression((x - x.mean(0)) / x.std(0), counts, l2=1.0)
+    conc = np.exp(((x - x.mean(0)) / x.std(0)) @ w + b).sum(axis=1)
+    # the label is random, so the prior mean is flat; ambiguous items' distributions sit close to
+    # it (large concentration), clear items' far from it (small): concentration rises with the
+    # ambiguity feature, and the noise feature gets (almost) no weight
+    assert np.corrcoef(conc, amb)[0, 1] > 0.5
+    assert abs(w[1]).max() < abs(w[0]).max() / 3
+
+
+def test_item_prior_ranks_wrong_majorities_better_than_votes_alone() -> None:
+    x, counts, truth, _amb = _ambiguous_items(1)
+    maj, _, _ = majority_vote(counts)
+    wrong = maj != truth
+    z = (x - x.mean(0)) / x.std(0)
+    with_x = item_prior_stability(z, counts, maj, l2=1.0)
+    without = item_prior_stability(z[:, :0], counts, maj)
+    assert np.array_equal(with_x, item_prior_stability(z, counts, maj, l2=1.0))  # deterministic
+    budget = int(0.3 * len(counts))
+
+    def caught(score: np.ndarray) -> float:
+        return float(wrong[np.argsort(score, kind="stable")[:budget]].sum() / wrong.sum())
+
+    assert caught(with_x) > caught(without) + 0.03
 
 
 # ----------------------------------------------------------------------------- label errors

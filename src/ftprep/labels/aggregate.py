@@ -389,6 +389,70 @@ def dirichlet_stability(
     return out
 
 
+def fit_dirichlet_regression(
+    x: np.ndarray, counts: np.ndarray, l2: float = 300.0, max_iter: int = 300
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dirichlet-multinomial regression: each item's vote distribution ~ Dirichlet(α(x)) with
+    ``log α(x) = x W + b`` (one column per label), fitted by maximum marginal likelihood of the
+    observed votes ``counts`` with an L2 penalty ``l2`` on W. The mean of α is the item's prior
+    label distribution, its sum how closely the item's vote distribution follows that mean (with
+    a flat mean: a small sum expects the crowd to agree on *some* label, a large sum expects an
+    even split). Returns (W, b)."""
+    from scipy.optimize import minimize
+    from scipy.special import digamma, gammaln
+
+    x = np.asarray(x, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    d, k = x.shape[1], counts.shape[1]
+    m = counts.sum(axis=1)
+
+    def f(w: np.ndarray) -> tuple[float, np.ndarray]:
+        wm, b = w[: d * k].reshape(d, k), w[d * k :]
+        a = np.exp(np.clip(x @ wm + b, -10.0, 10.0))
+        tot = a.sum(axis=1)
+        ll = gammaln(tot) - gammaln(tot + m) + (gammaln(a + counts) - gammaln(a)).sum(axis=1)
+        g = -a * ((digamma(tot) - digamma(tot + m))[:, None] + digamma(a + counts) - digamma(a))
+        obj = -float(ll.sum()) + 0.5 * l2 * float((wm**2).sum())
+        return obj, np.concatenate([(x.T @ g + l2 * wm).ravel(), g.sum(axis=0)])
+
+    res = minimize(
+        f, np.zeros(d * k + k), jac=True, method="L-BFGS-B", options={"maxiter": max_iter}
+    )
+    return res.x[: d * k].reshape(d, k), res.x[d * k :]
+
+
+def item_prior_stability(
+    x: np.ndarray,
+    counts: np.ndarray,
+    label: np.ndarray,
+    *,
+    l2: float = 300.0,
+    folds: int = 5,
+    samples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Crowd stability with a per-item prior from item features ``x`` (e.g. text embeddings):
+    P(argmax of the item's vote distribution = ``label``) under Dirichlet(α(x) + votes), where
+    α(x) is a :func:`fit_dirichlet_regression` fitted *out of fold* (``folds`` folds: no item's
+    prior saw its own votes). With no feature columns this is the empirical-Bayes Dirichlet over
+    all items. Monte Carlo with fixed seeds (deterministic)."""
+    counts = np.asarray(counts, dtype=float)
+    x = np.asarray(x, dtype=float)
+    n = len(counts)
+    alpha = np.zeros(counts.shape)
+    perm = np.random.default_rng(seed).permutation(n)
+    folds = max(2, min(folds, n))
+    for f in range(folds):
+        te = perm[f::folds]
+        tr = np.setdiff1d(perm, te)
+        wm, b = fit_dirichlet_regression(x[tr], counts[tr], l2)
+        alpha[te] = np.exp(np.clip(x[te] @ wm + b, -10.0, 10.0))
+    g = np.random.default_rng(seed + 1).gamma(
+        np.repeat((alpha + counts)[:, None, :], samples, axis=1)
+    )
+    return np.asarray((g.argmax(axis=2) == np.asarray(label)[:, None]).mean(axis=1))
+
+
 def _dm_loglik(counts: np.ndarray, conf: np.ndarray, conc: float) -> np.ndarray:
     """units × K: log Dirichlet-multinomial likelihood of each unit's votes if its true class is k
     (vote distribution ~ Dirichlet(conc · conf[k])); the multinomial coefficient is omitted."""
