@@ -8,8 +8,10 @@ empirically"; Viering & Loog 2022, "The shape of learning curves").
 
 Fit: for each ``c`` on a grid below the smallest mean error the model is linear in log space
 (``log(err - c) = log a - b log n``), which gives a robust start; the best one seeds a bounded
-least-squares fit in metric space (``scipy.optimize.least_squares``). The log-space solution is
-kept when least squares fails or fits worse. A bootstrap (within-size resampling of repeats when
+least-squares fit (``scipy.optimize.least_squares``) of the relative residuals
+``log(model) - log(err)`` (the scatter of a learning curve shrinks with its error; plain
+residuals when an error is <= 0). The log-space solution is kept when least squares fails or
+fits worse. A bootstrap (within-size resampling of repeats when
 every size was measured at least twice, else residual resampling) gives the uncertainty band.
 """
 
@@ -154,12 +156,17 @@ def fit_power_law(n: np.ndarray, err: np.ndarray) -> tuple[PowerLaw, str]:
     counts = np.array([(n == s).sum() for s in sizes], dtype=float)
     c_lo, c_hi = _c_bounds(err, means)
     start = _profile(sizes, means, counts, n, err, c_lo)
-    start_sse = float(np.sum((start.err(n) - err) ** 2))
+    relative = bool(err.min() > 0)
     scale = max(float(np.ptp(err)), 1e-6)
 
     def resid(p: np.ndarray) -> np.ndarray:
         a, b, c = p
-        return (a * np.power(n, -b) + c - err) / scale
+        pred = a * np.power(n, -b) + c
+        if relative:  # relative residuals: the noise of a learning curve shrinks with its error
+            return np.log(np.maximum(pred, 1e-12)) - np.log(err)
+        return (pred - err) / scale
+
+    start_sse = float(np.sum(resid(np.array([start.a, start.b, start.c])) ** 2))
 
     lo = [0.0, B_BOUNDS[0], c_lo]
     hi = [np.inf, B_BOUNDS[1], c_hi + 1e-12]
@@ -167,7 +174,7 @@ def fit_power_law(n: np.ndarray, err: np.ndarray) -> tuple[PowerLaw, str]:
     try:
         r = least_squares(resid, x0, bounds=(lo, hi), method="trf", max_nfev=400)
         law = PowerLaw(float(r.x[0]), float(r.x[1]), float(r.x[2]))
-        sse = float(np.sum((law.err(n) - err) ** 2))
+        sse = float(np.sum(resid(r.x) ** 2))
         if r.success and np.all(np.isfinite(r.x)) and sse <= start_sse * (1 + 1e-9):
             return law, "least_squares"
     except (ValueError, np.linalg.LinAlgError):
