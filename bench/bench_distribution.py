@@ -4,13 +4,18 @@
 
 1. Uncovered regions: training from 7 of 10 CLINC150 domains, production = test split of all
    domains + out-of-scope queries (uncovered = missing domains + out-of-scope). ftprep's coverage
-   score vs the plain nearest-neighbour-distance threshold, same embeddings, same run. The same on
-   hwu64 (scenarios as domains) and banking77 (intents grouped at random into 10 "domains").
-2. Under-representation: 3 CLINC domains downsampled to 10% in training; per-domain
-   production/training ratio from the importance weights vs truth, against cluster count ratios
-   and a logistic-regression density ratio.
+   score vs the previous version (session 1: raw embeddings, novel-token count instead of the
+   lexical distance) and the plain nearest-neighbour-distance threshold, same embeddings, same
+   run. The same on hwu64 (scenarios as domains) and banking77 (intents grouped at random into 10
+   "domains"). Two fixed domain choices per dataset plus random ones (``--choices``); mean and
+   worst over the choices.
+2. Under-representation: 3 CLINC domains downsampled to 10% in training, over several random
+   domain choices; worst per-domain factor between the production/training ratio from the
+   importance weights and the truth (mean and worst over choices), against the previous weights
+   (k = 5 only, raw embeddings), cluster count ratios and a logistic-regression density ratio.
 3. Surface shift: bracketed alternatives and placeholders planted into CLINC production inputs;
-   classifier two-sample test with words + surface features vs embeddings only.
+   classifier two-sample test with words + surface features vs embeddings only; seconds of the
+   test vs the previous p-value (19 permutations x 3 folds of refits).
 4. Scale: embedding + coverage for N training and N production inputs.
 """
 
@@ -21,8 +26,8 @@ import csv
 import json
 import math
 import os
-import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,12 +37,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 from ftprep.distribution.coverage import CoverageParams, coverage_scores
-from ftprep.distribution.knn import spherical_kmeans
+from ftprep.distribution.knn import knn, spherical_kmeans
 from ftprep.distribution.regions import build_regions
-from ftprep.distribution.shift import ShiftParams, classifier_test
+from ftprep.distribution.shift import ShiftParams, _design, _oof_scores, classifier_test
 from ftprep.distribution.text import token_sets
-from ftprep.distribution.weights import density_ratio_weights
+from ftprep.distribution.weights import WeightParams, density_ratio_weights
 from ftprep.signals.embeddings import get_embedder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "intents"
 
@@ -90,6 +98,26 @@ def recall_at(scores: np.ndarray, y: np.ndarray, fpr: float) -> float:
     return float((scores[y] > thr).mean())
 
 
+# session 1's coverage and weights, for side-by-side rows
+PREVIOUS_COVERAGE = CoverageParams(
+    components=("nn_distance", "density_ratio", "token_ratio", "novel_tokens"), center=False
+)
+PREVIOUS_WEIGHTS = WeightParams(k=(5,), center=False)
+
+
+def domain_choices(
+    domains: list[str], fixed: list[list[str]], n: int, seed: int
+) -> list[list[str]]:
+    """The fixed choices of 3 domains, then random ones up to ``n`` in all (seeded, distinct)."""
+    out = [list(c) for c in fixed]
+    rng = np.random.default_rng(seed)
+    while len(out) < n:
+        c = sorted(rng.choice(sorted(domains), 3, replace=False).tolist())
+        if c not in out:
+            out.append(c)
+    return out
+
+
 def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
     tr, te = data
     train = [t for t, d in tr if d not in missing]
@@ -100,6 +128,8 @@ def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
     t0 = time.perf_counter()
     cov = coverage_scores(xt, xp, train, prod, CoverageParams())
     secs = time.perf_counter() - t0
+    prev = coverage_scores(xt, xp, train, prod, PREVIOUS_COVERAGE)
+    nn_dist = knn(xp, xt, 1)[0][:, 0]  # plain baseline: raw embeddings
     regions, _ = build_regions(
         xp, xt, cov.flagged, np.ones(len(xt)), token_sets(prod), token_sets(train)
     )
@@ -114,9 +144,12 @@ def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
         "recall@10": recall_at(cov.score, y, 0.10),
         "flag_recall": float(cov.flagged[y].mean()),
         "flag_fpr": float(cov.flagged[~y].mean()),
-        "base_auc": roc_auc_score(y, cov.nn_distance),
-        "base_recall@8": recall_at(cov.nn_distance, y, 0.08),
-        "base_recall@10": recall_at(cov.nn_distance, y, 0.10),
+        "prev_auc": roc_auc_score(y, prev.score),
+        "prev_recall@10": recall_at(prev.score, y, 0.10),
+        "prev_flags": (float(prev.flagged[y].mean()), float(prev.flagged[~y].mean())),
+        "base_auc": roc_auc_score(y, nn_dist),
+        "base_recall@8": recall_at(nn_dist, y, 0.08),
+        "base_recall@10": recall_at(nn_dist, y, 0.10),
         "missing_found": f"{len(set(missing) & found)}/{len(missing)}",
         "seconds": secs,
     }
@@ -135,6 +168,8 @@ def ratios(emb: Embeds, down: list[str], seed: int = 0) -> dict:
     w = density_ratio_weights(xt, xp)
     secs = time.perf_counter() - t0
     ours = {d: float(w[dt == d].mean()) for d in doms}
+    wp = density_ratio_weights(xt, xp, PREVIOUS_WEIGHTS)
+    prev = {d: float(wp[dt == d].mean()) for d in doms}
     # baseline 1: k-means cluster count ratios (production share / training share of the cluster)
     cent = spherical_kmeans(np.concatenate([xt, xp]), 40, iters=15)
     ct, cp = np.argmax(xt @ cent.T, 1), np.argmax(xp @ cent.T, 1)
@@ -160,6 +195,8 @@ def ratios(emb: Embeds, down: list[str], seed: int = 0) -> dict:
         "down": down,
         "truth": {d: truth[d] for d in down},
         "ours": {d: ours[d] for d in down},
+        "prev": {d: prev[d] for d in down},
+        "worst_prev": worst(prev),
         "cluster": {d: clus[d] for d in down},
         "lr": {d: lr[d] for d in down},
         "worst_ours": worst(ours),
@@ -202,6 +239,7 @@ def surface(emb: Embeds) -> list[dict]:
         t0 = time.perf_counter()
         r = classifier_test(train, xt, p, xp, ShiftParams())
         secs = time.perf_counter() - t0
+        prev_p, prev_secs = previous_pvalue(train, xt, p, xp, r.auc)
         # baseline: the same test on embeddings only
         rng2 = np.random.default_rng(0)
         ti = rng2.choice(len(train), 1500, replace=False)
@@ -221,9 +259,34 @@ def surface(emb: Embeds) -> list[dict]:
                 "words": [w["word"] for w in r.words[:5]],
                 "emb_only_auc": roc_auc_score(yy, s),
                 "seconds": secs,
+                "prev_p": prev_p,
+                "prev_seconds": prev_secs,
             }
         )
     return rows
+
+
+def previous_pvalue(
+    train: list[str], xt: np.ndarray, prod: list[str], xp: np.ndarray, auc: float
+) -> tuple[float, float]:
+    """Session 1's p-value: 19 refits of the 3-fold classifier on permuted labels (same sample
+    and design as ``classifier_test``); returns (p, seconds of the whole previous test, i.e.
+    permutations + the observed fit + the training-halves fit)."""
+    p = ShiftParams()
+    rng = np.random.default_rng(p.seed)
+    ti = np.sort(rng.choice(len(train), size=min(p.max_per_side, len(train)), replace=False))
+    pi = np.sort(rng.choice(len(prod), size=min(p.max_per_side, len(prod)), replace=False))
+    t0 = time.perf_counter()
+    x = _design([train[i] for i in ti] + [prod[i] for i in pi], np.concatenate([xt[ti], xp[pi]]))
+    y = np.concatenate([np.zeros(len(ti)), np.ones(len(pi))])
+    exceed = 0
+    for b in range(19 + 2):  # 19 permutations + the observed and training-halves fits
+        yp = rng.permutation(y)
+        if b < 19 and roc_auc_score(yp, _oof_scores(x, yp, p, p.seed + b + 1)[0]) >= auc:
+            exceed += 1
+        elif b >= 19:
+            _oof_scores(x, y, p, p.seed)
+    return (exceed + 1) / 20, time.perf_counter() - t0
 
 
 def scale(n: int, model: str) -> dict:
@@ -250,6 +313,11 @@ def scale(n: int, model: str) -> dict:
     return {"n": n, "embed_s": t1 - t0, "coverage_s": t2 - t1, "total_s": t2 - t0}
 
 
+def summary(label: str, values: list[float], fmt: str = ".3f", worst: str = "min") -> str:
+    w = min(values) if worst == "min" else max(values)
+    return f"{label} mean {np.mean(values):{fmt}} / worst {w:{fmt}}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
@@ -257,71 +325,132 @@ def main() -> None:
     )
     ap.add_argument("--scale", type=int, default=0, help="run the scale case with N + N inputs")
     ap.add_argument("--quick", action="store_true", help="CLINC cases only")
+    ap.add_argument("--choices", type=int, default=5, help="CLINC domain choices per case")
     a = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"shared data not found at {DATA}")
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    load = os.getloadavg()[0]
+    load = os.getloadavg()
     print(
-        f"machine: nproc={os.cpu_count()}, CPU={cpu}, load average {load:.1f}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}"
+        f"machine: nproc={os.cpu_count()}, CPU={cpu_model()}, load average "
+        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git "
+        f"{subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}"
     )
     models = ["static"] + (["minilm"] if a.minilm else [])
+    clinc_domains = sorted({d for _, d in clinc()[0]})
     cases = [
-        ("CLINC150", clinc, ["credit_cards", "home", "small_talk"]),
-        ("CLINC150", clinc, ["banking", "travel", "meta"]),
+        ("CLINC150", clinc, c)
+        for c in domain_choices(
+            clinc_domains,
+            [["credit_cards", "home", "small_talk"], ["banking", "travel", "meta"]],
+            a.choices,
+            seed=1,
+        )
     ]
     if not a.quick:
+        hwu_domains = sorted({d for _, d in hwu()[0]})
         cases += [
-            ("hwu64", hwu, ["alarm", "cooking", "transport"]),
-            ("banking77", banking, ["group0", "group1", "group2"]),
+            ("hwu64", hwu, c)
+            for c in domain_choices(
+                hwu_domains, [["alarm", "cooking", "transport"]], max(2, a.choices // 2), seed=1
+            )
+        ]
+        cases += [
+            ("banking77", banking, c)
+            for c in domain_choices(
+                [f"group{i}" for i in range(10)], [["group0", "group1", "group2"]], 2, seed=1
+            )
         ]
     print("\n## uncovered regions (uncovered = missing domains + out-of-scope)")
     print(
-        "| embeddings | case | ftprep AUROC | recall@10% FPR | flags: recall / false-alarm | NN-distance AUROC | NN recall@8% / @10% | missing domains found | s |"
+        "| embeddings | case | ftprep AUROC | recall@10% FPR | flags: recall / false alarms "
+        "| previous AUROC | previous recall@10% | previous flags | NN-distance AUROC "
+        "| NN recall@8% / @10% | missing domains found | s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for model in models:
         emb = Embeds(model)
+        per: dict[str, list[dict]] = {}
         for name, loader, missing in cases:
             r = uncovered(name, loader(), missing, emb)
+            per.setdefault(name, []).append(r)
             print(
-                f"| {model} | {r['case']} | {r['auc']:.3f} | {r['recall@10']:.3f} | {r['flag_recall']:.3f} / "
-                f"{r['flag_fpr']:.3f} | {r['base_auc']:.3f} | {r['base_recall@8']:.3f} / {r['base_recall@10']:.3f} | "
+                f"| {model} | {r['case']} | {r['auc']:.3f} | {r['recall@10']:.3f} | "
+                f"{r['flag_recall']:.3f} / {r['flag_fpr']:.3f} | {r['prev_auc']:.3f} | "
+                f"{r['prev_recall@10']:.3f} | {r['prev_flags'][0]:.3f} / {r['prev_flags'][1]:.3f} | "
+                f"{r['base_auc']:.3f} | {r['base_recall@8']:.3f} / {r['base_recall@10']:.3f} | "
                 f"{r['missing_found']} | {r['seconds']:.0f} |",
                 flush=True,
             )
-    print("\n## production/training ratio of 3 CLINC domains downsampled to 10%")
-    print("| embeddings | domain | truth | ftprep weights | cluster ratio | logistic regression |")
-    print("|---|---|---|---|---|---|")
+        for name, rows in per.items():
+            print(
+                f"- {model} {name} over {len(rows)} choices: "
+                + "; ".join(
+                    [
+                        summary("ftprep AUROC", [r["auc"] for r in rows]),
+                        summary("previous", [r["prev_auc"] for r in rows]),
+                        summary("NN distance", [r["base_auc"] for r in rows]),
+                        summary("flag recall", [r["flag_recall"] for r in rows]),
+                        summary("false alarms", [r["flag_fpr"] for r in rows], worst="max"),
+                    ]
+                ),
+                flush=True,
+            )
+    print("\n## production/training ratio of 3 CLINC domains downsampled to 10% (truth ~7)")
+    print(
+        "| embeddings | downsampled | truth | ftprep weights | previous weights | cluster ratio "
+        "| logistic regression | worst factor, all 10 domains: ftprep / previous / cluster / LR "
+        "| ESS | s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    choices = domain_choices(
+        clinc_domains,
+        [["banking", "travel", "meta"], ["credit_cards", "home", "work"]],
+        max(5, a.choices),
+        seed=7,
+    )
     for model in models:
         emb = Embeds(model)
-        r = ratios(emb, ["banking", "travel", "meta"])
-        for d in r["down"]:
+        rows = []
+        for down in choices:
+            r = ratios(emb, down)
+            rows.append(r)
+
+            def fmt(est: dict, down: list[str] = down) -> str:
+                return " / ".join(f"{est[d]:.2f}" for d in down)
+
             print(
-                f"| {model} | {d} | {r['truth'][d]:.2f} | {r['ours'][d]:.2f} | {r['cluster'][d]:.2f} | {r['lr'][d]:.2f} |"
+                f"| {model} | {', '.join(down)} | {fmt(r['truth'])} | {fmt(r['ours'])} | "
+                f"{fmt(r['prev'])} | {fmt(r['cluster'])} | {fmt(r['lr'])} | "
+                f"**{r['worst_ours']:.2f}** / {r['worst_prev']:.2f} / {r['worst_cluster']:.2f} / "
+                f"{r['worst_lr']:.2f} | {r['ess_fraction']:.0%} | {r['seconds']:.0f} |",
+                flush=True,
             )
         print(
-            f"| {model} | worst factor over all 10 domains | 1 | {r['worst_ours']:.2f} | {r['worst_cluster']:.2f} | "
-            f"{r['worst_lr']:.2f} |  (ESS {r['ess_fraction']:.0%}, {r['seconds']:.0f} s)",
+            f"- {model} over {len(rows)} choices, worst factor per choice: "
+            + "; ".join(
+                summary(lab, [r[key] for r in rows], ".2f", worst="max")
+                for lab, key in (
+                    ("ftprep", "worst_ours"),
+                    ("previous", "worst_prev"),
+                    ("cluster", "worst_cluster"),
+                    ("LR", "worst_lr"),
+                )
+            ),
             flush=True,
         )
     print("\n## surface-form shift (static embeddings)")
     print(
-        "| production | ftprep AUC (train halves) | p | explaining features | top words | embeddings-only AUC | s |"
+        "| production | ftprep AUC (train halves) | p | explaining features | top words "
+        "| embeddings-only AUC | s | previous p (19 refits) | previous s |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in surface(Embeds("static")):
         print(
-            f"| {r['case']} | {r['auc']:.3f} ({r['null_auc']:.3f}) | {r['p']:.3g} | {', '.join(r['explains']) or '-'} | "
-            f"{', '.join(r['words'])} | {r['emb_only_auc']:.3f} | {r['seconds']:.0f} |",
+            f"| {r['case']} | {r['auc']:.3f} ({r['null_auc']:.3f}) | {r['p']:.3g} | "
+            f"{', '.join(r['explains']) or '-'} | {', '.join(r['words'])} | "
+            f"{r['emb_only_auc']:.3f} | {r['seconds']:.1f} | {r['prev_p']:.3g} | "
+            f"{r['prev_seconds']:.1f} |",
             flush=True,
         )
     if a.scale:

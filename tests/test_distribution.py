@@ -11,12 +11,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftprep.distribution.coverage import CoverageParams, coverage_scores, upper_pvalue
+from ftprep.distribution.coverage import (
+    CoverageParams,
+    candidate_similarity,
+    center_embeddings,
+    char_tfidf,
+    coverage_scores,
+    lexical_distance,
+    upper_pvalue,
+)
 from ftprep.distribution.knn import knn, knn_exact, knn_ivf
 from ftprep.distribution.regions import RegionParams, build_regions, distinguishing_terms
-from ftprep.distribution.shift import ShiftParams, classifier_test
+from ftprep.distribution.shift import ShiftParams, classifier_test, permutation_pvalue
 from ftprep.distribution.text import doc_freq, surface_features, token_sets
 from ftprep.distribution.weights import (
+    WeightParams,
     density_ratio_weights,
     effective_sample_size,
     resampling_plan,
@@ -103,6 +112,9 @@ def test_density_ratio_weights_recover_region_ratios() -> None:
     for region, truth in ((0, 500 / 1000 / 0.9), (1, 500 / 1000 / 0.1)):
         est = w[yt == region].mean()
         assert truth / 1.35 <= est <= truth * 1.35, (region, est, truth)
+    assert WeightParams.from_dict({"k": 5}).k == (5,)
+    with pytest.raises(ValueError):
+        WeightParams.from_dict({"k": [0, 3]})
     ess = effective_sample_size(w)
     assert 0 < ess < len(w)
     plan = resampling_plan(w, seed=0)
@@ -134,6 +146,25 @@ def test_coverage_flags_missing_regions_and_calibrates_false_alarms() -> None:
         assert r.needed >= RegionParams().min_examples
         topic = int(np.bincount(yp[r.prod_items]).argmax())
         assert f"topic{topic}" in r.label  # the label names the region's own vocabulary
+
+
+def test_lexical_distance_sees_words_the_embedding_does_not() -> None:
+    train = ["how do i open a bank account", "what is my account balance", "transfer money now"]
+    prod = ["what is my credit card limit", "what is my account balance today"]
+    v_ref, v_prod = char_tfidf(train + prod, train, prod)
+    cand = np.tile(np.arange(len(train)), (len(prod), 1))
+    sims = candidate_similarity(v_prod, v_ref, cand, block=1)
+    dense = (v_prod @ v_ref.T).toarray()
+    assert np.allclose(sims, dense, atol=1e-5)  # same as the full product, in any block size
+    d = lexical_distance(sims, 1)
+    assert d[0] > d[1] + 0.3  # the credit-card question shares no specific words with training
+    a, b = center_embeddings(
+        np.array([[1.0, 0.1], [1.0, -0.1]], dtype=np.float32),
+        np.array([[1.0, 0.0]], dtype=np.float32),
+    )
+    # the shared direction is removed: the two training rows now point apart
+    assert float(a[0] @ a[1]) < 0 and np.allclose(np.linalg.norm(a, axis=1), 1.0)
+    assert np.allclose(np.linalg.norm(b[np.linalg.norm(b, axis=1) > 0], axis=1), 1.0)
 
 
 def test_coverage_without_shift_flags_little() -> None:
@@ -209,6 +240,18 @@ def _embed(texts: list[str]) -> np.ndarray:
     from ftprep.signals.embeddings import get_embedder
 
     return get_embedder("static").encode(texts)
+
+
+def test_permutation_pvalue_is_calibrated_and_reaches_its_minimum() -> None:
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 200)
+    groups = np.repeat(np.arange(4), 100)
+    ps = [permutation_pvalue(rng.standard_normal(400), y, groups, 199, seed=s) for s in range(200)]
+    assert 0.03 <= np.mean(np.array(ps) <= 0.05) <= 0.08  # uniform under the null
+    assert 0.4 <= np.mean(ps) <= 0.6
+    separated = y + 0.01 * rng.standard_normal(400)
+    assert permutation_pvalue(separated, y, groups, 199, seed=0) == pytest.approx(1 / 200)
+    assert permutation_pvalue(separated, y, groups, 0, seed=0) == 1.0
 
 
 def test_shift_test_detects_and_names_a_surface_change() -> None:

@@ -58,7 +58,8 @@ class Coverage(Check):
     description = (
         "Coverage of production inputs by training inputs: per-item uncovered flags calibrated "
         "on a held-out slice of training (nearest-neighbour distance, kNN density ratio, "
-        "production-only vocabulary), production regions with their production vs training "
+        "production-only vocabulary, lexical distance to the semantic neighbours), production "
+        "regions with their production vs training "
         "share, uncovered, under-covered and tail regions with labels and examples, importance "
         "weights toward production proportions with their effective sample size, and a "
         "data-collection list. FAIL when more than 5% of production falls in uncovered regions."

@@ -6,7 +6,14 @@ item (itself excluded), ``n_p`` are production and ``n_t`` training, and
 
     w = ((n_p + a * r) / (n_t + a)) / r,        r = n_production / n_training
 
-(the pseudo-count ``a`` shrinks toward ratio 1, not toward equal counts). Weights are clipped at
+(the pseudo-count ``a`` shrinks toward ratio 1, not toward equal counts). The estimate is
+averaged over several neighbourhood sizes ``k`` (default 3, 5, 7 and 10): a small ``k`` keeps it
+local where a region is thin in training (the neighbours of a thin region's training input are
+soon from other regions, which pulls its ratio toward 1) but makes it noisy and biased upward by
+the count ratio's convexity; averaging over scales cancels part of both errors (CLINC150, 3 of 10
+domains at 10%: mean worst-domain factor 1.21 vs 1.28 with ``k = 5`` alone, over 8 domain
+choices). Embeddings are centred on the pooled mean first (``center``), as in the coverage
+check. Weights are clipped at
 ``max_weight`` when set (off by default: clipping lowers the estimated ratio of exactly the
 thin regions that matter) and self-normalised to mean 1, as importance weights must be. Averaged over a
 region they estimate the region's production/training ratio; where a region is thin in training,
@@ -22,19 +29,27 @@ from typing import Any
 
 import numpy as np
 
+from ftprep.distribution.coverage import center_embeddings
 from ftprep.distribution.knn import knn
 
 
 @dataclass(slots=True)
 class WeightParams:
-    k: int = 5
+    k: tuple[int, ...] = (3, 5, 7, 10)  # neighbourhood sizes the estimate is averaged over
     pseudo_count: float = 0.25
     max_weight: float = 0.0  # 0: no clipping (clipping biases region ratios low)
+    center: bool = True  # centre embeddings on the pooled mean before neighbour search
     seed: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WeightParams:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "k" in kw:
+            ks = kw["k"] if isinstance(kw["k"], list | tuple) else [kw["k"]]
+            if not ks or any(int(k) < 1 for k in ks):
+                raise ValueError("weight_k: expected a positive integer or a list of them")
+            kw["k"] = tuple(int(k) for k in ks)
+        return cls(**kw)
 
 
 def density_ratio_weights(
@@ -45,16 +60,21 @@ def density_ratio_weights(
     n_t, n_p = len(train_emb), len(prod_emb)
     if n_t < 2 or n_p < 1:
         return np.ones(n_t)
-    k = max(1, min(p.k, n_t - 1, n_p))
-    d_tt, _ = knn(train_emb, train_emb, k, exclude_self=True, seed=p.seed)
-    d_tp, _ = knn(train_emb, prod_emb, k, seed=p.seed)
+    if p.center:
+        train_emb, prod_emb = center_embeddings(train_emb, prod_emb)
+    ks = sorted({max(1, min(k, n_t - 1, n_p)) for k in p.k})
+    k_max = ks[-1]
+    d_tt, _ = knn(train_emb, train_emb, k_max, exclude_self=True, seed=p.seed)
+    d_tp, _ = knn(train_emb, prod_emb, k_max, seed=p.seed)
     dist = np.concatenate([d_tt, d_tp], axis=1)
     is_prod = np.concatenate([np.zeros(d_tt.shape), np.ones(d_tp.shape)], axis=1)
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    n_prod = np.take_along_axis(is_prod, order, axis=1).sum(axis=1)
-    n_train = k - n_prod
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k_max]
+    prod_rank = np.cumsum(np.take_along_axis(is_prod, order, axis=1), axis=1)
     r = n_p / n_t
-    w = (n_prod + p.pseudo_count * r) / (n_train + p.pseudo_count) / r
+    w = np.zeros(n_t)
+    for k in ks:  # production count among the k nearest of the merged lists
+        n_prod = prod_rank[:, k - 1]
+        w += (n_prod + p.pseudo_count * r) / (k - n_prod + p.pseudo_count) / r
     w = w / w.mean()
     if p.max_weight:
         for _ in range(5):  # clip, renormalise; a few rounds settle it
