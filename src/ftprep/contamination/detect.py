@@ -40,9 +40,11 @@ from ftprep.contamination.text import (
     Tokens,
     char_ngram_hashes,
     fmix64,
+    isin,
     ngram_hashes,
     text_keys,
     tokenize,
+    unique,
 )
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -331,19 +333,22 @@ def _char_near(
     ``near_char_min`` of them) are found in the record at rate >= ``near_char_containment``."""
     n = params.near_char
     rh, ro = char_ngram_hashes(ref_input, n)
-    # each item's distinct grams, and how many items hold each gram (hash-keyed, no sort of
-    # the whole reference side)
-    salt = fmix64(ro.astype(np.uint64) + np.uint64(0x2545F4914F6CDD1D))
-    _, first = np.unique(fmix64(rh ^ salt), return_index=True)
-    rh, ro = rh[first], ro[first]
-    _, inv, df = np.unique(rh, return_inverse=True, return_counts=True)
-    keep = (df[inv] <= params.near_char_max_df) & np.isin(ro, item)
+    # how many items hold each gram: a count of every occurrence in 4M hash buckets
+    # (collisions and repeats inside an item only make the filter stricter); then the
+    # distinct informative grams of the items that have a pair
+    df = np.bincount((rh >> np.uint64(42)).astype(np.int64), minlength=1 << 22)
+    need = np.zeros(len(ref_input), dtype=bool)
+    need[item] = True
+    keep = need[ro] & (df[(rh >> np.uint64(42)).astype(np.int64)] <= params.near_char_max_df)
     rh, ro = rh[keep], ro[keep]
+    salt = fmix64(ro.astype(np.uint64) + np.uint64(0x2545F4914F6CDD1D))
+    _, first = unique(fmix64(rh ^ salt), return_index=True)
+    rh, ro = rh[first], ro[first]
     order = np.argsort(ro, kind="stable")
     item_h = rh[order]
     size = np.bincount(ro, minlength=len(ref_input)).astype(np.int64)
     item_start = np.r_[0, np.cumsum(size)].astype(np.int64)
-    urec, local = np.unique(rec, return_inverse=True)
+    urec, local = unique(rec, return_inverse=True)
     th, to = char_ngram_hashes([texts[i] for i in urec.tolist()], n)
     cc = pair_containment(item_h, item_start, local, item, th, to)
     good = (cc >= params.near_char_containment) & (size[item] >= params.near_char_min)
@@ -403,8 +408,8 @@ def _paraphrases(
         & (uidx.size[pcu.item] >= 3)
         & (rec_len[pcu.record] > params.passage_ratio * item_len[pcu.item])
     )
-    key = np.unique(np.r_[qi * n_ref + ri, pcu.record[ok] * n_ref + pcu.item[ok]])
-    key = key[~np.isin(key, skip)]
+    key = unique(np.r_[qi * n_ref + ri, pcu.record[ok] * n_ref + pcu.item[ok]])
+    key = key[~isin(key, skip)]
     q, r = key // n_ref, key % n_ref
     secs["candidates"] = secs.get("candidates", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -413,18 +418,26 @@ def _paraphrases(
     if len(q) == 0:
         secs["verify"] = secs.get("verify", 0.0) + time.perf_counter() - t0
         return out, threshold, 0
-    uq, local = np.unique(q, return_inverse=True)
-    p_feats = space.encode([prompts[i] for i in uq.tolist()])
+    # the prompt: only pairs whose cosine leaves the threshold reachable are encoded
+    band = params.llm_judge.band_below if judge is not None else 0.0
+    lex_max = wt.words + wt.specifics + wt.length
     cos_p = np.einsum("ij,ij->i", train_emb[q], ref_emb[r])
-    s_p = space.score_pairs(r, p_feats, local, cos_p)
-    s_p[p_feats.n_words[local] == 0] = -9.0
+    s_p = np.full(len(q), -9.0)
+    live_p = np.flatnonzero(wt.cos * cos_p + lex_max >= threshold - band)
+    if len(live_p):
+        uq, local = unique(q[live_p], return_inverse=True)
+        p_feats = space.encode([prompts[i] for i in uq.tolist()])
+        sp_ = space.score_pairs(r[live_p], p_feats, local, cos_p[live_p])
+        s_p[live_p] = np.where(p_feats.n_words[local] == 0, -9.0, sp_)
     # windows of long records, pruned by the best score any window could reach
     s_w = np.full(len(q), -9.0)
     w_text: dict[int, str] = {}
     w_thr = threshold + params.window_margin
     long = np.flatnonzero(rec_len[q] > params.passage_ratio * item_len[r])
+    if wt.cos + lex_max < w_thr - band:
+        long = long[:0]
     if len(long):
-        lq, ll = np.unique(q[long], return_inverse=True)
+        lq, ll = unique(q[long], return_inverse=True)
         f_feats = space.encode([train[lex_field][i] for i in lq.tolist()], sequence=True)
         ub = space.upper_bound(r[long], f_feats, ll)
         long, ll = long[ub >= w_thr], ll[ub >= w_thr]
@@ -435,7 +448,7 @@ def _paraphrases(
                 texts, w_feats = space.best_windows(r[long], f_feats, ll, params.window_scale, snap)
                 feats = space.pair_features(r[long], w_feats, np.arange(len(long)))
                 sc = space.combine(np.ones(len(long)), feats)
-                live = np.flatnonzero(sc >= w_thr - (params.llm_judge.band_below if judge else 0))
+                live = np.flatnonzero(sc >= w_thr - band)
                 if len(live):
                     e = np.asarray(embed([texts[i] for i in live.tolist()]), dtype=np.float32)
                     cos_w = np.einsum("ij,ij->i", e, ref_emb[r[long][live]])
@@ -451,15 +464,15 @@ def _paraphrases(
     judged = np.zeros(len(q), dtype=bool)
     if judge is not None:
         cfg = judge.cfg
-        band = np.flatnonzero((margin >= -cfg.band_below) & (margin < cfg.band_above))
-        if len(band) > cfg.max_pairs:
-            judge.stats.over_limit += len(band) - cfg.max_pairs
-            band = band[np.argsort(np.abs(margin[band]), kind="stable")[: cfg.max_pairs]]
+        asked = np.flatnonzero((margin >= -cfg.band_below) & (margin < cfg.band_above))
+        if len(asked) > cfg.max_pairs:
+            judge.stats.over_limit += len(asked) - cfg.max_pairs
+            asked = asked[np.argsort(np.abs(margin[asked]), kind="stable")[: cfg.max_pairs]]
         asks = [
             (ref_input[int(r[k])], w_text[k] if m_w[k] > m_p[k] else prompts[int(q[k])])
-            for k in band.tolist()
+            for k in asked.tolist()
         ]
-        for k, v in zip(band.tolist(), judge.judge(asks), strict=True):
+        for k, v in zip(asked.tolist(), judge.judge(asks), strict=True):
             if v is not None:
                 accept[k] = v
                 judged[k] = True

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ftprep.contamination.text import fmix64
+from ftprep.contamination.text import fmix64, unique
 
 _BITMAP_BITS = 24
 
@@ -63,7 +63,7 @@ class ShingleIndex:
     ) -> None:
         self.n_items = n_items
         h, o = _dedupe_pairs(hashes, owner.astype(np.int64))
-        uniq, start, df = np.unique(h, return_index=True, return_counts=True)
+        uniq, start, df = unique(h, return_index=True, return_counts=True)
         if max_df is not None and len(h):
             keep_rows = np.repeat(df <= max_df, df)
             h, o = h[keep_rows], o[keep_rows]
@@ -80,7 +80,7 @@ class ShingleIndex:
             h, o = self.item_h[chosen], self.item_o[chosen]
         order = np.argsort(h, kind="stable")
         h, o = h[order], o[order]
-        uniq, start, df = np.unique(h, return_index=True, return_counts=True)
+        uniq, start, df = unique(h, return_index=True, return_counts=True)
         self.keys = uniq
         self.start = start.astype(np.int64)
         self.df = df.astype(np.int64)
@@ -113,7 +113,7 @@ class ShingleIndex:
             return _empty()
         pos, rec = pos[hit], owner[maybe[hit]].astype(np.int64)
         # one hit per (record, shingle): a record repeating a shingle shares it once
-        rk = np.unique(rec * np.int64(len(self.keys)) + pos)
+        rk = unique(rec * np.int64(len(self.keys)) + pos)
         rec, pos = rk // len(self.keys), rk % len(self.keys)
         counts = self.df[pos]
         total = int(counts.sum())
@@ -124,7 +124,7 @@ class ShingleIndex:
         within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
         items = self.owners[starts + within]
         pair = rec_rep * np.int64(self.n_items) + items
-        up, shared = np.unique(pair, return_counts=True)
+        up, shared = unique(pair, return_counts=True)
         keep = shared >= min_shared
         up, shared = up[keep], shared[keep]
         r, i = up // self.n_items, up % self.n_items
@@ -156,14 +156,14 @@ def pair_containment(
     if m == 0:
         return out
     records = records.astype(np.int64)
-    urec = np.unique(records)
+    urec = unique(records)
     lo = np.searchsorted(owner, urec, "left")
     hi = np.searchsorted(owner, urec, "right")
     cnt = hi - lo
     pos = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
     pos += np.repeat(lo, cnt)
     salt = fmix64(urec.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
-    rec_keys = np.unique(fmix64(hashes[pos] ^ np.repeat(salt, cnt)))
+    rec_keys = unique(fmix64(hashes[pos] ^ np.repeat(salt, cnt)))
     size = (item_start[items + 1] - item_start[items]).astype(np.int64)
     ipos = np.arange(int(size.sum()), dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
     ipos += np.repeat(item_start[items], size)

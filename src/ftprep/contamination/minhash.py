@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ftprep.contamination.text import unique
+
 _U32 = np.uint32
 _EMPTY = np.iinfo(np.uint32).max
 
@@ -123,7 +125,7 @@ def query_pairs(
         ix.append(order[np.repeat(lo[ok], c) + within])
     if not qs:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    pair = np.unique(
+    pair = unique(
         np.concatenate(qs).astype(np.int64) * np.int64(index_keys.shape[0] + 1) + np.concatenate(ix)
     )
     return pair // (index_keys.shape[0] + 1), pair % (index_keys.shape[0] + 1)
@@ -153,5 +155,5 @@ def self_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     b = np.concatenate(b_parts).astype(np.int64)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     keep = lo != hi
-    pair = np.unique(lo[keep] * np.int64(len(keys) + 1) + hi[keep])
+    pair = unique(lo[keep] * np.int64(len(keys) + 1) + hi[keep])
     return pair // (len(keys) + 1), pair % (len(keys) + 1)

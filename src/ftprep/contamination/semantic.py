@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from ftprep.contamination.text import NUMBER_WORDS
+from ftprep.contamination.text import NUMBER_WORDS, unique
 
 _STOP_TEXT = """a an the of to in on at for and or but nor is are was were be been being am it its
     this that these those with as by from he she they his her hers their theirs them him i me
@@ -86,7 +86,7 @@ class TextFeatures:
 
 def _csr_sets(owner: np.ndarray, ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     keep = ids >= 0
-    key = np.unique(owner[keep].astype(np.int64) << np.int64(31) | ids[keep].astype(np.int64))
+    key = unique(owner[keep].astype(np.int64) << np.int64(31) | ids[keep].astype(np.int64))
     own = key >> np.int64(31)
     return (key & np.int64((1 << 31) - 1)).astype(np.int32), np.r_[
         0, np.cumsum(np.bincount(own, minlength=n))
@@ -304,7 +304,7 @@ class FeatureSpace:
         # sentences inside it (at least half its length)
         wl = win
         if snap != "none" and seq.tok_start is not None and m:
-            bnd = np.union1d(np.flatnonzero(seq.tok_start[seq.seq_tok]), seq.seq_off)
+            bnd = unique(np.r_[np.flatnonzero(seq.tok_start[seq.seq_tok]), seq.seq_off])
             s0, e0 = lo + best, lo + best + win
             if snap == "out":
                 a, b = _boundary(bnd, s0, lo, hi, before=True), _boundary(bnd, e0, lo, hi, False)

@@ -17,6 +17,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -291,3 +292,44 @@ def char_ngram_hashes(
             h = h * _U64(0x100000001B3) + data[j : j + m].astype(_U64)
     valid = owner[:m] == owner[n - 1 :]
     return fmix64(h[valid] ^ _U64(0xC0FFEE00 + n)), owner[:m][valid]
+
+
+def unique(
+    x: np.ndarray,
+    *,
+    return_index: bool = False,
+    return_inverse: bool = False,
+    return_counts: bool = False,
+) -> Any:
+    """Sorted distinct values of a 1-D array, optionally with the first index of each, the
+    inverse and the counts: the same results as ``np.unique``, by one (stable) sort. numpy
+    2.4's hash-based ``np.unique`` is about 100x slower on millions of integers."""
+    x = np.asarray(x).ravel()
+    order = np.argsort(x, kind="stable") if (return_index or return_inverse) else None
+    s = x[order] if order is not None else np.sort(x)
+    flag = np.empty(len(s), dtype=bool)
+    if len(s):
+        flag[0] = True
+        np.not_equal(s[1:], s[:-1], out=flag[1:])
+    out: list[np.ndarray] = [s[flag]]
+    if return_index:
+        assert order is not None
+        out.append(order[flag])
+    if return_inverse:
+        assert order is not None
+        inv = np.empty(len(x), dtype=np.int64)
+        inv[order] = np.cumsum(flag) - 1
+        out.append(inv)
+    if return_counts:
+        out.append(np.diff(np.r_[np.flatnonzero(flag), len(s)]))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.isin(a, b)`` by a sorted search (no hash table)."""
+    a = np.asarray(a)
+    if len(b) == 0 or len(a) == 0:
+        return np.zeros(a.shape, dtype=bool)
+    sb = np.sort(np.asarray(b).ravel())
+    pos = np.minimum(np.searchsorted(sb, a), len(sb) - 1)
+    return sb[pos] == a
