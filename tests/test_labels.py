@@ -327,6 +327,54 @@ def test_item_prior_ranks_wrong_majorities_better_than_votes_alone() -> None:
     assert caught(with_x) > caught(without) + 0.03
 
 
+def test_item_prior_in_the_check(tmp_path: Path) -> None:
+    """Texts that say whether an example is ambiguous: with ``item_prior`` the budget catches
+    more wrong majorities than the votes alone."""
+    rng = np.random.default_rng(3)
+    names = ["billing", "shipping", "returns"]
+    vague = ["maybe", "perhaps", "unclear", "somewhat", "possibly", "kind of"]
+    clear = ["definitely", "certainly", "clearly", "exactly", "surely", "precisely"]
+    n = 600
+    recs, rows, wrong = [], [], set()
+    for i in range(n):
+        amb = i % 2 == 0
+        top = int(rng.integers(0, 3))
+        # ambiguous: two labels close together; clear: one label well ahead (3–2 splits still
+        # happen, but the majority is rarely wrong)
+        p = np.array([0.44, 0.38, 0.18]) if amb else np.array([0.76, 0.12, 0.12])
+        p = rng.dirichlet(np.roll(p, top) * 40)
+        words = rng.choice(vague if amb else clear, 3)
+        recs.append({"id": f"x{i}", "prompt": " ".join(words) + f" case {i}", "response": "ok"})
+        votes = rng.choice(3, 5, p=p)
+        for a, v in enumerate(votes):
+            rows.append([f"x{i}", f"a{a}", names[v]])
+        if np.bincount(votes, minlength=3).argmax() != p.argmax():
+            wrong.add(f"x{i}")
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+    with open(tmp_path / "annotations.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["example_id", "annotator", "label"])
+        w.writerows(rows)
+    caught = {}
+    for prior in (False, True):
+        (tmp_path / "ftprep.yaml").write_text(
+            "name: p\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+            "annotations:\n  path: annotations.csv\n  format: long\n  kind: label\n"
+            "checks:\n  labels.agreement: {escalate_budget: 0.3, item_prior_components: 8,\n"
+            f"    item_prior_l2: 10, item_prior: {str(prior).lower()}}}\n",
+            encoding="utf-8",
+        )
+        agr = ftprep.audit(tmp_path, only=["labels.agreement"]).results[0]
+        assert agr.error == "", agr.error
+        esc = {d.example_id for d in agr.decisions if d.action == Action.ESCALATE}
+        assert len(esc) == int(0.3 * n)
+        caught[prior] = len(esc & wrong) / len(wrong)
+    assert caught[True] > caught[False] + 0.03, caught
+
+
 # ----------------------------------------------------------------------------- label errors
 def test_rank_label_errors_flags_planted_flips() -> None:
     rng = np.random.default_rng(0)

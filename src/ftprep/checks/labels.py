@@ -236,7 +236,16 @@ class LabelAgreement(Check):
             # item agreement: crowd stability (P(a large crowd keeps the consensus label))
             agreement_item = confidence if cons.stability is None else cons.stability
             cons_method = cons.method
-            notes = cons.notes
+            notes = list(cons.notes)
+            if p.get("item_prior", False):
+                prior = _item_prior_agreement(ctx, r.units, counts, cons.label, p, notes)
+                if prior is not None:
+                    # exchangeable annotators: the prior's posterior replaces the votes-only one;
+                    # with per-annotator reliabilities (Dawid–Skene) the two are averaged
+                    w = 0.5 if cons.method == "dawid_skene" else 1.0
+                    agreement_item = np.where(
+                        np.isnan(prior), agreement_item, w * prior + (1.0 - w) * agreement_item
+                    )
             model_rel = None
             if (
                 cons.method == "dawid_skene"
@@ -697,6 +706,56 @@ def _exact_input_conflicts(
                 if sim < out_sim:
                     pairs.append((a, b, 1.0, sim))
     return pairs
+
+
+def _item_prior_agreement(
+    ctx: Context,
+    units: list[str],
+    counts: np.ndarray,
+    label: np.ndarray,
+    p: dict[str, Any],
+    notes: list[str],
+) -> np.ndarray | None:
+    """Crowd stability with a per-example prior from the example's text (``item_prior``): the
+    embeddings of ``item_prior_field``, reduced to ``item_prior_components`` principal components,
+    feed an out-of-fold Dirichlet-multinomial regression of the votes (see
+    :func:`ftprep.labels.aggregate.item_prior_stability`). ``None`` (with a note) when too few
+    annotated examples have text."""
+    from ftprep.labels.aggregate import item_prior_stability
+
+    field = str(p.get("item_prior_field", "prompt"))
+    ds = ctx.train.filter_ids(set(units))
+    pos = {i: k for k, i in enumerate(ds.ids)}
+    rows = [pos.get(u, -1) for u in units]
+    have = np.array([k >= 0 for k in rows]) & (label >= 0)
+    min_items = int(p.get("item_prior_min_examples", 200))
+    if have.sum() < min_items:
+        notes.append(
+            f"item_prior: only {int(have.sum())} annotated examples with text "
+            f"(< item_prior_min_examples {min_items}): votes only"
+        )
+        return None
+    emb = np.asarray(ctx.embeddings(ds, field), dtype=float)[[k for k in rows if k >= 0]]
+    z = emb - emb.mean(axis=0)
+    u, sv, _ = np.linalg.svd(z, full_matrices=False)
+    nc = min(int(p.get("item_prior_components", 64)), u.shape[1])
+    x = u[:, :nc] * sv[:nc]
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    idx = np.flatnonzero(np.array([k >= 0 for k in rows]))
+    keep = have[idx]
+    out = np.full(len(units), np.nan)
+    out[idx[keep]] = item_prior_stability(
+        x[keep],
+        counts[idx[keep]],
+        label[idx[keep]],
+        l2=_float(p, "item_prior_l2", 300.0),
+        folds=int(p.get("item_prior_folds", 5)),
+    )
+    notes.append(
+        f"item_prior: per-example Dirichlet prior from the {field} text ({nc} components, "
+        f"out of fold) on {int(keep.sum())} examples"
+    )
+    return out
 
 
 def _below(esc: Any) -> str:
