@@ -27,15 +27,27 @@ def _interval(iv: list[float | None], fmt: str = "n") -> str:
 
 def sections(doc: dict[str, Any]) -> list[Section]:
     grid = doc["curve"]["n"]
+    # plotted as the error the power law models (1 - metric when higher is better): the plot's
+    # y axis starts at 0, where the error curve's approach to its asymptote stays visible
+    higher = doc["fit"]["higher_is_better"]
+
+    def err(v: float | None) -> float | None:
+        return None if v is None else (1 - v if higher else v)
+
     measured: dict[float, list[float]] = {}
     for p in doc["points"]:
         measured.setdefault(float(p["n"]), []).append(float(p["metric"]))
     mean = {k: sum(v) / len(v) for k, v in measured.items()}
+    band = f"{doc['fit']['level']:.0%} band"
     series: dict[str, list[float | None]] = {
-        "measured (mean)": [mean.get(float(x)) for x in grid],
-        "fitted": doc["curve"]["metric"],
-        f"{doc['fit']['level']:.0%} band low": doc["curve"]["low"],
-        f"{doc['fit']['level']:.0%} band high": doc["curve"]["high"],
+        "measured (mean)": [err(mean.get(float(x))) for x in grid],
+        "fitted": [err(v) for v in doc["curve"]["metric"]],
+        f"{band} (more data helps less)": [
+            err(v) for v in doc["curve"]["low" if higher else "high"]
+        ],
+        f"{band} (more data helps more)": [
+            err(v) for v in doc["curve"]["high" if higher else "low"]
+        ],
     }
     rows = [["metric now (fitted)", f"{doc['metric_at_n_train']:.4f}", ""]]
     rows.append(["gain if the data doubled", f"{doc['gain_if_doubled']:+.4f}", ""])
@@ -50,7 +62,8 @@ def sections(doc: dict[str, Any]) -> list[Section]:
     rows.append(
         [
             f"plateau (doubling gains < {pl['delta']:g})",
-            f"{_n(pl['n'])} examples (metric there {pl['metric']:.4f})",
+            f"{_n(pl['n'])} examples"
+            + (f" (metric there {pl['metric']:.4f})" if "metric" in pl else ""),
             _interval(pl["interval"]),
         ]
     )
@@ -76,7 +89,7 @@ def sections(doc: dict[str, Any]) -> list[Section]:
     note = (
         f"{doc['fit']['model']} with err = {doc['fit']['err']}; a = {p['a']:.4g}, "
         f"b = {p['b']:.4g}, c = {p['c']:.4g} ({doc['fit']['method']}, rmse {doc['fit']['rmse']:.3g}, "
-        f"{doc['fit']['bootstrap']} bootstrap refits). x axis: training examples (log scale)."
+        f"{doc['fit']['bootstrap']} bootstrap refits). The plot shows the error err(n)."
     )
     for w in doc["fit"].get("warnings", []):
         note += " Warning: " + w + "."
@@ -89,8 +102,8 @@ def sections(doc: dict[str, Any]) -> list[Section]:
             {
                 "x": [_n(x) for x in grid],
                 "series": series,
-                "xlabel": "training examples",
-                "ylabel": str(learner.get("metric", "metric")),
+                "xlabel": "training examples (log scale)",
+                "ylabel": ("1 - " if higher else "") + str(learner.get("metric", "metric")),
             },
             note=note,
         ),
