@@ -19,6 +19,7 @@ from ftprep.distribution.coverage import (
     coverage_scores,
     lexical_distance,
     upper_pvalue,
+    word_tfidf,
 )
 from ftprep.distribution.knn import knn, knn_exact, knn_ivf
 from ftprep.distribution.regions import RegionParams, build_regions, distinguishing_terms
@@ -152,6 +153,9 @@ def test_lexical_distance_sees_words_the_embedding_does_not() -> None:
     train = ["how do i open a bank account", "what is my account balance", "transfer money now"]
     prod = ["what is my credit card limit", "what is my account balance today"]
     v_ref, v_prod = char_tfidf(train + prod, train, prod)
+    w_ref, w_prod = word_tfidf(token_sets(train + prod), token_sets(train), token_sets(prod))
+    w_sims = candidate_similarity(w_prod, w_ref, np.tile(np.arange(3), (2, 1)))
+    assert w_sims[1, 1] > 0.8 and w_sims[0].max() < w_sims[1, 1] - 0.3
     cand = np.tile(np.arange(len(train)), (len(prod), 1))
     sims = candidate_similarity(v_prod, v_ref, cand, block=1)
     dense = (v_prod @ v_ref.T).toarray()

@@ -13,7 +13,8 @@ For each production item four pieces of evidence that it lies where training has
     (the item itself left out) to that in training: vocabulary that production uses and
     training lacks;
 ``lexical_distance``
-    one minus the mean TF-IDF cosine similarity (character 3–5-grams within words) of the item
+    one minus the mean TF-IDF cosine similarity (words by default, or character 3–5-grams within
+    words with ``lexical: chars``) of the item
     to its ``lexical_k`` lexically closest training inputs among its ``k_pool`` nearest by
     embedding: semantic neighbours that share none of its specific words (a credit-card
     question whose nearest training inputs are about bank accounts) say the item is not covered
@@ -62,6 +63,7 @@ class CoverageParams:
     components: tuple[str, ...] = DEFAULT_COMPONENTS
     center: bool = True  # centre embeddings on the pooled mean before neighbour search
     lexical_k: int = 5  # lexically closest semantic neighbours averaged in lexical_distance
+    lexical: str = "words"  # "words" (TF-IDF over words) or "chars" (character 3-5-grams)
     seed: int = 0
 
     @classmethod
@@ -72,6 +74,8 @@ class CoverageParams:
             unknown = set(kw["components"]) - set(COMPONENTS)
             if unknown or not kw["components"]:
                 raise ValueError(f"components: expected a non-empty subset of {COMPONENTS}")
+        if kw.get("lexical", "words") not in ("words", "chars"):
+            raise ValueError("lexical: expected 'words' or 'chars'")
         return cls(**kw)
 
 
@@ -160,6 +164,27 @@ def char_tfidf(fit_texts: list[str], *groups: list[str]) -> list[sp.csr_matrix]:
     return [sp.csr_matrix(tf.transform(_CHAR_NGRAMS.transform(g))) for g in groups]
 
 
+def word_tfidf(fit_sets: list[set[str]], *groups: list[set[str]]) -> list[sp.csr_matrix]:
+    """L2-normalised binary TF-IDF rows over words (the token sets the token evidence already
+    has, so no second pass over the texts); IDF from ``fit_sets``."""
+    df = doc_freq(fit_sets)
+    vocab = {w: i for i, w in enumerate(df)}
+    n = len(fit_sets)
+    idf = np.array([np.log((n + 1) / (df[w] + 1)) + 1.0 for w in vocab], dtype=np.float32)
+    out = []
+    for sets in groups:
+        indptr = np.zeros(len(sets) + 1, dtype=np.int64)
+        cols: list[int] = []
+        for i, ws in enumerate(sets):
+            cols.extend(vocab[w] for w in ws if w in vocab)
+            indptr[i + 1] = len(cols)
+        idx = np.asarray(cols, dtype=np.int64)
+        m = sp.csr_matrix((idf[idx], idx, indptr), shape=(len(sets), len(vocab)), dtype=np.float32)
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        out.append(sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m))
+    return out
+
+
 def candidate_similarity(
     q: sp.csr_matrix, r: sp.csr_matrix, cand: np.ndarray, block: int = 2048
 ) -> np.ndarray:
@@ -218,10 +243,10 @@ def coverage_scores(
     comp_h: dict[str, np.ndarray] = {"nn_distance": d_hr[:, 0]}
     comp_p["density_ratio"] = _pool_log_ratio(d_pr, d_pp, kp, len(r_idx), n_p)
     comp_h["density_ratio"] = _pool_log_ratio(d_hr, d_hp, kp, len(r_idx), n_p)
+    ref_sets = token_sets([train_texts[i] for i in r_idx])
+    prod_sets = token_sets(prod_texts)
+    hold_sets = token_sets([train_texts[i] for i in h_idx])
     if "token_ratio" in p.components or "novel_tokens" in p.components:
-        ref_sets = token_sets([train_texts[i] for i in r_idx])
-        prod_sets = token_sets(prod_texts)
-        hold_sets = token_sets([train_texts[i] for i in h_idx])
         df_ref, df_prod = doc_freq(ref_sets), doc_freq(prod_sets)
         comp_p["token_ratio"], comp_p["novel_tokens"] = _token_evidence(
             prod_sets, df_ref, df_prod, len(r_idx), n_p, in_prod=True
@@ -231,13 +256,16 @@ def coverage_scores(
         )
 
     if "lexical_distance" in p.components:
-        ref_texts = [train_texts[i] for i in r_idx]
-        v_ref, v_prod, v_hold = char_tfidf(
-            ref_texts + list(prod_texts),
-            ref_texts,
-            list(prod_texts),
-            [train_texts[i] for i in h_idx],
-        )
+        if p.lexical == "chars":
+            ref_texts = [train_texts[i] for i in r_idx]
+            v_ref, v_prod, v_hold = char_tfidf(
+                ref_texts + list(prod_texts),
+                ref_texts,
+                list(prod_texts),
+                [train_texts[i] for i in h_idx],
+            )
+        else:
+            v_ref, v_prod, v_hold = word_tfidf(ref_sets + prod_sets, ref_sets, prod_sets, hold_sets)
         comp_p["lexical_distance"] = lexical_distance(
             candidate_similarity(v_prod, v_ref, i_pr), p.lexical_k
         )
