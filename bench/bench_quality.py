@@ -389,6 +389,17 @@ def bench_speed(n: int) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     score_dataset(rubric, ds, ratings=rows)
     ours, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
+    # with the project's (static) embeddings: computed once by the embedding engine and cached
+    # for every check, then the learned criterion's embedding features and view
+    from ftprep.signals.embeddings import get_embedder
+
+    emb = get_embedder("static")
+    t0 = time.perf_counter()
+    pair = (emb.encode(ds.texts("prompt")), emb.encode(ds.texts("response")))
+    embed_s = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    score_dataset(rubric, ds, ratings=rows, embed=pair)
+    with_emb, with_emb_cpu = time.perf_counter() - t0, time.process_time() - c0
     # baseline: the same regexes in a plain Python loop (what a script would do), no learned part
     pats = [re.compile(p) for p in (*PLACEHOLDER_PATTERNS, *BOILERPLATE_PATTERNS, *FILLER_PATTERNS)]
     outs = [r["output"] for r in pool]
@@ -402,6 +413,10 @@ def bench_speed(n: int) -> dict[str, Any]:
         "ours_examples_per_s": round(n / ours),
         "baseline_python_regex_loop_per_s": round(n / base),
         "ours_examples_per_cpu_s": round(n / ours_cpu),
+        "ours_with_cached_embeddings_per_s": round(n / with_emb),
+        "ours_with_cached_embeddings_per_cpu_s": round(n / with_emb_cpu),
+        "static_embedding_examples_per_s": round(n / embed_s),
+        "ours_including_embedding_per_s": round(n / (with_emb + embed_s)),
         "baseline_examples_per_cpu_s": round(n / base_cpu),
         "ours_seconds": round(ours, 2),
         "baseline_seconds": round(base, 2),

@@ -182,7 +182,7 @@ class LearnedScorer:
     prior: str | Mapping[str, float] = "accuracy"  # a name in PRIORS or {feature: ±1}
     learned_weight: float | None = None  # weight of the learned views vs the prior; None: by CV
     cv_folds: int = 5  # folds used to choose learned_weight
-    prior_alpha: float = 0.05  # the prior is used only if it ranks the labels better than chance
+    prior_alpha: float = 0.05  # significance at which the prior is credible (see _check_prior)
     t_min: float = 1.0  # dense view: |t| needed for a feature to enter
     t_flip: float = 2.0  # prior view: labels against a stated direction by more than this flip it
     nb_alpha: float = 1.0
@@ -262,9 +262,10 @@ class LearnedScorer:
         self.fitted["ngram"] = ratios
 
     def _check_prior(self, f: Features, idx: np.ndarray, y: np.ndarray) -> None:
-        """Keep the prior only when it agrees with the labels: one-sided Mann–Whitney test of
-        its score, good above bad, at ``prior_alpha`` (a prior that does not describe this
-        criterion is dropped and the learned views alone score it)."""
+        """Check the prior against the labels: it is *credible* when a one-sided Mann–Whitney
+        test ranks good above bad at ``prior_alpha`` (then the learned views must clearly beat
+        it to take weight), and dropped when it ranks the labels no better than chance (AUROC
+        ≤ 0.5: it does not describe this criterion; the learned views alone score it)."""
         if "prior" not in self.fitted:
             return
         from scipy.stats import mannwhitneyu
@@ -275,14 +276,16 @@ class LearnedScorer:
         p = float(mannwhitneyu(sl[y == 1], sl[y == 0], alternative="greater").pvalue)
         self.fitted["prior"]["p_value"] = p
         self.fitted["prior"]["auroc"] = _auroc(y, sl)
-        if not p < self.prior_alpha and any(v in self.views for v in LEARNED):
+        self.fitted["prior"]["credible"] = p < self.prior_alpha
+        if self.fitted["prior"]["auroc"] <= 0.5 and any(v in self.views for v in LEARNED):
             self.fitted["prior"]["dropped"] = True
 
     def _mix_weight(self, f: Features, idx: np.ndarray, y: np.ndarray) -> float:
-        """Weight of the learned views against the prior: ``learned_weight`` when set, else the
-        least grid value (0, 0.1, … 1) whose mix of the prior and *out-of-fold* learned scores
-        ranks the labels within one standard error (Hanley–McNeil) of the best mix (stratified
-        ``cv_folds``-fold) — the learned views must earn their weight."""
+        """Weight of the learned views against the prior: ``learned_weight`` when set, else
+        chosen on the grid 0, 0.1, … 1 by how well the mix of the prior and *out-of-fold*
+        learned scores (stratified ``cv_folds``-fold) ranks the labels. Among the mixes within
+        one standard error (Hanley–McNeil) of the best, a credible prior gets the least learned
+        weight (the learned views must earn theirs), any other prior the most."""
         learned = [v for v in self.views if v in LEARNED]
         prior = self._prior_score(f)
         if prior is None or not learned:
@@ -311,10 +314,12 @@ class LearnedScorer:
         self.fitted["mix_cv_auroc"] = {
             f"{w:.1f}": round(float(a), 4) for w, a in zip(WEIGHT_GRID, aucs, strict=True)
         }
-        # one-standard-error rule: the least learned weight within one SE of the best
+        # one-standard-error rule: among the mixes within one SE of the best, a credible prior
+        # keeps the most weight, a prior that is not credible the least
         best = float(np.max(aucs))
         ok = np.flatnonzero(aucs >= best - _auroc_se(best, int(y.sum()), int(len(y) - y.sum())))
-        return float(WEIGHT_GRID[int(ok[0])])
+        pick = ok[0] if self.fitted["prior"].get("credible") else ok[-1]
+        return float(WEIGHT_GRID[int(pick)])
 
     def _prior_score(self, f: Features) -> np.ndarray | None:
         pr = self.fitted.get("prior")
