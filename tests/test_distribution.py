@@ -180,7 +180,9 @@ def test_coverage_without_shift_flags_little() -> None:
         xp, xt, cov.flagged, np.ones(len(xt)), token_sets(tp), token_sets(tt)
     )
     unc_share = sum(r.prod_share for r in regions if r.status == "uncovered")
-    assert unc_share <= 0.05
+    # held-out calibration flags ~fpr (5%) of covered inputs; on 320 inputs that is 5% +- 1.2%,
+    # and here flagged items of one cluster share their words, so they may form tail regions
+    assert unc_share <= 0.08
 
 
 def test_distinguishing_terms_respect_prevalence() -> None:
