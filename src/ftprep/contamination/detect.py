@@ -88,7 +88,7 @@ class LeakParams:
     null_k: int = 5
     null_items: int = 2000
     min_null_items: int = 200
-    min_score: float = 2.6
+    min_score: float = 2.63
     default_score: float = 2.9
     weights: VerifierWeights = field(default_factory=VerifierWeights)
     llm_judge: LeakJudgeConfig = field(default_factory=LeakJudgeConfig)
@@ -398,16 +398,13 @@ def _paraphrases(
         nprobe=params.ann_nprobe,
         exact_limit=params.ann_exact_limit,
     )
-    # an item buried in a longer record: rare-word containment of the item in the full text
+    # rare-word containment of the item in the full text: an item buried in a longer record,
+    # and a rewording the inverted file missed (a paraphrase keeps names, numbers, rare nouns)
     uh, uo = ngram_hashes(rt, 1)
     uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df, sample=params.near_sample)
     th1, to1 = side.shingles(lex_field, 1)
     pcu = uidx.query(th1, to1, min_shared=2)
-    ok = (
-        (pcu.containment >= params.lexical_candidate)
-        & (uidx.size[pcu.item] >= 3)
-        & (rec_len[pcu.record] > params.passage_ratio * item_len[pcu.item])
-    )
+    ok = (pcu.containment >= params.lexical_candidate) & (uidx.size[pcu.item] >= 3)
     key = unique(np.r_[qi * n_ref + ri, pcu.record[ok] * n_ref + pcu.item[ok]])
     key = key[~isin(key, skip)]
     q, r = key // n_ref, key % n_ref
@@ -445,17 +442,18 @@ def _paraphrases(
             # a window is embedded only when its lexical features leave the threshold
             # reachable with a perfect cosine
             for snap in params.window_snaps:
-                texts, w_feats = space.best_windows(r[long], f_feats, ll, params.window_scale, snap)
+                wins, w_feats = space.best_windows(r[long], f_feats, ll, params.window_scale, snap)
                 feats = space.pair_features(r[long], w_feats, np.arange(len(long)))
                 sc = space.combine(np.ones(len(long)), feats)
                 live = np.flatnonzero(sc >= w_thr - band)
                 if len(live):
-                    e = np.asarray(embed([texts[i] for i in live.tolist()]), dtype=np.float32)
+                    texts = wins.texts(live.tolist())
+                    e = np.asarray(embed(texts), dtype=np.float32)
                     cos_w = np.einsum("ij,ij->i", e, ref_emb[r[long][live]])
                     sw = sc[live] - wt.cos * (1.0 - cos_w)
                     better = sw > s_w[long[live]]
-                    for j in live[better].tolist():
-                        w_text[int(long[j])] = texts[j]
+                    for j in np.flatnonzero(better).tolist():
+                        w_text[int(long[live[j]])] = texts[j]
                     s_w[long[live[better]]] = sw[better]
     # margin of each pair over its threshold (prompt: threshold; passage: + window_margin)
     m_p, m_w = s_p - threshold, s_w - w_thr

@@ -42,11 +42,10 @@ _STOP_TEXT = """a an the of to in on at for and or but nor is are was were be be
     there here when where why all any some such into out up down over under about after before
     again also just only very more most other same own too has have had having one"""
 STOP_WORDS = frozenset(_STOP_TEXT.split())
-_START = "\x01"  # marks a word that starts a sentence (not a name)
-_POINT = "\x02"  # a decimal point inside a number
-_SPLIT = r"[^\p{L}\p{N}\x01\x02]+"
-_NUMBER = re.compile(r"^\d+(?:\x02\d+)*$")
+_SUB = re.compile(r"[^\W_]+", re.UNICODE)
+_NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"[A-Z][a-z]{2,}")
+_ENDS = frozenset(".!?:")
 
 
 def _stem(w: str) -> str:
@@ -67,21 +66,48 @@ class VerifierWeights:
 @dataclass(slots=True)
 class TextFeatures:
     """Feature sets of many texts (CSR: text ``i`` owns ``ids[off[i]:off[i+1]]``), plus the
-    word sequence of every text when ``sequence=True`` was asked for."""
+    whitespace-token sequence of every text when ``sequence=True`` was asked for."""
 
     words: tuple[np.ndarray, np.ndarray]  # (content-word ids, offsets)
     specs: tuple[np.ndarray, np.ndarray]  # (number/name ids, offsets)
     n_words: np.ndarray  # whitespace word count of every text
-    seq_tok: np.ndarray | None = None  # per word position: distinct-token index
-    seq_off: np.ndarray | None = None  # CSR offsets of the word sequence
-    tok_word: np.ndarray | None = None  # distinct token -> content id (-1: none)
-    tok_spec: np.ndarray | None = None  # distinct token -> specific id (-1: none)
-    tok_text: list[str] | None = None  # distinct token -> its text (markers removed)
-    tok_start: np.ndarray | None = None  # distinct token -> starts a sentence
+    seq_tok: np.ndarray | None = None  # per position: distinct-token index
+    seq_off: np.ndarray | None = None  # CSR offsets of the token sequence
+    seq_start: np.ndarray | None = None  # per position: the token starts a sentence
+    tok_words: tuple[np.ndarray, np.ndarray] | None = None  # distinct token -> content ids
+    tok_specs: tuple[np.ndarray, np.ndarray] | None = None  # distinct token -> specific ids
+    tok_name: np.ndarray | None = None  # distinct token -> name id of its first word (-1)
+    tok_text: list[str] | None = None  # distinct token -> its text
 
     @property
     def n_texts(self) -> int:
         return len(self.n_words)
+
+
+def _expand(tok: np.ndarray, csr: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(index into ``tok``, feature id) for every feature of every token in ``tok``."""
+    ids, off = csr
+    cnt = off[tok + 1] - off[tok]
+    total = int(cnt.sum())
+    at = np.repeat(np.arange(len(tok), dtype=np.int64), cnt)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return at, ids[np.repeat(off[tok], cnt) + within]
+
+
+def _features_at(
+    seq: TextFeatures, pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Content-word and specific features of the token at each position ``pos``:
+    (index into ``pos``, word id), (index into ``pos``, specific id); a capitalised first word
+    counts as a name unless it starts a sentence."""
+    assert seq.seq_tok is not None and seq.seq_start is not None and seq.tok_name is not None
+    assert seq.tok_words is not None and seq.tok_specs is not None
+    tok = seq.seq_tok[pos]
+    wa, wi = _expand(tok, seq.tok_words)
+    sa, si = _expand(tok, seq.tok_specs)
+    nm = seq.tok_name[tok]
+    named = np.flatnonzero((nm >= 0) & ~seq.seq_start[pos])
+    return wa, wi, np.r_[sa, named], np.r_[si, nm[named]]
 
 
 def _csr_sets(owner: np.ndarray, ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,65 +136,92 @@ class FeatureSpace:
         self.ref_ssum = self._sums(self.ref.specs, self.spec_idf())
 
     # -------------------------------------------------------------------------- encoding
-    def _classify(self, toks: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        word = np.full(len(toks), -1, np.int32)
-        spec = np.full(len(toks), -1, np.int32)
-        plain: list[str] = []
+    def _classify(
+        self, toks: list[str]
+    ) -> tuple[
+        tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray
+    ]:
+        """Per distinct whitespace token: its content-word ids, its specific ids (numbers,
+        number words, names after its first word), the name id of its first word and whether
+        it ends a sentence."""
         wid, sid = self._word_ids, self._spec_ids
+        w_ids: list[int] = []
+        s_ids: list[int] = []
+        w_off = [0]
+        s_off = [0]
+        name = np.full(len(toks), -1, np.int32)
+        end = np.zeros(len(toks), dtype=bool)
         for i, t in enumerate(toks):
-            start = t.startswith(_START)
-            t = t.replace(_START, "")
-            if _NUMBER.match(t):
-                v = t.replace(_POINT, ".").lstrip("0") or "0"
-                spec[i] = sid.setdefault(v, len(sid))
-                plain.append(t.replace(_POINT, "."))
-                continue
-            t = t.replace(_POINT, "")
-            plain.append(t)
-            low = t.lower()
-            if low in STOP_WORDS or low.isdigit() or not low:
-                continue
-            word[i] = wid.setdefault(_stem(low), len(wid))
-            num = NUMBER_WORDS.get(low)
-            if num is not None:
-                spec[i] = sid.setdefault(num, len(sid))
-            elif not start:
-                m = _NAME.match(t)
-                if m is not None and m.group().lower() not in STOP_WORDS:
-                    spec[i] = sid.setdefault("n:" + m.group().lower(), len(sid))
-        return word, spec, plain
+            for m in _NUM.finditer(t):
+                v = m.group().replace(",", "").rstrip(".").lstrip("0") or "0"
+                s_ids.append(sid.setdefault(v, len(sid)))
+            for j, sw in enumerate(_SUB.findall(t)):
+                low = sw.lower()
+                if low in STOP_WORDS or low.isdigit():
+                    continue
+                w_ids.append(wid.setdefault(_stem(low), len(wid)))
+                num = NUMBER_WORDS.get(low)
+                if num is not None:
+                    s_ids.append(sid.setdefault(num, len(sid)))
+                m2 = _NAME.match(sw)
+                if m2 is not None and m2.group().lower() not in STOP_WORDS:
+                    nid = sid.setdefault("n:" + m2.group().lower(), len(sid))
+                    if j == 0:
+                        name[i] = nid
+                    else:
+                        s_ids.append(nid)
+            end[i] = t[-1:] in _ENDS
+            w_off.append(len(w_ids))
+            s_off.append(len(s_ids))
+        return (
+            (np.array(w_ids, dtype=np.int32), np.array(w_off, dtype=np.int64)),
+            (np.array(s_ids, dtype=np.int32), np.array(s_off, dtype=np.int64)),
+            name,
+            end,
+        )
 
     def encode(self, texts: Sequence[str] | pa.Array, sequence: bool = False) -> TextFeatures:
+        """Feature sets of ``texts`` (whitespace tokens in pyarrow; each distinct token is
+        classified once in Python)."""
         arr = (
             texts if isinstance(texts, pa.Array) else pa.array(list(texts), type=pa.large_string())
         )
         arr = pc.fill_null(arr.cast(pa.large_string()), "")
         n = len(arr)
-        n_words = np.asarray(
-            pc.fill_null(pc.list_value_length(pc.utf8_split_whitespace(arr)), 0), dtype=np.int64
-        )
-        marked = pc.replace_substring_regex(arr, r"(\d),(\d)", r"\1\2")
-        marked = pc.replace_substring_regex(marked, r"(\d)\.(\d)", "\\1" + _POINT + "\\2")
-        marked = pc.replace_substring_regex(marked, r"(^|[.!?:]\s|\n)(\s*)(\p{L})", "\\1\\2\x01\\3")
-        lists = pc.split_pattern_regex(marked, _SPLIT)
+        # a line break ends a sentence (the next word is no name)
+        lists = pc.utf8_split_whitespace(pc.replace_substring(arr, "\n", ".\n"))
         offsets = np.asarray(lists.offsets, dtype=np.int64)
         offsets = offsets - offsets[0]
-        flat = lists.flatten()
-        enc = pc.dictionary_encode(flat)
+        lengths = np.diff(offsets)
+        enc = pc.dictionary_encode(lists.flatten())
         toks = enc.dictionary.to_pylist()
-        word, spec, plain = self._classify(toks)
+        tw, ts, name, end = self._classify(toks)
         idx = np.asarray(enc.indices, dtype=np.int64)
-        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
-        out = TextFeatures(_csr_sets(owner, word[idx], n), _csr_sets(owner, spec[idx], n), n_words)
-        if sequence:
-            real = np.asarray(pc.utf8_length(flat), dtype=np.int64) > 0
-            out.seq_tok = idx[real]
-            out.seq_off = np.r_[0, np.cumsum(np.bincount(owner[real], minlength=n))].astype(
-                np.int64
-            )
-            out.tok_word, out.tok_spec, out.tok_text = word, spec, plain
-            out.tok_start = np.array([t.startswith(_START) for t in toks], dtype=bool)
-        return out
+        owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        start = np.zeros(len(idx), dtype=bool)
+        if len(idx):
+            start[1:] = end[idx[:-1]]
+            start[offsets[:-1][lengths > 0]] = True
+        seq = TextFeatures(
+            (np.zeros(0, np.int32), np.zeros(n + 1, np.int64)),
+            (np.zeros(0, np.int32), np.zeros(n + 1, np.int64)),
+            lengths,
+            idx,
+            offsets,
+            start,
+            tw,
+            ts,
+            name,
+            toks,
+        )
+        wa, wi, sa, si = _features_at(seq, np.arange(len(idx), dtype=np.int64))
+        seq.words = _csr_sets(owner[wa], wi, n)
+        seq.specs = _csr_sets(owner[sa], si, n)
+        if not sequence:
+            seq.seq_tok = seq.seq_off = seq.seq_start = seq.tok_name = None
+            seq.tok_words = seq.tok_specs = None
+            seq.tok_text = None
+        return seq
 
     # --------------------------------------------------------------------------- weights
     def _idf(self, df: np.ndarray, size: int) -> np.ndarray:
@@ -254,13 +307,13 @@ class FeatureSpace:
         rows: np.ndarray,
         scale: float = 1.0,
         snap: str = "none",
-    ) -> tuple[list[str], TextFeatures]:
+    ) -> tuple[Windows, TextFeatures]:
         """For every pair, the window of text ``rows[p]`` (``scale`` × the item's length in
         words, at least 8) holding the most IDF weight of the item's content words and
-        specifics: its text (for embedding) and its feature sets. ``snap``: "none", "out" or
-        "in" (move the ends to sentence boundaries, see below)."""
+        specifics: the window (its text on demand, for embedding) and its feature sets.
+        ``snap``: "none", "out" or "in" (move the ends to sentence boundaries, see below)."""
         assert seq.seq_tok is not None and seq.seq_off is not None
-        assert seq.tok_word is not None and seq.tok_spec is not None and seq.tok_text is not None
+        assert seq.seq_start is not None and seq.tok_text is not None
         widf, sidf = self.word_idf(), self.spec_idf()
         m = len(items)
         lo, hi = seq.seq_off[rows], seq.seq_off[rows + 1]
@@ -270,16 +323,15 @@ class FeatureSpace:
         total = int(length.sum())
         start = np.r_[0, np.cumsum(length)][:-1]
         pos = np.arange(total, dtype=np.int64) - np.repeat(start, length) + np.repeat(lo, length)
-        tok = seq.seq_tok[pos]
-        wid, sid = seq.tok_word[tok], seq.tok_spec[tok]
-        # hit weight of every position: the item holds this content word / specific
+        # hit weight of every position: IDF of the item's content words / specifics it holds
         vw, vs = len(widf), len(sidf)
         ref_wkey = _set_keys(self.ref.words, vw)
         ref_skey = _set_keys(self.ref.specs, vs)
         it = np.repeat(items.astype(np.int64), length)
-        weight = np.where(
-            (wid >= 0) & _member(it * vw + wid, ref_wkey), widf[np.maximum(wid, 0)], 0.0
-        ) + np.where((sid >= 0) & _member(it * vs + sid, ref_skey), sidf[np.maximum(sid, 0)], 0.0)
+        wa, wi, sa, si = _features_at(seq, pos)
+        hw = np.where(_member(it[wa] * vw + wi, ref_wkey), widf[wi], 0.0)
+        hs = np.where(_member(it[sa] * vs + si, ref_skey), sidf[si], 0.0)
+        weight = np.bincount(wa, hw, minlength=total) + np.bincount(sa, hs, minlength=total)
         cs = np.r_[0.0, np.cumsum(weight)]
         # window starting at position j of pair p covers [j, j + win[p]) inside the pair
         local = np.arange(total, dtype=np.int64) - np.repeat(start, length)
@@ -303,8 +355,8 @@ class FeatureSpace:
         # sentence boundaries around it (up to 1.8x its length), "in" narrows it to the
         # sentences inside it (at least half its length)
         wl = win
-        if snap != "none" and seq.tok_start is not None and m:
-            bnd = unique(np.r_[np.flatnonzero(seq.tok_start[seq.seq_tok]), seq.seq_off])
+        if snap != "none" and m:
+            bnd = unique(np.r_[np.flatnonzero(seq.seq_start), seq.seq_off])
             s0, e0 = lo + best, lo + best + win
             if snap == "out":
                 a, b = _boundary(bnd, s0, lo, hi, before=True), _boundary(bnd, e0, lo, hi, False)
@@ -319,16 +371,23 @@ class FeatureSpace:
             np.r_[0, np.cumsum(wl)][:-1], wl
         )
         wpos += np.repeat(lo + best, wl)
-        wtok = seq.seq_tok[wpos]
         owner = np.repeat(np.arange(m, dtype=np.int64), wl)
-        feats = TextFeatures(
-            _csr_sets(owner, seq.tok_word[wtok], m), _csr_sets(owner, seq.tok_spec[wtok], m), wl
-        )
-        words = seq.tok_text
-        cuts = np.r_[0, np.cumsum(wl)]
-        wt_list = wtok.tolist()
-        texts = [" ".join(words[t] for t in wt_list[cuts[p] : cuts[p + 1]]) for p in range(m)]
-        return texts, feats
+        wa, wi, sa, si = _features_at(seq, wpos)
+        feats = TextFeatures(_csr_sets(owner[wa], wi, m), _csr_sets(owner[sa], si, m), wl)
+        return Windows(seq.seq_tok[wpos], np.r_[0, np.cumsum(wl)], seq.tok_text), feats
+
+
+@dataclass(slots=True)
+class Windows:
+    """Token spans of chosen windows; texts are joined only for the windows asked for."""
+
+    tok: np.ndarray
+    cuts: np.ndarray
+    vocab: list[str]
+
+    def texts(self, which: Sequence[int]) -> list[str]:
+        v, t, c = self.vocab, self.tok, self.cuts
+        return [" ".join([v[x] for x in t[c[p] : c[p + 1]].tolist()]) for p in which]
 
 
 def _boundary(
