@@ -390,6 +390,7 @@ def _paraphrases(
     # never a candidate (a reference set whose threshold is high searches few neighbours)
     wt = params.weights
     reach = (threshold - wt.words - wt.specifics - wt.length) / max(wt.cos, 1e-9)
+    t_ann = time.perf_counter()
     qi, ri, _cos = candidates(
         train_emb,
         ref_emb,
@@ -398,6 +399,7 @@ def _paraphrases(
         nprobe=params.ann_nprobe,
         exact_limit=params.ann_exact_limit,
     )
+    secs["ann"] = secs.get("ann", 0.0) + time.perf_counter() - t_ann
     # rare-word containment of the item in the full text: an item buried in a longer record,
     # and a rewording the inverted file missed (a paraphrase keeps names, numbers, rare nouns)
     uh, uo = ngram_hashes(rt, 1)
@@ -408,7 +410,7 @@ def _paraphrases(
     key = unique(np.r_[qi * n_ref + ri, pcu.record[ok] * n_ref + pcu.item[ok]])
     key = key[~isin(key, skip)]
     q, r = key // n_ref, key % n_ref
-    secs["candidates"] = secs.get("candidates", 0.0) + time.perf_counter() - t0
+    secs["candidates"] = secs.get("candidates", 0.0) + time.perf_counter() - t0 - secs["ann"]
     t0 = time.perf_counter()
     prompts = train["prompt"] if "prompt" in train else train[lex_field]
     out: list[Leak] = []

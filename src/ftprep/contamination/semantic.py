@@ -48,6 +48,32 @@ _NAME = re.compile(r"[A-Z][a-z]{2,}")
 _ENDS = frozenset(".!?:")
 
 
+_TOKEN_CACHE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None, bool]] = {}
+
+
+def _token_features(t: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None, bool]:
+    """(content-word stems, specifics, name of its first word, ends a sentence) of one
+    whitespace token."""
+    words: list[str] = []
+    specs = [m.group().replace(",", "").rstrip(".").lstrip("0") or "0" for m in _NUM.finditer(t)]
+    first_name = None
+    for j, sw in enumerate(_SUB.findall(t)):
+        low = sw.lower()
+        if low in STOP_WORDS or low.isdigit():
+            continue
+        words.append(_stem(low))
+        num = NUMBER_WORDS.get(low)
+        if num is not None:
+            specs.append(num)
+        m2 = _NAME.match(sw)
+        if m2 is not None and m2.group().lower() not in STOP_WORDS:
+            if j == 0:
+                first_name = "n:" + m2.group().lower()
+            else:
+                specs.append("n:" + m2.group().lower())
+    return tuple(words), tuple(specs), first_name, t[-1:] in _ENDS
+
+
 def _stem(w: str) -> str:
     for s in ("ing", "ed", "es", "s", "ly"):
         if w.endswith(s) and len(w) - len(s) >= 3:
@@ -151,26 +177,21 @@ class FeatureSpace:
         s_off = [0]
         name = np.full(len(toks), -1, np.int32)
         end = np.zeros(len(toks), dtype=bool)
+        cache = _TOKEN_CACHE
+        if len(cache) > 2_000_000:
+            cache.clear()
         for i, t in enumerate(toks):
-            for m in _NUM.finditer(t):
-                v = m.group().replace(",", "").rstrip(".").lstrip("0") or "0"
-                s_ids.append(sid.setdefault(v, len(sid)))
-            for j, sw in enumerate(_SUB.findall(t)):
-                low = sw.lower()
-                if low in STOP_WORDS or low.isdigit():
-                    continue
-                w_ids.append(wid.setdefault(_stem(low), len(wid)))
-                num = NUMBER_WORDS.get(low)
-                if num is not None:
-                    s_ids.append(sid.setdefault(num, len(sid)))
-                m2 = _NAME.match(sw)
-                if m2 is not None and m2.group().lower() not in STOP_WORDS:
-                    nid = sid.setdefault("n:" + m2.group().lower(), len(sid))
-                    if j == 0:
-                        name[i] = nid
-                    else:
-                        s_ids.append(nid)
-            end[i] = t[-1:] in _ENDS
+            f = cache.get(t)
+            if f is None:
+                f = cache[t] = _token_features(t)
+            words, specs, first_name, ends = f
+            for w in words:
+                w_ids.append(wid.setdefault(w, len(wid)))
+            for x in specs:
+                s_ids.append(sid.setdefault(x, len(sid)))
+            if first_name is not None:
+                name[i] = sid.setdefault(first_name, len(sid))
+            end[i] = ends
             w_off.append(len(w_ids))
             s_off.append(len(s_ids))
         return (
