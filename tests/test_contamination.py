@@ -164,3 +164,60 @@ def test_params_from_yaml_reject_unknown_keys() -> None:
     assert p.ngram_sizes == (13, 8) and p.weights.cos == 1.0 and p.weights.words == 1.0
     with pytest.raises(ValueError, match="near_contaiment"):
         LeakParams.from_dict({"near_contaiment": 0.6})
+
+
+def test_sort_based_unique_and_pair_containment_match_reference() -> None:
+    from ftprep.contamination.index import pair_containment
+    from ftprep.contamination.text import isin, unique
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, 500)
+    u, first, inv, cnt = unique(x, return_index=True, return_inverse=True, return_counts=True)
+    ru, rfirst, rinv, rcnt = np.unique(
+        x, return_index=True, return_inverse=True, return_counts=True
+    )
+    assert (u == ru).all() and (first == rfirst).all() and (inv == rinv).all()
+    assert (cnt == rcnt).all()
+    assert (isin(x, np.array([3, 7, 49])) == np.isin(x, [3, 7, 49])).all()
+    # containment of items' shingle sets in records', against plain Python sets
+    items = [rng.choice(40, size=k, replace=False).astype(np.uint64) for k in (5, 8, 1, 12)]
+    recs = [rng.integers(0, 40, size=k).astype(np.uint64) for k in (30, 3, 0, 17, 25)]
+    item_h = np.concatenate([np.sort(i) for i in items])
+    item_start = np.r_[0, np.cumsum([len(i) for i in items])]
+    h = np.concatenate(recs)
+    o = np.repeat(np.arange(len(recs)), [len(r) for r in recs])
+    pr = np.array([0, 1, 2, 3, 4, 0, 3])
+    pi = np.array([0, 1, 2, 3, 0, 3, 1])
+    got = pair_containment(item_h, item_start, pr, pi, h, o)
+    want = [
+        len(set(items[i].tolist()) & set(recs[r].tolist())) / len(items[i])
+        for r, i in zip(pr, pi, strict=True)
+    ]
+    assert np.allclose(got, want)
+
+
+@pytest.mark.skipif(not (DATA / "benchmarks" / "mmlu").exists(), reason="shared data absent")
+def test_short_items_near_recall_with_character_grams() -> None:
+    import csv
+
+    items = []
+    for f in sorted((DATA / "benchmarks" / "mmlu" / "test").glob("*.csv"))[:20]:
+        for r in list(csv.reader(f.open(encoding="utf-8")))[1:]:
+            items.append(
+                r[0] + "\n" + "\n".join(f"{c}. {t}" for c, t in zip("ABCD", r[1:5], strict=False))
+            )
+    edited = [light_edit(q, seed=i, edit_rate=0.08) for i, q in enumerate(items)]
+
+    def recall(params: LeakParams) -> float:
+        rep = find_leaks({"prompt": edited, "full": edited}, items, items, params)
+        return len({lk.train for lk in rep.leaks if lk.train == lk.item}) / len(items)
+
+    with_chars, words_only = (
+        recall(LeakParams(semantic=False)),
+        recall(LeakParams(semantic=False, near_char=0)),
+    )
+    assert with_chars >= 0.99 and with_chars > words_only, (with_chars, words_only)
+    # same-style different problems are not flagged by the character rule
+    test, train, _ = _gsm8k()
+    neg = find_leaks({"prompt": train, "full": train}, test, test, LeakParams(semantic=False))
+    assert not [lk for lk in neg.leaks if "character" in lk.detail]
