@@ -182,7 +182,7 @@ class LearnedScorer:
     prior: str | Mapping[str, float] = "accuracy"  # a name in PRIORS or {feature: ±1}
     learned_weight: float | None = None  # weight of the learned views vs the prior; None: by CV
     cv_folds: int = 5  # folds used to choose learned_weight
-    prior_alpha: float = 0.05  # significance at which the prior is credible (see _check_prior)
+    prior_alpha: float = 0.1  # significance at which the prior is credible (see _check_prior)
     t_min: float = 1.0  # dense view: |t| needed for a feature to enter
     t_flip: float = 2.0  # prior view: labels against a stated direction by more than this flip it
     nb_alpha: float = 1.0
