@@ -59,7 +59,7 @@ class CoverageParams:
     smooth: float = 0.4  # weight of the neighbourhood in the smoothed score
     holdout: float = 0.1  # share of training held out as the covered null
     max_holdout: int = 5000
-    fpr: float = 0.05  # share of held-out (covered) items flagged: sets the threshold
+    fpr: float = 0.03  # share of held-out (covered) items flagged: sets the threshold
     components: tuple[str, ...] = DEFAULT_COMPONENTS
     center: bool = True  # centre embeddings on the pooled mean before neighbour search
     lexical_k: int = 5  # lexically closest semantic neighbours averaged in lexical_distance
