@@ -10,9 +10,11 @@ adds up n-grams scattered over unrelated sentences. This test works on words ins
   are two edits apart;
 * the item's words must be found inside **one window** of the record about as long as the item
   (``len(item) * (1 + slack) + 2`` words), in any order (word swaps are a light edit);
-* the item is present when at most ``floor(len(item) / per_miss)`` of its words are missing
-  from the best window — with the default ``per_miss=8``, every word of an item of up to 7 words
-  must be there, so a template sibling that differs in one real word is not a match.
+* the item is present when at most ``floor(len(item) / per_miss)`` of its words of 3 or more
+  characters are missing from the best window (words of 1-2 characters cannot be matched
+  fuzzily and are not counted against it) — with the default ``per_miss=8``, every real word of
+  an item of up to 7 words must be there, so a template sibling that differs in one real word
+  is not a match.
 
 Used to verify candidate pairs that the cheaper stages proposed; it never generates candidates.
 """
@@ -70,11 +72,11 @@ def words_match(a: str, b: str) -> bool:
     return d <= 1 or (n >= 8 and d <= 2)
 
 
-def best_window(item: list[str], record: list[str], slack: float = 0.5) -> int:
-    """The largest number of distinct item words found (fuzzily) inside one window of the
-    record of ``len(item) * (1 + slack) + 2`` words."""
+def best_window(item: list[str], record: list[str], slack: float = 0.5) -> set[int]:
+    """The item word indices found (fuzzily) inside the best window of the record of
+    ``len(item) * (1 + slack) + 2`` words."""
     if not item or not record:
-        return 0
+        return set()
     where: dict[str, list[int]] = defaultdict(list)
     for pos, w in enumerate(record):
         where[w].append(pos)
@@ -104,11 +106,12 @@ def best_window(item: list[str], record: list[str], slack: float = 0.5) -> int:
                 if cand != w and words_match(w, cand):
                     hits.extend((pos, k) for pos in where[cand])
     if not hits:
-        return 0
+        return set()
     hits.sort()
     width = int(len(item) * (1 + slack)) + 2
     counts: dict[int, int] = defaultdict(int)
-    best = lo = 0
+    best: set[int] = set()
+    lo = 0
     for hi in range(len(hits)):
         counts[hits[hi][1]] += 1
         while hits[hi][0] - hits[lo][0] >= width:
@@ -117,7 +120,8 @@ def best_window(item: list[str], record: list[str], slack: float = 0.5) -> int:
             if counts[k] == 0:
                 del counts[k]
             lo += 1
-        best = max(best, len(counts))
+        if len(counts) > len(best):
+            best = set(counts)
     return best
 
 
@@ -130,4 +134,5 @@ def contains_item(
     if not iw:
         return False, 0.0
     found = best_window(iw, rw, slack)
-    return found >= len(iw) - len(iw) // per_miss, found / len(iw)
+    missed = sum(1 for k, w in enumerate(iw) if k not in found and len(w) >= 3)
+    return missed <= len(iw) // per_miss, len(found) / len(iw)
