@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ftprep.contamination.fuzzy import confirm_pairs
 from ftprep.contamination.index import ShingleIndex, pair_containment
 from ftprep.contamination.judge import LeakJudge, LeakJudgeConfig
 from ftprep.contamination.minhash import (
@@ -70,6 +71,8 @@ class LeakParams:
     near_char_floor: float = 0.3
     near_char_max_df: int = 20
     near_char_min: int = 15
+    near_fuzzy_words: int = 12
+    near_fuzzy_per_miss: int = 16
     ngram_sizes: tuple[int, ...] = (13,)
     ngram_max_df: int = 10
     ngram_min_coverage: float = 0.1
@@ -244,11 +247,33 @@ def find_leaks(
     c_rec, c_item = pc.record[cand], pc.item[cand]
     cont = idx.verify(c_rec, c_item, th, to)
     ok = cont >= near_threshold(idx.full_size[c_item], params)
-    for r, j, c in zip(c_rec[ok].tolist(), c_item[ok].tolist(), cont[ok].tolist(), strict=True):
-        add(Leak(r, j, "near", float(c), f"{c:.0%} of the item's word {params.shingle}-grams"))
-    # a short item loses many word pairs to one swap or typo: pairs that miss the word rule
-    # but keep a fair share of word pairs are verified on character n-grams
+    # a short item is confirmed on words (typos, swaps; not a sibling differing in a real word)
     border = np.flatnonzero(~ok & (cont >= params.near_char_floor))
+    maybe = np.flatnonzero(ok | (cont >= params.near_char_floor))
+    short = np.zeros(len(c_item), dtype=bool)
+    fuzzy_ok = np.zeros(len(c_item), dtype=bool)
+    if params.near_fuzzy_words > 0 and len(maybe):
+        sh, fz = confirm_pairs(
+            side.train[lex_field],
+            ref_input,
+            c_rec[maybe].tolist(),
+            c_item[maybe].tolist(),
+            params.near_fuzzy_words,
+            params.near_fuzzy_per_miss,
+        )
+        short[maybe] = sh
+        fuzzy_ok[maybe] = fz
+    for k in np.flatnonzero((ok & ~short) | (short & fuzzy_ok)).tolist():
+        r, j, c = int(c_rec[k]), int(c_item[k]), float(cont[k])
+        why = (
+            "every word of the item, lightly edited, in one span"
+            if short[k]
+            else f"{c:.0%} of the item's word {params.shingle}-grams"
+        )
+        add(Leak(r, j, "near", c, why))
+    # a longer item loses many word pairs to swaps or typos: pairs that miss the word rule
+    # but keep a fair share of word pairs are verified on character n-grams
+    border = border[~short[border]]
     if params.near_char > 0 and len(border):
         for r, j, c, cw in _char_near(
             side.train[lex_field], ref_input, c_rec[border], c_item[border], params

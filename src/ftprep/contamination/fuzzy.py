@@ -136,3 +136,27 @@ def contains_item(
     found = best_window(iw, rw, slack)
     missed = sum(1 for k, w in enumerate(iw) if k not in found and len(w) >= 3)
     return missed <= len(iw) // per_miss, len(found) / len(iw)
+
+
+def confirm_pairs(
+    records: Sequence[str],
+    items: Sequence[str],
+    rec: Sequence[int],
+    item: Sequence[int],
+    max_words: int,
+    per_miss: int = 8,
+) -> tuple[list[bool], list[bool]]:
+    """For candidate pairs (``records[rec[k]]``, ``items[item[k]]``): whether the item is short
+    (at most ``max_words`` words) and, for the short ones, whether :func:`contains_item` finds
+    it in the record. Texts are normalised once per distinct record and item."""
+    u_rec = sorted(set(rec))
+    u_item = sorted(set(item))
+    rw = dict(zip(u_rec, words_batch([records[i] for i in u_rec]), strict=True))
+    iw = dict(zip(u_item, words_batch([items[i] for i in u_item]), strict=True))
+    short: list[bool] = []
+    found: list[bool] = []
+    for r, j in zip(rec, item, strict=True):
+        s = 0 < len(iw[j]) <= max_words
+        short.append(s)
+        found.append(s and contains_item(iw[j], rw[r], per_miss)[0])
+    return short, found
