@@ -270,11 +270,20 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument(
+        "--eval", type=int, default=0, help="keep GSM8K + HumanEval and MMLU up to N items"
+    )
     args = ap.parse_args()
     from ftprep.signals.embeddings import get_embedder
 
     emb = get_embedder("static")
     ev, ev_full, names = load_eval()
+    if args.eval:
+        other = sum(1 for b in names if b != "mmlu")
+        mmlu = [i for i, b in enumerate(names) if b == "mmlu"]
+        keep_mmlu = set(random.Random(args.seed).sample(mmlu, max(0, args.eval - other)))
+        keep = [i for i, b in enumerate(names) if b != "mmlu" or i in keep_mmlu]
+        ev, ev_full, names = ([x[i] for i in keep] for x in (ev, ev_full, names))
     prompts, outs = load_background(args.train, args.seed)
     truth = plant(prompts, outs, ev, names, args.seed, args.per_kind)
     full = [p + "\n\n" + o for p, o in zip(prompts, outs, strict=True)]
