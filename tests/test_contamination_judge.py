@@ -3,17 +3,15 @@ OpenAI-compatible server (no network): off by default, decides only the band, ca
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from tests.util import FakeOpenAI, chat_reply
 
 from ftprep.contamination.detect import LeakParams, find_leaks
 from ftprep.contamination.judge import LeakJudge, LeakJudgeConfig, parse_verdict
@@ -48,42 +46,15 @@ def hash_embed(texts: list[str]) -> np.ndarray:
     return out
 
 
-class JudgeServer:
-    """Answers YES when the training text mentions Janet, NO otherwise."""
+def _judge(path: str, body: dict[str, Any], headers: Any) -> tuple[int, dict[str, str], Any]:
+    """YES when the training text mentions Janet, NO otherwise."""
+    text = body["messages"][-1]["content"].split("<training_text>")[1]
+    return 200, {}, chat_reply("YES" if "Janet" in text else "No.")
 
+
+class JudgeServer(FakeOpenAI):
     def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.calls.append(body)
-                user = body["messages"][-1]["content"]
-                text = user.split("<training_text>")[1]
-                answer = "YES" if "Janet" in text else "No."
-                data = json.dumps(
-                    {
-                        "choices": [{"message": {"role": "assistant", "content": answer}}],
-                        "usage": {"prompt_tokens": 50, "completion_tokens": 1},
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(_judge)
 
 
 @pytest.fixture()
@@ -128,7 +99,7 @@ def test_judge_decides_the_band_and_is_cached(server: JudgeServer, tmp_path: Pat
     assert all(lk.train == 0 for lk in rep.leaks)
     assert rep.judge["rejected"] == rep.judge["judged"] - rep.judge["confirmed"] >= 1
     # texts are sent as fenced data with a model and temperature 0
-    body = server.calls[0]
+    body = server.calls[0]["body"]
     assert body["temperature"] == 0.0 and "<item>" in body["messages"][-1]["content"]
     # a re-run pays nothing: every answer comes from the cache
     n = len(server.calls)

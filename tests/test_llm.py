@@ -2,76 +2,35 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from tests.util import FakeOpenAI, chat_reply
 
 from ftprep.llm import LLMClient, LLMError, RateLimiter, request_key
 
 
-class FakeServer:
+class FakeServer(FakeOpenAI):
     """Answers /chat/completions with the last user message reversed and /embeddings with
     fixed vectors; ``fail_next`` queues status codes to return first."""
 
     def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
         self.fail_next: list[tuple[int, dict[str, str]]] = []
         self.auth: list[str | None] = []
-        self.lock = threading.Lock()
-        server = self
+        super().__init__(self._respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.calls.append({"path": self.path, "body": body})
-                    server.auth.append(self.headers.get("Authorization"))
-                    fail = server.fail_next.pop(0) if server.fail_next else None
-                if fail is not None:
-                    status, headers = fail
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "nope"}')
-                    return
-                if self.path.endswith("/chat/completions"):
-                    text = body["messages"][-1]["content"][::-1]
-                    out = {
-                        "choices": [{"message": {"role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": 7, "completion_tokens": 3},
-                    }
-                else:
-                    out = {
-                        "data": [
-                            {"index": i, "embedding": [3.0, 4.0 + i]}
-                            for i, _ in enumerate(body["input"])
-                        ]
-                    }
-                data = json.dumps(out).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _respond(self, path: str, body: dict[str, Any], headers: Any) -> tuple[int, dict, Any]:
+        self.auth.append(headers.get("Authorization"))
+        if self.fail_next:
+            status, extra = self.fail_next.pop(0)
+            return status, extra, {"error": "nope"}
+        if path.endswith("/chat/completions"):
+            return 200, {}, chat_reply(body["messages"][-1]["content"][::-1], 7, 3)
+        vectors = [{"index": i, "embedding": [3.0, 4.0 + i]} for i, _ in enumerate(body["input"])]
+        return 200, {}, {"data": vectors}
 
 
 @pytest.fixture()

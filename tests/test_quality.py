@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.util import FakeOpenAI, chat_reply
 
 from ftprep.checks.base import Action
 from ftprep.examples import Dataset, Example
@@ -603,45 +605,15 @@ def test_alpaca_planted_source_is_excluded(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(clean - drop) / len(clean) >= 0.95
 
 
-class _JudgeServer:
-    """A local OpenAI-compatible endpoint: scores 5 when the response mentions Paris, else 1."""
+def _score(path: str, body: dict[str, Any], headers: Any) -> tuple[int, dict[str, str], Any]:
+    """Scores 5 when the response mentions Paris, else 1."""
+    resp = body["messages"][-1]["content"].split("<response>", 1)[1]
+    return 200, {}, chat_reply("5" if "Paris" in resp else "Score: 1")
 
+
+class _JudgeServer(FakeOpenAI):
     def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.calls = 0
-        srv = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                srv.calls += 1
-                user = body["messages"][-1]["content"]
-                resp = user.split("<response>", 1)[1]
-                data = json.dumps(
-                    {
-                        "choices": [
-                            {"message": {"content": "5" if "Paris" in resp else "Score: 1"}}
-                        ],
-                        "usage": {"prompt_tokens": 50, "completion_tokens": 1},
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(_score)
 
 
 def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: Path) -> None:
@@ -682,7 +654,7 @@ def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: P
         res = audit(root, only=["quality.rubric"])
         qr = next(r for r in res.results if r.check == "quality.rubric")
         assert not qr.error, qr.error
-        assert srv.calls == 30
+        assert len(srv.calls) == 30
         excl = {d.example_id: d for d in qr.decisions if d.action == Action.EXCLUDE}
         assert set(excl) == {f"j{i}" for i in range(0, 30, 2)}
         assert all(d.reason == "inaccurate" for d in excl.values())
@@ -693,7 +665,7 @@ def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: P
         # second run: every answer comes from the workspace cache
         res2 = audit(root, only=["quality.rubric"])
         qr2 = next(r for r in res2.results if r.check == "quality.rubric")
-        assert srv.calls == 30 and qr2.values["judge"]["estimate"]["to_send"] == 0
+        assert len(srv.calls) == 30 and qr2.values["judge"]["estimate"]["to_send"] == 0
         assert {d.example_id for d in qr2.decisions if d.action == Action.EXCLUDE} == set(excl)
         # over budget: refuses to start, says why, scores nothing with the judge
         (root / "rubric.yaml").write_text(
@@ -704,7 +676,7 @@ def test_judged_criterion_is_cached_and_resumes_without_paying_twice(tmp_path: P
         )
         res3 = audit(root, only=["quality.rubric"])
         qr3 = next(r for r in res3.results if r.check == "quality.rubric")
-        assert srv.calls == 30 and any(f.code == "judge_over_budget" for f in qr3.findings)
+        assert len(srv.calls) == 30 and any(f.code == "judge_over_budget" for f in qr3.findings)
     finally:
         srv.close()
 

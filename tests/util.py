@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +50,59 @@ def make_project(root: Path, records: list, extra_yaml: str = "", fields: str = 
         encoding="utf-8",
     )
     return root
+
+
+class FakeOpenAI:
+    """A local OpenAI-compatible endpoint on 127.0.0.1 (no network). ``respond(path, body,
+    headers)`` returns ``(status, extra_headers, json_payload_or_None)``; every request is
+    recorded in ``calls`` as ``{"path", "body", "auth"}``. Use as a context manager."""
+
+    def __init__(
+        self,
+        respond: Callable[[str, dict[str, Any], Any], tuple[int, dict[str, str], Any]],
+    ) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.calls.append(
+                        {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+                    )
+                    status, headers, payload = respond(self.path, body, self.headers)
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def chat_reply(text: str, prompt_tokens: int = 50, completion_tokens: int = 1) -> dict[str, Any]:
+    """The body of a chat-completions answer."""
+    return {
+        "choices": [{"message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+    }
