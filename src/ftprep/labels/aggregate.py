@@ -352,7 +352,7 @@ def dirichlet_stability(
     from scipy.optimize import minimize
     from scipy.special import gammaln
 
-    n_u, k = counts.shape
+    k = counts.shape[1]
     multi = counts[labelled & (counts.sum(axis=1) >= 2)]
     if len(multi) < 30:
         return np.asarray(
@@ -372,20 +372,42 @@ def dirichlet_stability(
         )
 
     alpha = np.exp(minimize(nll, np.zeros(k), method="L-BFGS-B", bounds=[(-8.0, 8.0)] * k).x)
-    rng = np.random.default_rng(seed)
-    out = np.zeros(n_u)
-    kk = min(k, max_classes)
-    for start in range(0, n_u, chunk):
-        sl = slice(start, min(start + chunk, n_u))
-        a_full = alpha[None] + counts[sl]
-        cand = np.argsort(-a_full, axis=1, kind="stable")[:, :kk]
-        lab = label[sl]
-        has = (cand == lab[:, None]).any(axis=1)
-        cand[~has, -1] = lab[~has]
-        pos = (cand == lab[:, None]).argmax(axis=1)
-        a = np.take_along_axis(a_full, cand, axis=1)
-        g = rng.gamma(np.repeat(a[:, None, :], samples, axis=1))
-        out[sl] = (g.argmax(axis=2) == pos[:, None]).mean(axis=1)
+    return argmax_probability(
+        alpha[None] + counts,
+        label,
+        np.random.default_rng(seed),
+        samples=samples,
+        max_classes=max_classes,
+        chunk=chunk,
+    )
+
+
+def argmax_probability(
+    a: np.ndarray,
+    label: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    samples: int,
+    max_classes: int | None = None,
+    chunk: int = 4096,
+) -> np.ndarray:
+    """Per row: P(argmax of a Dirichlet(``a[row]``) draw = ``label[row]``), by Monte Carlo
+    (normalised gamma draws), ``chunk`` rows at a time so memory stays ``chunk × samples × K``.
+    With ``max_classes`` only the row's largest ``max_classes`` parameters (and its label) are
+    sampled — the rest almost never win."""
+    n, k = a.shape
+    out = np.zeros(n)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        a_c, lab = a[sl], np.asarray(label[sl])
+        if max_classes is not None:
+            cand = np.argsort(-a_c, axis=1, kind="stable")[:, : min(k, max_classes)]
+            has = (cand == lab[:, None]).any(axis=1)
+            cand[~has, -1] = lab[~has]
+            lab = (cand == lab[:, None]).argmax(axis=1)
+            a_c = np.take_along_axis(a_c, cand, axis=1)
+        g = rng.gamma(np.repeat(a_c[:, None, :], samples, axis=1))
+        out[sl] = (g.argmax(axis=2) == lab[:, None]).mean(axis=1)
     return out
 
 
@@ -447,10 +469,9 @@ def item_prior_stability(
         tr = np.setdiff1d(perm, te)
         wm, b = fit_dirichlet_regression(x[tr], counts[tr], l2)
         alpha[te] = np.exp(np.clip(x[te] @ wm + b, -10.0, 10.0))
-    g = np.random.default_rng(seed + 1).gamma(
-        np.repeat((alpha + counts)[:, None, :], samples, axis=1)
+    return argmax_probability(
+        alpha + counts, np.asarray(label), np.random.default_rng(seed + 1), samples=samples
     )
-    return np.asarray((g.argmax(axis=2) == np.asarray(label)[:, None]).mean(axis=1))
 
 
 def _dm_loglik(counts: np.ndarray, conf: np.ndarray, conc: float) -> np.ndarray:
