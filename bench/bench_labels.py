@@ -584,6 +584,22 @@ def _aupr(y: np.ndarray, score: np.ndarray) -> float:
     return float(average_precision_score(y, score))
 
 
+def _ranking_row(name: str, rk: object, is_err: np.ndarray, seconds: float) -> list[object]:
+    """One table row for a label-error ranking: AUPRC, precision@100, flagged count, precision
+    and recall of the flagged set, seconds."""
+    score, flagged = rk.score, rk.flagged  # type: ignore[attr-defined]
+    o = np.argsort(-score, kind="stable")
+    return [
+        name,
+        _aupr(is_err, score),
+        float(is_err[o[:100]].mean()),
+        int(flagged.sum()),
+        float(is_err[flagged].mean()) if flagged.any() else 0.0,
+        float(is_err[flagged].sum() / is_err.sum()),
+        f"{seconds:.0f}",
+    ]
+
+
 def _ours_vs_cleanlab(
     name: str, labels: np.ndarray, probs: np.ndarray, is_err: np.ndarray, seconds: float
 ) -> list[list[object]]:
@@ -593,18 +609,7 @@ def _ours_vs_cleanlab(
     t0 = time.perf_counter()
     rk = rank_label_errors(labels, probs)
     t_ours = time.perf_counter() - t0
-    o = np.argsort(-rk.score, kind="stable")
-    rows.append(
-        [
-            f"ftprep: {name}",
-            _aupr(is_err, rk.score),
-            float(is_err[o[:100]].mean()),
-            int(rk.flagged.sum()),
-            float(is_err[rk.flagged].mean()) if rk.flagged.any() else 0.0,
-            float(is_err[rk.flagged].sum() / is_err.sum()),
-            f"{seconds + t_ours:.0f}",
-        ]
-    )
+    rows.append(_ranking_row(f"ftprep: {name}", rk, is_err, seconds + t_ours))
     try:
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
@@ -669,18 +674,7 @@ def bench_imdb(full: bool = False) -> str:
     pb = oof_probabilities(xw, y, c=1.0)
     rb = rank_label_errors(y, pb)
     t_b = t_w + time.perf_counter() - t0
-    o = np.argsort(-rb.score, kind="stable")
-    rows.append(
-        [
-            "baseline: TF-IDF words, LR C=1, confident learning",
-            _aupr(is_err, rb.score),
-            float(is_err[o[:100]].mean()),
-            int(rb.flagged.sum()),
-            float(is_err[rb.flagged].mean()),
-            float(is_err[rb.flagged].sum() / is_err.sum()),
-            f"{t_b:.0f}",
-        ]
-    )
+    rows.append(_ranking_row("baseline: TF-IDF words, LR C=1, confident learning", rb, is_err, t_b))
     # ftprep on the same word features with a weaker regularisation (C=16)
     t0 = time.perf_counter()
     pw = oof_probabilities(xw, y, c=16.0)
@@ -750,18 +744,7 @@ def bench_banking77(noise: float = 0.08) -> str:
     pb = oof_probabilities(x_emb, yn, c=8.0)
     rb = rank_label_errors(yn, pb)
     t_b = t_emb + time.perf_counter() - t0
-    o = np.argsort(-rb.score, kind="stable")
-    rows.append(
-        [
-            "baseline: margin ranking, LR over static embeddings",
-            _aupr(flip, rb.score),
-            float(flip[o[:100]].mean()),
-            int(rb.flagged.sum()),
-            float(flip[rb.flagged].mean()),
-            float(flip[rb.flagged].sum() / flip.sum()),
-            f"{t_b:.0f}",
-        ]
-    )
+    rows.append(_ranking_row("baseline: margin ranking, LR over static embeddings", rb, flip, t_b))
     t0 = time.perf_counter()
     x = text_features(texts, FeatureSpec(), emb)
     p = 0.5 * oof_probabilities(x, yn, c=DEFAULT_C) + 0.5 * oof_probabilities(
