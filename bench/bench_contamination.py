@@ -138,6 +138,13 @@ def score(
     return out
 
 
+def _row(
+    found: dict[int, set[int]], truth: dict[int, tuple[str, int]], n: int, seconds: float
+) -> dict[str, float]:
+    """Recall per planted kind and false alarms (``score``), plus time and throughput."""
+    return {**score(found, truth, n), "seconds": seconds, "records_per_s": n / seconds}
+
+
 def search_all(
     prompts: list[str],
     full: list[str],
@@ -296,26 +303,14 @@ def main() -> None:
         prompts, full, ev, ev_full, names, LeakParams(), embed=emb.encode
     )
     t_full = time.perf_counter() - t0
-    res["ours: whole search (exact+containment+13-gram+semantic)"] = {
-        **score(f1, truth, n),
-        "seconds": t_full,
-        "records_per_s": n / t_full,
-    }
+    res["ours: whole search (exact+containment+13-gram+semantic)"] = _row(f1, truth, n, t_full)
     print("stage seconds", {k: round(v, 2) for k, v in stage_secs.items()}, "thresholds", thr)
     t0 = time.perf_counter()
     f2, _, _ = search_all(prompts, full, ev, ev_full, names, LeakParams(semantic=False))
     t_lex = time.perf_counter() - t0
-    res["ours: lexical stages only"] = {
-        **score(f2, truth, n),
-        "seconds": t_lex,
-        "records_per_s": n / t_lex,
-    }
+    res["ours: lexical stages only"] = _row(f2, truth, n, t_lex)
     f_mh, t_mh = ours_minhash(full, ev)
-    res["ours: numpy MinHash LSH (Jaccard>=0.5)"] = {
-        **score(f_mh, truth, n),
-        "seconds": t_mh,
-        "records_per_s": n / t_mh,
-    }
+    res["ours: numpy MinHash LSH (Jaccard>=0.5)"] = _row(f_mh, truth, n, t_mh)
     # subset for the slow baselines: all planted rows + background
     rng = random.Random(args.seed)
     bg = [r for r in rng.sample(range(n), min(n, args.subset + len(truth))) if r not in truth]
@@ -328,29 +323,13 @@ def main() -> None:
         [prompts[r] for r in sub], sub_full, ev, ev_full, names, LeakParams(semantic=False)
     )
     t3 = time.perf_counter() - t0
-    res[f"subset {ns:,}: ours lexical stages"] = {
-        **score(f3, sub_truth, ns),
-        "seconds": t3,
-        "records_per_s": ns / t3,
-    }
+    res[f"subset {ns:,}: ours lexical stages"] = _row(f3, sub_truth, ns, t3)
     f4, t4 = ours_minhash(sub_full, ev)
-    res[f"subset {ns:,}: ours numpy MinHash LSH"] = {
-        **score(f4, sub_truth, ns),
-        "seconds": t4,
-        "records_per_s": ns / t4,
-    }
+    res[f"subset {ns:,}: ours numpy MinHash LSH"] = _row(f4, sub_truth, ns, t4)
     f5, t5 = datasketch_pipeline(sub_full, ev)
-    res[f"subset {ns:,}: datasketch MinHashLSH (t=0.5, 128 perm)"] = {
-        **score(f5, sub_truth, ns),
-        "seconds": t5,
-        "records_per_s": ns / t5,
-    }
+    res[f"subset {ns:,}: datasketch MinHashLSH (t=0.5, 128 perm)"] = _row(f5, sub_truth, ns, t5)
     f6, t6 = ngram13_pass(sub_full, ev_full)
-    res[f"subset {ns:,}: 13-gram pass (Python, lm-eval style)"] = {
-        **score(f6, sub_truth, ns),
-        "seconds": t6,
-        "records_per_s": ns / t6,
-    }
+    res[f"subset {ns:,}: 13-gram pass (Python, lm-eval style)"] = _row(f6, sub_truth, ns, t6)
     # hard negatives and the paraphrase acceptance set
     gsm_test = [x for x, b in zip(ev, names, strict=True) if b == "gsm8k"]
     gsm_train = [json.loads(x)["question"] for x in (DATA / "benchmarks/gsm8k/train.jsonl").open()]
