@@ -30,17 +30,18 @@ if TYPE_CHECKING:
 
 
 def _probe_coverage(
-    ctx: Context, train_emb: np.ndarray, train_texts: list[str], probes: list[str]
+    train_emb: np.ndarray,
+    train_texts: list[str],
+    probes: list[str],
+    probe_emb: np.ndarray,
+    radius: float,
 ) -> np.ndarray:
     """Per probe: covered by the training inputs (True) or not, with the production coverage
     method (label-free threshold calibrated on held-out training inputs)."""
     from ftprep.distribution.coverage import coverage_scores
-    from ftprep.signals.cache import cached_embeddings
 
-    probe_emb = cached_embeddings(ctx.workspace, probes, ctx.project.embeddings)
     if len(train_emb) < 20 or len(probes) < 5:
         # too small to calibrate: a probe is covered when it is within the training radius
-        radius = train_radius(train_emb)
         sims = probe_emb @ train_emb.T if len(train_emb) else np.zeros((len(probes), 0))
         best = sims.max(axis=1) if sims.shape[1] else np.full(len(probes), -1.0)
         return np.asarray((1.0 - best) <= radius)
@@ -94,9 +95,6 @@ class CapabilityCoverageCheck(Check):
         for j, cap in enumerate(inv.capabilities):
             probes += cap.probes
             probe_cap += [j] * len(cap.probes)
-        covered_probe = (
-            _probe_coverage(ctx, train_emb, texts, probes) if probes else np.zeros(0, bool)
-        )
         from ftprep.signals.cache import cached_embeddings
 
         probe_emb = (
@@ -104,21 +102,26 @@ class CapabilityCoverageCheck(Check):
             if probes
             else np.zeros((0, train_emb.shape[1] if train_emb.ndim == 2 else 1), np.float32)
         )
+        covered_probe = (
+            _probe_coverage(train_emb, texts, probes, probe_emb, radius)
+            if probes
+            else np.zeros(0, bool)
+        )
         pcap = np.asarray(probe_cap, dtype=np.int64)
         radii = capability_radii(probe_emb, pcap, len(inv.capabilities), radius)
-        a_train = attribute(train_emb, probe_emb, pcap, radii, pattern_hits(inv, full))
+
+        def attribute_to(emb: np.ndarray, texts: list[str]) -> np.ndarray:
+            return attribute(emb, probe_emb, pcap, radii, pattern_hits(inv, texts))
+
+        a_train = attribute_to(train_emb, full)
         a_prod = None
         if ctx.production is not None and len(ctx.production):
             prod = ctx.production
-            a_prod = attribute(
-                ctx.embeddings(prod, "prompt"),
-                probe_emb,
-                pcap,
-                radii,
-                pattern_hits(inv, prod.texts("prompt")),
-            )
-
-        replay_caps = self._replay_capabilities(ctx, inv, probe_emb, pcap, radii)
+            a_prod = attribute_to(ctx.embeddings(prod, "prompt"), prod.texts("prompt"))
+        replay_caps: list[str | None] = []
+        if ctx.replay is not None and len(ctx.replay):
+            a_replay = attribute_to(ctx.embeddings(ctx.replay, "prompt"), ctx.replay.texts("full"))
+            replay_caps = self._replay_capabilities(ctx, inv, a_replay)
         coverage: list[CapabilityCoverage] = []
         ids = ds.ids
         for j, cap in enumerate(inv.capabilities):
@@ -168,25 +171,13 @@ class CapabilityCoverageCheck(Check):
 
     # ------------------------------------------------------------------ replay
     def _replay_capabilities(
-        self,
-        ctx: Context,
-        inv: Inventory,
-        probe_emb: np.ndarray,
-        pcap: np.ndarray,
-        radii: np.ndarray,
+        self, ctx: Context, inv: Inventory, attributed: np.ndarray
     ) -> list[str | None]:
         """The capability of each replay record: the one its source declares, else the one it
         is attributed to (first by inventory order), else None (general data)."""
+        assert ctx.replay is not None
         pool = ctx.replay
-        if pool is None or len(pool) == 0:
-            return []
-        a = attribute(
-            ctx.embeddings(pool, "prompt"),
-            probe_emb,
-            pcap,
-            radii,
-            pattern_hits(inv, pool.texts("full")),
-        )
+        a = attributed
         out: list[str | None] = []
         for i, rid in enumerate(pool.ids):
             declared = ctx.replay_capability.get(rid)
