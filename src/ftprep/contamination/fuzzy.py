@@ -149,14 +149,14 @@ def confirm_pairs(
     """For candidate pairs (``records[rec[k]]``, ``items[item[k]]``): whether the item is short
     (at most ``max_words`` words) and, for the short ones, whether :func:`contains_item` finds
     it in the record. Texts are normalised once per distinct record and item."""
-    u_rec = sorted(set(rec))
     u_item = sorted(set(item))
-    rw = dict(zip(u_rec, words_batch([records[i] for i in u_rec]), strict=True))
     iw = dict(zip(u_item, words_batch([items[i] for i in u_item]), strict=True))
-    short: list[bool] = []
-    found: list[bool] = []
-    for r, j in zip(rec, item, strict=True):
-        s = 0 < len(iw[j]) <= max_words
-        short.append(s)
-        found.append(s and contains_item(iw[j], rw[r], per_miss)[0])
+    short = [0 < len(iw[j]) <= max_words for j in item]
+    # only the records paired with a short item are normalised
+    u_rec = sorted({r for r, s in zip(rec, short, strict=True) if s})
+    rw = dict(zip(u_rec, words_batch([records[i] for i in u_rec]), strict=True))
+    found = [
+        s and contains_item(iw[j], rw[r], per_miss)[0]
+        for r, j, s in zip(rec, item, short, strict=True)
+    ]
     return short, found
