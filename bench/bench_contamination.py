@@ -34,7 +34,13 @@ import time
 from pathlib import Path
 
 from _machine import cpu_model
-from ftprep.contamination.detect import LeakParams, TrainSide, find_leaks
+from ftprep.contamination.detect import (
+    LeakParams,
+    RefSet,
+    TrainSide,
+    find_leaks,
+    find_leaks_many,
+)
 from ftprep.contamination.minhash import (
     MinHasher,
     band_keys,
@@ -154,9 +160,11 @@ def search_all(
     params: LeakParams,
     embed=None,
 ):  # type: ignore[no-untyped-def]
-    """One search per benchmark (as the check runs), sharing the training side's tokens and
-    embeddings; item indices mapped back to the concatenated eval set. Returns (leaks as
-    (train, global item, category), stage seconds, thresholds)."""
+    """The whole leakage check as the check runs it: one search of every benchmark at once
+    (``find_leaks_many``: one lexical pass over the training side, attributed back to each
+    benchmark; paraphrase thresholds per benchmark); item indices mapped back to the
+    concatenated eval set. Returns (found: train row -> global items, stage seconds,
+    thresholds)."""
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
     side = TrainSide({"prompt": prompts, "full": full})
@@ -167,24 +175,26 @@ def search_all(
         t0 = time.perf_counter()
         train_emb = embed(prompts)
         secs["embed train"] = time.perf_counter() - t0
+    benches = sorted(set(names))
+    idx = {b: [i for i, x in enumerate(names) if x == b] for b in benches}
+    multi = find_leaks_many(
+        {"prompt": prompts, "full": full},
+        [RefSet([ev[i] for i in idx[b]], [ev_full[i] for i in idx[b]]) for b in benches],
+        params,
+        embed=embed,
+        train_emb=train_emb,
+        side=side,
+    )
+    for k, v in multi.seconds.items():
+        secs[k] = secs.get(k, 0.0) + v
     found: dict[int, set[int]] = {}
     thresholds = {}
-    for b in sorted(set(names)):
-        idx = [i for i, x in enumerate(names) if x == b]
-        rep = find_leaks(
-            {"prompt": prompts, "full": full},
-            [ev[i] for i in idx],
-            [ev_full[i] for i in idx],
-            params,
-            embed=embed,
-            train_emb=train_emb,
-            side=side,
-        )
+    for b, rep in zip(benches, multi.reports, strict=True):
         thresholds[b] = rep.threshold
         for k, v in rep.seconds.items():
             secs[k] = secs.get(k, 0.0) + v
         for lk in rep.leaks:
-            found.setdefault(lk.train, set()).add(idx[lk.item])
+            found.setdefault(lk.train, set()).add(idx[b][lk.item])
     return found, secs, thresholds
 
 

@@ -37,9 +37,10 @@ from ftprep.contamination.detect import (
     Leak,
     LeakParams,
     LeakReport,
+    RefSet,
     TrainSide,
     duplicate_clusters,
-    find_leaks,
+    find_leaks_many,
 )
 from ftprep.contamination.text import tokenize
 from ftprep.context import Context
@@ -93,29 +94,30 @@ class _LeakSearch:
             except Exception:
                 self.train_emb = self.embed(self.texts["prompt"])
 
-    def against(self, ref: Dataset) -> tuple[list[Leak], float, dict[str, float]]:
-        rep = self.report(ref)
-        return rep.leaks, rep.threshold, rep.seconds
-
-    def report(self, ref: Dataset) -> LeakReport:
-        ref_in, ref_full = ref.texts("prompt"), ref.texts("full")
-        ref_emb = None
-        if self.embed is not None:
-            try:
-                ref_emb = self.ctx.embeddings(ref, "prompt")
-            except Exception:
-                ref_emb = self.embed(ref_in)
-        rep = find_leaks(
+    def reports(self, refs: dict[str, Dataset]) -> tuple[dict[str, LeakReport], dict[str, float]]:
+        """Every reference set searched at once (one lexical pass over the training side):
+        the report of each set and the seconds of the shared stages."""
+        names = sorted(refs)
+        sets = []
+        for name in names:
+            ref = refs[name]
+            ref_in, ref_full = ref.texts("prompt"), ref.texts("full")
+            ref_emb = None
+            if self.embed is not None:
+                try:
+                    ref_emb = self.ctx.embeddings(ref, "prompt")
+                except Exception:
+                    ref_emb = self.embed(ref_in)
+            sets.append(RefSet(ref_in, ref_full, ref_emb))
+        multi = find_leaks_many(
             self.texts,
-            ref_in,
-            ref_full,
+            sets,
             self.params,
             embed=self.embed,
             train_emb=self.train_emb,
-            ref_emb=ref_emb,
             side=self.side,
         )
-        return rep
+        return dict(zip(names, multi.reports, strict=True)), multi.seconds
 
 
 def _strongest(leaks: list[Leak]) -> dict[int, Leak]:
@@ -258,8 +260,9 @@ class BenchmarkLeakage(Check):
         sections: list[Section] = []
         findings: list[Finding] = []
         with ctx.progress("benchmark leakage", len(ctx.benchmarks)) as advance:
+            reports, shared_secs = search.reports(dict(ctx.benchmarks))
             for name, ds in sorted(ctx.benchmarks.items()):
-                rep = search.report(ds)
+                rep = reports[name]
                 leaks = rep.leaks
                 by_bench[name] = leaks
                 per[name] = {
@@ -295,6 +298,7 @@ class BenchmarkLeakage(Check):
             "paraphrase_rate": para_items / tot["items"] if tot["items"] else 0.0,
             "semantic_stage": search.embed is not None,
             "per_benchmark": per,
+            "shared_seconds": {k: round(v, 3) for k, v in shared_secs.items()},
         }
         pa = Action(self.param("paraphrase_action", "exclude"))
         decisions = _decisions(by_bench, ctx.train, "benchmark", pa)
@@ -496,8 +500,9 @@ class SplitLeakage(Check):
             by_t: dict[str, list[Leak]] = {}
             n_items = 0
             para_items = 0
+            reports, _ = search.reports(targets)
             for tname, tds in targets.items():
-                leaks, _thr, _ = search.against(tds)
+                leaks = reports[tname].leaks
                 by_t[tname] = leaks
                 c = _counts(leaks, len(tds))
                 values[f"eval:{tname}"] = c

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ftprep.contamination.fuzzy import confirm_pairs
-from ftprep.contamination.index import ShingleIndex, pair_containment
+from ftprep.contamination.index import ShingleIndex, group_salt, pair_containment
 from ftprep.contamination.judge import LeakJudge, LeakJudgeConfig
 from ftprep.contamination.minhash import (
     MinHasher,
@@ -181,6 +181,25 @@ class TrainSide:
         return self._sh[key]
 
 
+@dataclass(slots=True)
+class RefSet:
+    """One fixed reference set (a benchmark, validation/test, a production holdout): the items'
+    input (user text), input + answer, and the embeddings of the inputs when already known."""
+
+    input: list[str]
+    full: list[str]
+    emb: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class MultiLeakReport:
+    """One :class:`LeakReport` per reference set (item numbers local to the set) and the
+    seconds of the stages shared by all sets (one pass over the training side)."""
+
+    reports: list[LeakReport]
+    seconds: dict[str, float]
+
+
 def find_leaks(
     train: dict[str, list[str]],
     ref_input: list[str],
@@ -194,32 +213,76 @@ def find_leaks(
     judge: LeakJudge | None = None,
 ) -> LeakReport:
     """Leaks of the reference items (``ref_input``: user text; ``ref_full``: input + answer)
-    into the training texts ``train`` (field -> texts, same rows). ``train_emb`` are the
-    embeddings of ``train['prompt']`` and ``ref_emb`` of ``ref_input`` (computed with
-    ``embed`` when absent). ``side`` shares the training side's tokens and shingles between
-    calls against several reference sets (``train_tokens``: the tokens of the compared
-    full text, when already computed). ``judge`` (or ``params.llm_judge.enabled``) sends the
-    paraphrase verifier's borderline pairs to an LLM (:mod:`ftprep.contamination.judge`)."""
+    into the training texts ``train`` (field -> texts, same rows): :func:`find_leaks_many`
+    with one reference set (its report's seconds include the shared stages)."""
+    multi = find_leaks_many(
+        train,
+        [RefSet(ref_input, ref_full, ref_emb)],
+        params,
+        embed=embed,
+        train_emb=train_emb,
+        train_tokens=train_tokens,
+        side=side,
+        judge=judge,
+    )
+    rep = multi.reports[0]
+    for k, v in multi.seconds.items():
+        rep.seconds[k] = rep.seconds.get(k, 0.0) + v
+    return rep
+
+
+def find_leaks_many(
+    train: dict[str, list[str]],
+    refs: list[RefSet],
+    params: LeakParams,
+    embed: Embed | None = None,
+    train_emb: np.ndarray | None = None,
+    train_tokens: Tokens | None = None,
+    side: TrainSide | None = None,
+    judge: LeakJudge | None = None,
+) -> MultiLeakReport:
+    """Leaks of the items of every reference set in ``refs`` into the training texts ``train``
+    (field -> texts, same rows).
+
+    The lexical stages (exact, containment, n-grams) and the rare-word paraphrase candidates
+    make **one pass over the training side for all sets**: the items of every set go into one
+    index whose document-frequency filters are counted within each item's own set (so every
+    set is searched exactly as if alone), and each hit is attributed back to its set. The
+    paraphrase verifier is calibrated and run per set (each set has its own threshold).
+
+    ``train_emb`` are the embeddings of ``train['prompt']`` and ``RefSet.emb`` of the set's
+    inputs (computed with ``embed`` when absent). ``side`` shares the training side's tokens
+    and shingles with other calls (``train_tokens``: the tokens of the compared full text,
+    when already computed). ``judge`` (or ``params.llm_judge.enabled``, one judge per set)
+    sends the paraphrase verifier's borderline pairs to an LLM
+    (:mod:`ftprep.contamination.judge`)."""
     secs: dict[str, float] = {}
     n_train = len(next(iter(train.values()))) if train else 0
-    n_ref = len(ref_input)
-    best: dict[tuple[int, int], Leak] = {}
+    sizes = np.array([len(r.input) for r in refs], dtype=np.int64)
+    first = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+    n_ref = int(first[-1])
+    group = np.repeat(np.arange(len(refs), dtype=np.int64), sizes)
+    best: list[dict[tuple[int, int], Leak]] = [{} for _ in refs]
 
-    def add(leak: Leak) -> None:
-        key = (leak.train, leak.item)
-        cur = best.get(key)
+    def add(r: int, j: int, method: str, score: float, detail: str) -> None:
+        g = int(group[j])
+        leak = Leak(r, j - int(first[g]), method, score, detail)
+        key = (r, leak.item)
+        cur = best[g].get(key)
         if cur is None or RANK[leak.category] < RANK[cur.category]:
-            best[key] = leak
+            best[g][key] = leak
 
     if n_train == 0 or n_ref == 0:
-        return LeakReport([], float("nan"), secs)
+        return MultiLeakReport([LeakReport([], float("nan"), {}) for _ in refs], secs)
     # -- exact (normalised word sequences equal) -----------------------------------------
     t0 = time.perf_counter()
     lex_field = "full" if "full" in params.fields else params.fields[0]
     if side is None:
         side = TrainSide(train, {lex_field: train_tokens} if train_tokens is not None else None)
+    ref_input = [t for r in refs for t in r.input]
     rt = tokenize(ref_input)
-    rft = tokenize(ref_full) if ref_full is not ref_input else rt
+    same = all(r.full is r.input for r in refs)
+    rft = rt if same else tokenize([t for r in refs for t in r.full])
     side.tokens(lex_field)
     for fld in params.fields:
         side.keys(fld)
@@ -227,18 +290,21 @@ def find_leaks(
     t0 = time.perf_counter()
     ref_k = np.concatenate([text_keys(rt), text_keys(rft)])
     ref_i = np.concatenate([np.arange(n_ref), np.arange(n_ref)])
-    order = np.argsort(ref_k)
+    order = np.argsort(ref_k, kind="stable")
     sk, si = ref_k[order], ref_i[order]
     for fld in params.fields:
         keys = side.keys(fld)
-        pos = np.minimum(np.searchsorted(sk, keys), len(sk) - 1)
-        for r in np.flatnonzero((keys != 0) & (sk[pos] == keys)).tolist():
-            add(Leak(r, int(si[pos[r]]), "exact", 1.0, f"normalised {fld} equals the item"))
+        lo, hi = np.searchsorted(sk, keys, "left"), np.searchsorted(sk, keys, "right")
+        for r in np.flatnonzero((keys != 0) & (hi > lo)).tolist():
+            for j in si[lo[r] : hi[r]].tolist():
+                add(r, j, "exact", 1.0, f"normalised {fld} equals the item")
     secs["exact"] = time.perf_counter() - t0
     # -- lexical: containment and n-grams on the widest field --------------------------
     t0 = time.perf_counter()
     rh, ro = ngram_hashes(rt, params.shingle, min_chars=params.near_min_chars)
-    idx = ShingleIndex(rh, ro, n_ref, max_df=params.near_max_df, sample=params.near_sample)
+    idx = ShingleIndex(
+        rh, ro, n_ref, max_df=params.near_max_df, sample=params.near_sample, group=group
+    )
     th, to = side.shingles(lex_field, params.shingle, params.near_min_chars)
     pc = idx.query(th, to, min_shared=min(2, params.near_min_shingles))
     cand = (pc.containment >= params.near_candidate) & (
@@ -260,40 +326,42 @@ def find_leaks(
             c_item[maybe].tolist(),
             params.near_fuzzy_words,
             params.near_fuzzy_per_miss,
+            also=(~ok[maybe]).tolist(),
         )
         short[maybe] = sh
         fuzzy_ok[maybe] = fz
-    for k in np.flatnonzero((ok & ~short) | (short & fuzzy_ok)).tolist():
+    # short items are decided by the word-window test alone; a longer item that misses the
+    # containment rule (swaps and typos break its few informative word pairs) may pass it too
+    for k in np.flatnonzero((ok & ~short) | fuzzy_ok).tolist():
         r, j, c = int(c_rec[k]), int(c_item[k]), float(cont[k])
         why = (
-            "every word of the item, lightly edited, in one span"
-            if short[k]
-            else f"{c:.0%} of the item's word {params.shingle}-grams"
+            f"{c:.0%} of the item's word {params.shingle}-grams"
+            if ok[k] and not short[k]
+            else "every word of the item, lightly edited, in one span"
+            + ("" if short[k] else f" ({c:.0%} of its word {params.shingle}-grams)")
         )
-        add(Leak(r, j, "near", c, why))
-    # a longer item loses many word pairs to swaps or typos: pairs that miss the word rule
-    # but keep a fair share of word pairs are verified on character n-grams
-    border = border[~short[border]]
+        add(r, j, "near", c, why)
+    # the rest of a longer item's pairs that miss the word rule but keep a fair share of word
+    # pairs are verified on character n-grams
+    border = border[~short[border] & ~fuzzy_ok[border]]
     if params.near_char > 0 and len(border):
         for r, j, c, cw in _char_near(
-            side.train[lex_field], ref_input, c_rec[border], c_item[border], params
+            side.train[lex_field], ref_input, group, c_rec[border], c_item[border], params
         ):
             wc = float(cont[border][cw])
             add(
-                Leak(
-                    r,
-                    j,
-                    "near",
-                    c,
-                    f"{c:.0%} of the item's character {params.near_char}-grams "
-                    f"({wc:.0%} of its word {params.shingle}-grams)",
-                )
+                r,
+                j,
+                "near",
+                c,
+                f"{c:.0%} of the item's character {params.near_char}-grams "
+                f"({wc:.0%} of its word {params.shingle}-grams)",
             )
     secs["near"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for n in params.ngram_sizes:
         rh, ro = ngram_hashes(rft, n)
-        nidx = ShingleIndex(rh, ro, n_ref, max_df=params.ngram_max_df)
+        nidx = ShingleIndex(rh, ro, n_ref, max_df=params.ngram_max_df, group=group)
         th, to = side.shingles(lex_field, n)
         pcn = nidx.query(th, to)
         okn = pcn.containment >= params.ngram_min_coverage
@@ -304,67 +372,99 @@ def find_leaks(
             pcn.containment[okn].tolist(),
             strict=True,
         ):
-            add(
-                Leak(
-                    r,
-                    j,
-                    f"ngram{n}",
-                    float(s),
-                    f"{s} shared word {n}-gram(s) ({c:.0%} of the item's)",
-                )
-            )
+            add(r, j, f"ngram{n}", float(s), f"{s} shared word {n}-gram(s) ({c:.0%} of the item's)")
     secs["ngram"] = time.perf_counter() - t0
     # -- semantic ---------------------------------------------------------------------------
-    threshold = float("nan")
-    n_cand = 0
+    thresholds = [float("nan")] * len(refs)
+    n_cands = [0] * len(refs)
+    set_secs: list[dict[str, float]] = [{} for _ in refs]
+    judges: list[LeakJudge | None] = [judge] * len(refs)
     if params.semantic and embed is not None:
         if judge is None and params.llm_judge.enabled:
-            judge = LeakJudge(params.llm_judge)
+            judges = [LeakJudge(params.llm_judge) for _ in refs]
+        # rare-word containment of the item in the full text (every set in one pass): an item
+        # buried in a longer record, and a rewording the inverted file missed (a paraphrase
+        # keeps names, numbers, rare nouns)
         t0 = time.perf_counter()
-        if ref_emb is None:
-            ref_emb = embed(ref_input)
-        if train_emb is None:
-            train_emb = embed(train["prompt"] if "prompt" in train else train[lex_field])
-        secs["embed"] = time.perf_counter() - t0
-        para, threshold, n_cand = _paraphrases(
-            side,
-            lex_field,
-            rt,
-            ref_input,
-            ref_emb,
-            train_emb,
-            embed,
-            params,
-            skip=np.array([lk.train * n_ref + lk.item for lk in best.values()], dtype=np.int64),
-            secs=secs,
-            judge=judge,
+        uh, uo = ngram_hashes(rt, 1)
+        uidx = ShingleIndex(
+            uh, uo, n_ref, max_df=params.lexical_max_df, sample=params.near_sample, group=group
         )
-        for leak in para:
-            add(leak)
-    return LeakReport(
-        sorted(best.values(), key=lambda x: (x.train, x.item)),
-        threshold,
-        secs,
-        n_cand,
-        judge.stats.to_dict() if judge is not None else None,
-    )
+        th1, to1 = side.shingles(lex_field, 1)
+        pcu = uidx.query(th1, to1, min_shared=2)
+        okl = (pcu.containment >= params.lexical_candidate) & (uidx.size[pcu.item] >= 3)
+        l_rec, l_item = pcu.record[okl], pcu.item[okl]
+        secs["candidates"] = time.perf_counter() - t0
+        if train_emb is None:
+            t0 = time.perf_counter()
+            train_emb = embed(train["prompt"] if "prompt" in train else train[lex_field])
+            secs["embed"] = time.perf_counter() - t0
+        item_len = np.maximum(rt.lengths, 1)
+        for g, ref in enumerate(refs):
+            if len(ref.input) == 0:
+                continue
+            ss = set_secs[g]
+            t0 = time.perf_counter()
+            ref_emb = ref.emb if ref.emb is not None else embed(ref.input)
+            ss["embed"] = time.perf_counter() - t0
+            a, b = int(first[g]), int(first[g + 1])
+            mine = (l_item >= a) & (l_item < b)
+            n_g = b - a
+            para, thresholds[g], n_cands[g] = _paraphrases(
+                side,
+                lex_field,
+                item_len[a:b],
+                ref.input,
+                ref_emb,
+                train_emb,
+                embed,
+                params,
+                lexical=(l_rec[mine], l_item[mine] - a),
+                skip=np.array([lk.train * n_g + lk.item for lk in best[g].values()], np.int64),
+                secs=ss,
+                judge=judges[g],
+            )
+            for leak in para:
+                add(leak.train, leak.item + a, leak.method, leak.score, leak.detail)
+    reports = [
+        LeakReport(
+            sorted(best[g].values(), key=lambda x: (x.train, x.item)),
+            thresholds[g],
+            set_secs[g],
+            n_cands[g],
+            _judge_stats(judges[g]),
+        )
+        for g in range(len(refs))
+    ]
+    return MultiLeakReport(reports, secs)
+
+
+def _judge_stats(judge: LeakJudge | None) -> dict[str, int] | None:
+    return judge.stats.to_dict() if judge is not None else None
 
 
 def _char_near(
-    texts: list[str], ref_input: list[str], rec: np.ndarray, item: np.ndarray, params: LeakParams
+    texts: list[str],
+    ref_input: list[str],
+    group: np.ndarray,
+    rec: np.ndarray,
+    item: np.ndarray,
+    params: LeakParams,
 ) -> list[tuple[int, int, float, int]]:
     """(record, item, character containment, index into the pairs) of the pairs whose item's
-    informative character ``near_char``-grams (in at most ``near_char_max_df`` items, at least
-    ``near_char_min`` of them) are found in the record at rate >= ``near_char_containment``."""
+    informative character ``near_char``-grams (in at most ``near_char_max_df`` items of the
+    item's reference set ``group[item]``, at least ``near_char_min`` of them) are found in the
+    record at rate >= ``near_char_containment``."""
     n = params.near_char
     rh, ro = char_ngram_hashes(ref_input, n)
-    # how many items hold each gram: a count of every occurrence in 4M hash buckets
-    # (collisions and repeats inside an item only make the filter stricter); then the
-    # distinct informative grams of the items that have a pair
-    df = np.bincount((rh >> np.uint64(42)).astype(np.int64), minlength=1 << 22)
+    # how many items of its set hold each gram: a count of every occurrence in 4M hash
+    # buckets of (set, gram) (collisions and repeats inside an item only make the filter
+    # stricter); then the distinct informative grams of the items that have a pair
+    bucket = ((rh ^ group_salt(group[ro])) >> np.uint64(42)).astype(np.int64)
+    df = np.bincount(bucket, minlength=1 << 22)
     need = np.zeros(len(ref_input), dtype=bool)
     need[item] = True
-    keep = need[ro] & (df[(rh >> np.uint64(42)).astype(np.int64)] <= params.near_char_max_df)
+    keep = need[ro] & (df[bucket] <= params.near_char_max_df)
     rh, ro = rh[keep], ro[keep]
     salt = fmix64(ro.astype(np.uint64) + np.uint64(0x2545F4914F6CDD1D))
     _, first = unique(fmix64(rh ^ salt), return_index=True)
@@ -385,19 +485,21 @@ def _char_near(
 def _paraphrases(
     side: TrainSide,
     lex_field: str,
-    rt: Tokens,
+    item_len: np.ndarray,
     ref_input: list[str],
     ref_emb: np.ndarray,
     train_emb: np.ndarray,
     embed: Embed,
     params: LeakParams,
+    lexical: tuple[np.ndarray, np.ndarray],
     skip: np.ndarray,
     secs: dict[str, float],
     judge: LeakJudge | None = None,
 ) -> tuple[list[Leak], float, int]:
-    """Embedding / rare-word candidates, verified (all pairs at once) on the record's prompt
-    and, for a record longer than the item, on the window of its full text that best covers
-    the item's content words."""
+    """Embedding candidates and the rare-word candidates ``lexical`` (record, item), verified
+    (all pairs at once) on the record's prompt and, for a record longer than the item, on the
+    window of its full text that best covers the item's content words (``item_len``: the
+    items' lengths in words)."""
     t0 = time.perf_counter()
     n_ref = len(ref_input)
     space = FeatureSpace(ref_input, params.weights)
@@ -410,7 +512,6 @@ def _paraphrases(
     t0 = time.perf_counter()
     train, tt = side.train, side.tokens(lex_field)
     rec_len = tt.lengths
-    item_len = np.maximum(rt.lengths, 1)
     # a pair whose cosine cannot reach the threshold even with perfect lexical features is
     # never a candidate (a reference set whose threshold is high searches few neighbours)
     wt = params.weights
@@ -425,14 +526,7 @@ def _paraphrases(
         exact_limit=params.ann_exact_limit,
     )
     secs["ann"] = secs.get("ann", 0.0) + time.perf_counter() - t_ann
-    # rare-word containment of the item in the full text: an item buried in a longer record,
-    # and a rewording the inverted file missed (a paraphrase keeps names, numbers, rare nouns)
-    uh, uo = ngram_hashes(rt, 1)
-    uidx = ShingleIndex(uh, uo, n_ref, max_df=params.lexical_max_df, sample=params.near_sample)
-    th1, to1 = side.shingles(lex_field, 1)
-    pcu = uidx.query(th1, to1, min_shared=2)
-    ok = (pcu.containment >= params.lexical_candidate) & (uidx.size[pcu.item] >= 3)
-    key = unique(np.r_[qi * n_ref + ri, pcu.record[ok] * n_ref + pcu.item[ok]])
+    key = unique(np.r_[qi * n_ref + ri, lexical[0] * n_ref + lexical[1]])
     key = key[~isin(key, skip)]
     q, r = key // n_ref, key % n_ref
     secs["candidates"] = secs.get("candidates", 0.0) + time.perf_counter() - t0 - secs["ann"]

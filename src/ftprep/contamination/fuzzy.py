@@ -16,7 +16,11 @@ adds up n-grams scattered over unrelated sentences. This test works on words ins
   an item of up to 7 words must be there, so a template sibling that differs in one real word
   is not a match.
 
-Used to verify candidate pairs that the cheaper stages proposed; it never generates candidates.
+Used to verify candidate pairs that the cheaper stages proposed; it never generates candidates:
+every pair of a short item (at most ``near_fuzzy_words`` words), and the pairs of longer items
+that keep a fair share of their word pairs but miss the containment rule (an item padded with
+option letters, digits and symbols has few informative word pairs, and two swaps or typos
+break most of them).
 """
 
 from __future__ import annotations
@@ -145,18 +149,22 @@ def confirm_pairs(
     item: Sequence[int],
     max_words: int,
     per_miss: int = 8,
+    also: Sequence[bool] | None = None,
 ) -> tuple[list[bool], list[bool]]:
     """For candidate pairs (``records[rec[k]]``, ``items[item[k]]``): whether the item is short
-    (at most ``max_words`` words) and, for the short ones, whether :func:`contains_item` finds
-    it in the record. Texts are normalised once per distinct record and item."""
+    (at most ``max_words`` words) and whether :func:`contains_item` finds it in the record —
+    tested for the short items and for the pairs marked in ``also`` (longer items whose word
+    pairs missed the containment rule), False for the others. Texts are normalised once per
+    distinct record and item."""
     u_item = sorted(set(item))
     iw = dict(zip(u_item, words_batch([items[i] for i in u_item]), strict=True))
     short = [0 < len(iw[j]) <= max_words for j in item]
-    # only the records paired with a short item are normalised
-    u_rec = sorted({r for r, s in zip(rec, short, strict=True) if s})
+    test = short if also is None else [s or bool(a) for s, a in zip(short, also, strict=True)]
+    # only the records of a tested pair are normalised
+    u_rec = sorted({r for r, t in zip(rec, test, strict=True) if t})
     rw = dict(zip(u_rec, words_batch([records[i] for i in u_rec]), strict=True))
     found = [
-        s and contains_item(iw[j], rw[r], per_miss)[0]
-        for r, j, s in zip(rec, item, short, strict=True)
+        t and len(iw[j]) > 0 and contains_item(iw[j], rw[r], per_miss)[0]
+        for r, j, t in zip(rec, item, test, strict=True)
     ]
     return short, found

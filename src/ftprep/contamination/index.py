@@ -52,7 +52,28 @@ def _dedupe_pairs(h: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return h[keep], o[keep]
 
 
+def group_salt(group: np.ndarray) -> np.ndarray:
+    """A 64-bit salt per reference-set number: XOR-ed into a hash, it keeps equal hashes of
+    different sets apart when counting in how many items of *its own* set a hash occurs."""
+    return fmix64(np.asarray(group).astype(np.uint64) + np.uint64(0x3C6EF372FE94F82B))
+
+
+def _frequent_out(
+    h: np.ndarray, o: np.ndarray, group: np.ndarray | None, max_df: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the (shingle, item) rows whose shingle occurs in more than ``max_df`` items of the
+    item's reference set (``group[item]``; one set when ``group`` is None)."""
+    key = h if group is None else h ^ group_salt(group[o])
+    _, inv, df = unique(key, return_inverse=True, return_counts=True)
+    keep = df[inv] <= max_df
+    return h[keep], o[keep]
+
+
 class ShingleIndex:
+    """``group`` (reference-set number per item) lets one index serve several reference sets
+    searched in one pass over the records: document frequencies (``max_df``) are counted within
+    each item's own set, so every set is filtered exactly as if it were indexed alone."""
+
     def __init__(
         self,
         hashes: np.ndarray,
@@ -60,13 +81,12 @@ class ShingleIndex:
         n_items: int,
         max_df: int | None = 10,
         sample: int | None = None,
+        group: np.ndarray | None = None,
     ) -> None:
         self.n_items = n_items
         h, o = _dedupe_pairs(hashes, owner.astype(np.int64))
-        uniq, start, df = unique(h, return_index=True, return_counts=True)
         if max_df is not None and len(h):
-            keep_rows = np.repeat(df <= max_df, df)
-            h, o = h[keep_rows], o[keep_rows]
+            h, o = _frequent_out(h, o, group, max_df)
         # the item's full (df-filtered) shingle set, for exact verification
         by_item = np.lexsort((h, o))
         self.item_h, self.item_o = h[by_item], o[by_item]
