@@ -25,7 +25,7 @@ from ftprep.examples import Dataset, response_text
 from ftprep.formats.writers import EXTENSIONS, write_split
 from ftprep.project import Project, ProjectError, load_project
 from ftprep.splits import assign_splits
-from ftprep.store import atomic_write_bytes
+from ftprep.store import atomic_file_set, remove_stale_temps
 
 MANIFEST_SCHEMA_VERSION = "1.0"
 
@@ -142,16 +142,49 @@ def build(
         else (project.path(project.build.out) or project.out_dir / "build")
     )
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)  # left by a build that was killed
+    with atomic_file_set(out_dir, "manifest.json") as stage:
+        manifest = _write_build(project, ing, splits, blocked, kept_ds, links, replay, fmt, stage)
+        stale = _previous_files(out_dir) - {v["file"] for v in manifest["splits"].values()}
+    for name in stale:  # a previous build's splits in another format
+        (out_dir / name).unlink(missing_ok=True)
+    return BuildResult(out_dir, manifest, {k: v["count"] for k, v in manifest["splits"].items()})
+
+
+def _previous_files(out_dir: Path) -> set[str]:
+    """The split files the manifest already in ``out_dir`` names (only split file names are
+    taken, nothing else is touched)."""
+    ours = {f"{n}{e}" for n in ("train", "validation", "test") for e in EXTENSIONS.values()}
+    try:
+        old = orjson.loads((out_dir / "manifest.json").read_bytes())
+        return {v["file"] for v in old["splits"].values() if v.get("file") in ours}
+    except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return set()
+
+
+def _write_build(
+    project: Project,
+    ing: Any,
+    splits: dict[str, list[dict[str, Any]]],
+    blocked: dict[str, tuple[Action, list[LedgerEntry]]],
+    kept_ds: Dataset,
+    links: Any,
+    replay: dict[str, Any] | None,
+    fmt: str,
+    stage: Any,
+) -> dict[str, Any]:
+    """Write the splits and the manifest to staged files; returns the manifest."""
     seed = project.split.seed
     manifest_splits: dict[str, Any] = {}
+    losses: dict[str, int] = {}
     for name, members in splits.items():
         members.sort(
             key=lambda r: hashlib.blake2b(f"{seed}:{r['id']}".encode(), digest_size=8).digest()
         )
-        path = out_dir / f"{name}{EXTENSIONS[fmt]}"
-        digest = write_split(members, path, fmt)
+        file = f"{name}{EXTENSIONS[fmt]}"
+        digest = write_split(members, stage(file), fmt, losses)
         manifest_splits[name] = {
-            "file": path.name,
+            "file": file,
             "count": len(members),
             "sha256": digest,
             "ids": [r["id"] for r in members],
@@ -185,6 +218,16 @@ def build(
     )
     n_replay = len(replay["ids"]) if replay else 0
     warnings = _split_warnings(project, manifest_splits, kept_ds, links)
+    if not manifest_splits["train"]["count"]:
+        warnings.append(
+            "the training split is empty: every record was rejected or excluded "
+            "(see the audit's rejects.jsonl and this manifest's excluded list)"
+        )
+    if losses:
+        warnings.append(
+            f"format {fmt} cannot hold every conversation (openai and parquet keep them whole): "
+            + "; ".join(f"{why}: {n} example(s)" for why, n in sorted(losses.items()))
+        )
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "ftprep_version": __version__,
@@ -216,10 +259,8 @@ def build(
         "replay": replay,
         "warnings": warnings,
     }
-    atomic_write_bytes(
-        out_dir / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
-    )
-    return BuildResult(out_dir, manifest, {k: v["count"] for k, v in manifest_splits.items()})
+    stage("manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return manifest
 
 
 def _eval_from_elsewhere(

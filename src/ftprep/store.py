@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,24 +24,91 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+# temporary files are named ``.<target>.<pid>.<random>.tmp`` so that the leftovers of a killed
+# process (SIGKILL, power loss: no cleanup runs) can be told apart from a live writer's
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _temp_for(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+    )
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(directory: Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that a killed process left in ``directory`` (those of live
+    processes are kept). Returns what was removed."""
+    if not directory.is_dir():
+        return []
+    removed = []
+    for p in directory.rglob(".*.tmp") if recursive else directory.glob(".*.tmp"):
+        m = _TEMP_RE.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` only if the block
     finishes. A crash or Ctrl-C leaves the old file (or nothing), never half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_for(target)
     try:
         yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_file_set(directory: Path, marker: str) -> Iterator[Callable[[str], Path]]:
+    """Write several files that belong together (a build's splits and its manifest) and
+    publish them as one: yields ``stage(name) -> temporary path``. When the block finishes, the
+    old ``marker`` file is removed first, every other staged file is renamed into place, and
+    the marker is renamed last — so a marker only ever sits next to the files it describes. An
+    exception or Ctrl-C publishes nothing; a SIGKILL while writing leaves the old set intact
+    (and temporaries that :func:`remove_stale_temps` clears), a SIGKILL during the renames
+    leaves no marker."""
+    staged: dict[str, Path] = {}
+
+    def stage(name: str) -> Path:
+        if name not in staged:
+            staged[name] = _temp_for(directory / name)
+        return staged[name]
+
+    try:
+        yield stage
+        if marker in staged:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / marker).unlink()
+        for name, tmp in staged.items():
+            if name != marker:
+                os.replace(tmp, directory / name)
+        if marker in staged:
+            os.replace(staged[marker], directory / marker)
+    finally:
+        for tmp in staged.values():
+            if tmp.exists():
+                tmp.unlink()
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
@@ -81,6 +149,7 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "tables").mkdir(exist_ok=True)
         (self.root / "signals").mkdir(exist_ok=True)
+        remove_stale_temps(self.root, recursive=True)  # what a killed run left behind
         url = database_url or os.environ.get("FTPREP_DATABASE_URL")
         self.database_url = url or f"sqlite:///{(self.root / 'ftprep.db').resolve()}"
         self._engine: sa.Engine | None = None

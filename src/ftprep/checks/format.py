@@ -47,10 +47,18 @@ class Rejects(Check):
         "Records that could not become examples: malformed JSON, wrong encoding, missing or "
         "empty fields, unknown roles, no assistant turn, assistant turn not last, oversized "
         "records. Every reject is listed with file, line and reason in rejects.jsonl. WARN on "
-        "any reject; FAIL with --strict."
+        "any reject; FAIL when more than half of the records were rejected (usually a format "
+        "ftprep did not recognise) or with --strict."
     )
     default_conditions = (
         Condition("rejects", ">", 0, Status.WARN, "records were rejected (see rejects.jsonl)"),
+        Condition(
+            "reject_rate",
+            ">",
+            0.5,
+            Status.FAIL,
+            "most records were rejected: check the source's format and fields",
+        ),
     )
 
     def conditions(self, ctx: Context) -> list[Condition]:

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from ftprep.examples import ROLES
+from ftprep.formats.records import MESSAGE_EXTRAS
 
 # below this size the line-by-line path is faster than starting DuckDB
 FAST_MIN_BYTES = 1 << 20
-_EXTRA_KEYS = ("tool_calls", "name", "tool_call_id", "function_call", "weight")
 _FIELDS = ("id", "group", "collected_at", "spec_version", "label", "annotator", "area")
 
 
@@ -105,7 +105,7 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
             and '"content" VARCHAR' in mt
         ):
             return None
-        extras = [k for k in _EXTRA_KEYS if f"{k} " in mt or f'"{k}" ' in mt]
+        extras = [k for k in MESSAGE_EXTRAS if f"{k} " in mt or f'"{k}" ' in mt]
         roles = ", ".join(f"'{r}'" for r in ROLES)
         nonempty = "length(trim(coalesce(m.content, ''), E' \\t\\n\\r\\f\\v')) > 0"
         extra_sql = " OR ".join(f"m.{k} IS NOT NULL" for k in extras) or "false"

@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import os
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,7 +69,9 @@ class ReadResult:
 
 def detect_container(path: Path) -> str:
     if path.is_dir():
-        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+        if any(
+            (path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")
+        ):
             return "hf"
         raise InputError(f"{path}: a directory, but not a Hugging Face dataset saved to disk")
     name = path.name.lower()
@@ -84,7 +87,10 @@ def detect_container(path: Path) -> str:
         return "json" if head.startswith(b"[") else "jsonl"
     if ext in ("csv", "tsv", "parquet"):
         return ext
-    raise InputError(f"{path}: cannot tell the format from the extension {ext!r}; set 'format'")
+    raise InputError(
+        f"{path}: cannot tell the container from the extension {ext!r}; set 'container' "
+        f"({', '.join(CONTAINERS)})"
+    )
 
 
 def _open_bytes(path: Path) -> io.BufferedIOBase:
@@ -190,7 +196,7 @@ def _jsonl_chunk(args: tuple[str, int, int, int, ReadOptions]) -> _Rows:
     rows = _Rows(opts)
     with _open_bytes(Path(path)) as fh:
         fh.seek(start)
-        data = fh.read(end - start)
+        data = fh.read() if end < 0 else fh.read(end - start)  # end -1: to the end
     line_no = first_line - 1
     for raw in data.split(b"\n"):
         line_no += 1
@@ -239,11 +245,8 @@ def _parse_line(rows: _Rows, raw: bytes, opts: ReadOptions, file: str, line_no: 
 def _read_jsonl(path: Path, opts: ReadOptions, workers: int) -> list[_Rows]:
     size = path.stat().st_size
     if path.name.endswith(".gz") or size < PARALLEL_MIN_BYTES or workers <= 1:
-        return [
-            _jsonl_chunk(
-                (str(path), 0, size if not path.name.endswith(".gz") else 1 << 62, 1, opts)
-            )
-        ]
+        # one chunk; a compressed file's uncompressed size is unknown, so read to the end
+        return [_jsonl_chunk((str(path), 0, -1, 1, opts))]
     # split at newline boundaries; count lines before each boundary for exact line numbers
     n_chunks = workers * 4
     bounds = [0]
@@ -415,6 +418,13 @@ def read_file(
     if kind not in CONTAINERS:
         raise InputError(f"{p}: unknown format {kind!r}; expected one of {', '.join(CONTAINERS)}")
     w = workers if workers is not None else min(2, os.cpu_count() or 1)
+    try:
+        return _read_kind(p, kind, opts, w)
+    except (OSError, EOFError, zlib.error) as e:  # truncated gzip, I/O errors
+        raise InputError(f"{p}: unreadable {kind} file ({e})") from None
+
+
+def _read_kind(p: Path, kind: str, opts: ReadOptions, w: int) -> ReadResult:
     if kind == "jsonl":
         fast = read_fast(p, opts)
         if fast is not None:

@@ -14,9 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ftprep.examples import ROLES
 
 _ROLESET = frozenset(ROLES)
+# per-turn keys kept besides role and content (tool calls and their results, names, weights);
+# ShareGPT turns carry them under the same names
+MESSAGE_EXTRAS = ("name", "tool_calls", "tool_call_id", "function_call", "weight")
 RECORD_FORMATS = ("openai", "sharegpt", "alpaca", "prompt_completion", "text")
 
 SHAREGPT_ROLES = {
@@ -29,6 +34,7 @@ SHAREGPT_ROLES = {
     "bing": "assistant",
     "model": "assistant",
     "system": "system",
+    "developer": "developer",
     "tool": "tool",
     "observation": "tool",
     "function": "tool",
@@ -108,6 +114,13 @@ def _as_text(v: Any, what: str) -> str:
 
 def _openai(rec: dict[str, Any]) -> list[dict[str, Any]]:
     msgs = rec.get("messages")
+    if isinstance(msgs, str):
+        # a table column holding the conversation as JSON text (ftprep's own Parquet output,
+        # many exported datasets)
+        try:
+            msgs = orjson.loads(msgs)
+        except orjson.JSONDecodeError as e:
+            raise RejectError("bad_type", f"'messages' is a string but not JSON ({e})") from None
     if not isinstance(msgs, list):
         raise RejectError("bad_type", "'messages' must be a list")
     # fast path: plain {"role", "content": str} turns are already canonical
@@ -135,16 +148,21 @@ def _openai(rec: dict[str, Any]) -> list[dict[str, Any]]:
             parts = []
             for p in c:
                 if isinstance(p, dict) and p.get("type", "text") == "text":
-                    parts.append(str(p.get("text", "")))
+                    # {"type": "text", "text": …}; LLaMA-Factory's v1 files say "value"
+                    parts.append(str(p.get("text", p.get("value", ""))))
                 elif isinstance(p, str):
                     parts.append(p)
             c = "\n".join(parts)
         msg: dict[str, Any] = {"role": role, "content": c if c is not None else ""}
-        for k in ("name", "tool_calls", "tool_call_id", "function_call", "weight"):
-            if k in m and m[k] is not None:
-                msg[k] = m[k]
-        out.append(msg)
+        out.append(_with_extras(msg, m))
     return out
+
+
+def _with_extras(msg: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
+    for k in MESSAGE_EXTRAS:
+        if turn.get(k) is not None:
+            msg[k] = turn[k]
+    return msg
 
 
 def _sharegpt(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,9 +179,8 @@ def _sharegpt(rec: dict[str, Any]) -> list[dict[str, Any]]:
         role = SHAREGPT_ROLES.get(str(who).lower()) if who is not None else None
         if role is None:
             raise RejectError("unknown_role", f"turn {i} has unknown speaker {who!r}")
-        out.append(
-            {"role": role, "content": _as_text(t.get("value", t.get("content")), f"turn {i} value")}
-        )
+        content = _as_text(t.get("value", t.get("content")), f"turn {i} value")
+        out.append(_with_extras({"role": role, "content": content}, t))
     return out
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ftprep.examples import SCHEMA, prompt_text, response_text, system_text
+from ftprep.formats.records import MESSAGE_EXTRAS
 from ftprep.store import atomic_path
 
 EXTENSIONS = {
@@ -42,7 +43,11 @@ def to_record(row: dict[str, Any], fmt: str) -> dict[str, Any]:
         return {
             "id": row["id"],
             "conversations": [
-                {"from": _TO_SHAREGPT.get(m["role"], m["role"]), "value": m.get("content") or ""}
+                {
+                    "from": _TO_SHAREGPT.get(m["role"], m["role"]),
+                    "value": m.get("content") or "",
+                    **{k: m[k] for k in MESSAGE_EXTRAS if m.get(k) is not None},
+                }
                 for m in msgs
             ],
         }
@@ -86,7 +91,54 @@ def _history(msgs: Sequence[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
-def write_split(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> str:
+LOSSLESS = ("openai", "parquet")
+
+
+def _has_tools(msgs: Sequence[dict[str, Any]]) -> bool:
+    return any(m["role"] == "tool" or m.get("tool_calls") or m.get("function_call") for m in msgs)
+
+
+def loss(msgs: list[dict[str, Any]], record: dict[str, Any], fmt: str) -> list[str]:
+    """What a written record no longer holds of the conversation it came from (empty when
+    reading it back gives the same turns). Alpaca and prompt/completion hold one exchange plus
+    history; only OpenAI chat and Parquet hold everything."""
+    from ftprep.formats.records import FieldMap, RejectError, to_messages
+
+    try:
+        back, _ = to_messages(record, fmt, FieldMap())
+    except RejectError:
+        return ["not readable back"]
+    if back == msgs:
+        return []
+    out = []
+    if _has_tools(msgs) and not _has_tools(back):
+        out.append("tool calls and results dropped")
+    if system_text(msgs) and not system_text(back):
+        out.append("system prompt dropped")
+    dialogue = [m["role"] for m in msgs if m["role"] in ("user", "assistant")]
+    if len(dialogue) > 2 and dialogue != [m["role"] for m in back if m["role"] in dialogue]:
+        out.append("multi-turn flattened")
+    if (
+        not out
+        and len(back) == len(msgs)
+        and [m.get("content") for m in msgs] == [m.get("content") for m in back]
+    ):
+        renamed = sorted(
+            {f"{a['role']}->{b['role']}" for a, b in zip(msgs, back, strict=True)}
+            - {f"{a['role']}->{a['role']}" for a in msgs}
+        )
+        out.append(f"roles renamed ({', '.join(renamed)})")
+    return out or ["turns rewritten"]
+
+
+def write_split(
+    rows: Sequence[dict[str, Any]],
+    path: Path,
+    fmt: str,
+    losses: dict[str, int] | None = None,
+) -> str:
+    """Write one split; with ``losses``, count (by :func:`loss` reason) the examples that the
+    format cannot hold completely."""
     if fmt == "parquet":
         table = pa.Table.from_pylist(
             [{k: r.get(k) for k in SCHEMA.names} for r in rows], schema=SCHEMA
@@ -97,7 +149,11 @@ def write_split(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> str:
     h = hashlib.sha256()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         for r in rows:
-            line = orjson.dumps(to_record(r, fmt)) + b"\n"
+            rec = to_record(r, fmt)
+            if losses is not None and fmt not in LOSSLESS:
+                for why in loss(orjson.loads(r["messages"]), rec, fmt):
+                    losses[why] = losses.get(why, 0) + 1
+            line = orjson.dumps(rec) + b"\n"
             h.update(line)
             fh.write(line)
     return h.hexdigest()

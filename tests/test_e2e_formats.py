@@ -1,0 +1,211 @@
+"""End to end as a user: every input container and record shape in, every output format out,
+read back by ftprep itself (unicode, whitespace, tool calls, long and multi-turn texts)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+import ftprep
+from ftprep.cli import main
+from ftprep.formats.readers import InputError, ReadOptions, read_file
+from util import make_project, write_jsonl
+
+TOOL_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "order_status", "arguments": '{"order": "8812"}'},
+}
+
+
+def _conversations() -> list[dict]:
+    """Ten distinct conversations of every awkward kind (ids make them traceable)."""
+    recs: list[dict] = []
+    for i in range(10):
+        u = f"Question {i}: où est ma commande n°{i}? 你好 🙂"
+        a = f"Answer {i}: elle arrive demain.\r\nMerci — Ω"
+        msgs: list[dict] = [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+        if i % 5 == 1:  # tool call and its result
+            msgs = [
+                {"role": "system", "content": "You can look orders up."},
+                {"role": "user", "content": u},
+                {"role": "assistant", "content": "", "tool_calls": [TOOL_CALL]},
+                {"role": "tool", "tool_call_id": "call_1", "content": '{"status": "shipped"}'},
+                {"role": "assistant", "content": a},
+            ]
+        elif i % 5 == 2:  # multi-turn with a system prompt
+            msgs = [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": u},
+                {"role": "assistant", "content": "Which order?"},
+                {"role": "user", "content": f"n°{i}"},
+                {"role": "assistant", "content": a},
+            ]
+        elif i % 5 == 3:  # a very long answer, surrounding whitespace kept
+            msgs[1]["content"] = "  " + "long text " * 20_000 + "\n"
+        elif i % 5 == 4:  # a developer message
+            msgs.insert(0, {"role": "developer", "content": "Answer in French."})
+        recs.append({"id": f"c{i}", "messages": msgs})
+    return recs
+
+
+def _read(path: Path) -> list[list[dict]]:
+    res = read_file(path, ReadOptions(source="back"), workers=1)
+    assert not res.rejects, [(r.line, r.code, r.reason) for r in res.rejects]
+    return [orjson.loads(m) for m in res.dataset.table.column("messages").to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[dict]]]:
+    root = tmp_path_factory.mktemp("formats")
+    recs = _conversations()
+    project = make_project(
+        root, recs, extra_yaml="split: {validation: 0.0, test: 0.0}\ncontext_limit: 100000\n"
+    )
+    assert ftprep.audit(project, only=["format.rejects"]).exit_code == 0
+    return project, {r["id"]: r["messages"] for r in recs}
+
+
+@pytest.mark.parametrize("fmt", ["openai", "sharegpt", "parquet"])
+def test_lossless_formats_read_back_identical(
+    built: tuple[Path, dict[str, list[dict]]], fmt: str
+) -> None:
+    project, originals = built
+    res = ftprep.build(project, out=project / "out" / fmt, fmt=fmt)
+    split = res.manifest["splits"]["train"]
+    back = _read(res.out_dir / split["file"])
+    if fmt == "sharegpt":
+        assert res.manifest["warnings"] == [
+            "format sharegpt cannot hold every conversation (openai and parquet keep them "
+            "whole): roles renamed (developer->system): 2 example(s)"
+        ]
+    else:
+        assert res.manifest["warnings"] == []
+    want = [originals[i] for i in split["ids"]]
+    assert len(back) == len(want) == 10
+    for got, exp in zip(back, want, strict=True):
+        if fmt == "sharegpt":  # ShareGPT has no developer speaker: written as system
+            exp = [dict(m, role="system") if m["role"] == "developer" else m for m in exp]
+        assert got == exp
+
+
+@pytest.mark.parametrize("fmt", ["alpaca", "prompt_completion"])
+def test_lossy_formats_say_what_they_dropped(
+    built: tuple[Path, dict[str, list[dict]]], fmt: str
+) -> None:
+    project, originals = built
+    res = ftprep.build(project, out=project / "out" / fmt, fmt=fmt)
+    split = res.manifest["splits"]["train"]
+    back = _read(res.out_dir / split["file"])
+    # every example comes back with the same final answer
+    for got, i in zip(back, split["ids"], strict=True):
+        assert got[-1] == {"role": "assistant", "content": originals[i][-1]["content"]}
+    (warning,) = [w for w in res.manifest["warnings"] if w.startswith(f"format {fmt}")]
+    assert "tool calls and results dropped: 2 example(s)" in warning
+    if fmt == "prompt_completion":
+        assert "multi-turn flattened" in warning and "system prompt dropped" in warning
+
+
+def test_build_switching_format_leaves_no_stale_split_files(
+    built: tuple[Path, dict[str, list[dict]]],
+) -> None:
+    project, _ = built
+    out = project / "out" / "switch"
+    ftprep.build(project, out=out, fmt="openai")
+    (out / "notes.txt").write_text("mine")
+    ftprep.build(project, out=out, fmt="parquet")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "manifest.json",
+        "notes.txt",
+        "test.parquet",
+        "train.parquet",
+        "validation.parquet",
+    ]
+
+
+def test_gzip_jsonl(tmp_path: Path) -> None:
+    rec = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    p = tmp_path / "t.jsonl.gz"
+    p.write_bytes(gzip.compress((json.dumps(rec) + "\n{broken\n").encode()))
+    res = read_file(p, ReadOptions(source="s"), workers=1)
+    assert len(res.dataset) == 1
+    assert [(r.line, r.code) for r in res.rejects] == [(2, "malformed_json")]
+
+
+def test_corrupt_gzip_is_a_clear_input_error(tmp_path: Path) -> None:
+    p = tmp_path / "t.jsonl.gz"
+    p.write_bytes(gzip.compress(b'{"prompt": "p", "completion": "c"}\n' * 100)[:40])
+    with pytest.raises(InputError, match=r"t\.jsonl\.gz"):
+        read_file(p, ReadOptions(source="s"), workers=1)
+
+
+def _arrow_stream(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+
+
+def test_hf_dataset_dict_directory(tmp_path: Path) -> None:
+    """A ``DatasetDict.save_to_disk`` directory holds only ``dataset_dict.json`` at the top."""
+    d = tmp_path / "dd"
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(3)]
+    for split in ("train", "test"):
+        _arrow_stream(d / split / "data-00000-of-00001.arrow", rows)
+        (d / split / "state.json").write_text("{}")
+    (d / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    res = read_file(d, ReadOptions(source="s"), workers=1)
+    assert len(res.dataset) == 3 and res.formats == {"prompt_completion": 3}
+
+
+def test_hf_datasets_save_to_disk(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    msgs = _conversations()
+    datasets.Dataset.from_list([{"messages": r["messages"]} for r in msgs]).save_to_disk(
+        str(tmp_path / "ds")
+    )
+    # Arrow gives every turn every key (None where absent): read back as the original turns
+    assert _read(tmp_path / "ds") == [r["messages"] for r in msgs]
+
+
+def test_content_parts_with_value_key(tmp_path: Path) -> None:
+    """LLaMA-Factory's v1 chat files put content parts as ``{"type": "text", "value": …}``."""
+    rec = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "value": "hi"}]},
+            {"role": "assistant", "content": [{"type": "text", "value": "hello"}]},
+        ]
+    }
+    (got,) = _read(write_jsonl(tmp_path / "v1.jsonl", [rec]))
+    assert [m["content"] for m in got] == ["hi", "hello"]
+
+
+def test_unknown_extension_names_the_container_setting(tmp_path: Path) -> None:
+    p = tmp_path / "data.txt"
+    p.write_text('{"prompt": "p", "completion": "c"}\n')
+    with pytest.raises(InputError, match="set 'container'"):
+        read_file(p, ReadOptions(source="s"))
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: t\nsources:\n  - name: a\n    path: data.txt\n    container: jsonl\n"
+    )
+    r = CliRunner().invoke(main, ["audit", "-q", "-p", str(tmp_path), "--check", "format"])
+    assert r.exit_code == 0, r.output
+
+
+def test_mostly_rejected_source_fails_the_audit(tmp_path: Path) -> None:
+    """A source in a shape ftprep does not recognise must not pass CI with an empty dataset."""
+    recs: list = [{"q": f"question {i}", "a": "answer"} for i in range(8)]
+    recs.append({"prompt": "p", "completion": "c"})
+    project = make_project(tmp_path, recs, fields="{}")
+    r = CliRunner().invoke(main, ["audit", "-q", "-p", str(project), "--check", "format"])
+    assert r.exit_code == 1
+    res = ftprep.build(project)
+    assert res.counts["train"] + res.counts["validation"] + res.counts["test"] == 1
+    assert res.manifest["accounting"]["rejected"] == 8
