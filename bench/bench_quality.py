@@ -240,23 +240,14 @@ def _drop(prior: dict[str, float], *names: str) -> dict[str, float]:
     return {k: v for k, v in prior.items() if k not in names and not k.startswith(names)}
 
 
-def bench_learned(
-    n_labels: int, draws: int, embed_spec: str, more_labels: tuple[int, ...] = ()
-) -> dict[str, Any]:
-    """AUROC of learned scorers trained on ``n_labels`` random AlpaGasus labels, mean ± sd over
-    ``draws`` label draws, side by side: (a) labels from the report half, AUROC on the rest of
-    it; (b) labels from the whole pool, AUROC on the other ~51.6k (the acceptance wording)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
+def _pool_inputs(embed_spec: str) -> dict[str, Any]:
+    """The Alpaca pool with its AlpaGasus labels, prompt and response texts, their embeddings
+    with ``embed_spec`` ("none": no embeddings) and the deterministic criteria's unit scores."""
     from ftprep.examples import Dataset, Example
-    from ftprep.quality.features import TextFrame
-    from ftprep.quality.learned import PRIORS, LearnedScorer
     from ftprep.quality.rubric import load_rubric
-    from ftprep.quality.score import learned_features, score_dataset
+    from ftprep.quality.score import score_dataset
 
     pool = load_pool()
-    y = alpagasus_labels(pool)
     prompts = [r["instruction"] + ("\n\n" + r["input"] if r["input"] else "") for r in pool]
     outs = [r["output"] for r in pool]
     pair: tuple[np.ndarray, np.ndarray] | None = None
@@ -282,10 +273,51 @@ def bench_learned(
     )
     rubric = load_rubric()
     det_rubric = rubric.model_copy(update={"criteria": rubric.by_kind("deterministic")})
-    det = score_dataset(det_rubric, ds)
-    frames = {"response": TextFrame(outs, prompts), "prompt": TextFrame(prompts)}
-    feats = learned_features(det_rubric, frames, det.unit, pair)
-    plain = learned_features(det_rubric, frames, det.unit, None)  # no embeddings at all
+    return {
+        "pool": pool,
+        "y": alpagasus_labels(pool),
+        "prompts": prompts,
+        "outs": outs,
+        "pair": pair,
+        "emb_note": emb_note,
+        "det_rubric": det_rubric,
+        "unit": score_dataset(det_rubric, ds).unit,
+    }
+
+
+def _features(
+    inp: dict[str, Any],
+    rows: np.ndarray | None = None,
+    pair: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Any:
+    """The learned criterion's features of the pool's ``rows`` (all when None), with the
+    (prompt, response) embeddings ``pair`` of those rows when given."""
+    from ftprep.quality.features import TextFrame
+    from ftprep.quality.score import learned_features
+
+    rows = np.arange(len(inp["y"])) if rows is None else rows
+    p = [inp["prompts"][i] for i in rows]
+    o = [inp["outs"][i] for i in rows]
+    frames = {"response": TextFrame(o, p), "prompt": TextFrame(p)}
+    return learned_features(inp["det_rubric"], frames, inp["unit"][rows], pair)
+
+
+def bench_learned(
+    n_labels: int, draws: int, embed_spec: str, more_labels: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """AUROC of learned scorers trained on ``n_labels`` random AlpaGasus labels, mean ± sd over
+    ``draws`` label draws, side by side: (a) labels from the report half, AUROC on the rest of
+    it; (b) labels from the whole pool, AUROC on the other ~51.6k (the acceptance wording)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from ftprep.quality.learned import PRIORS, LearnedScorer
+
+    inp = _pool_inputs(embed_spec)
+    pool, y, outs, pair = inp["pool"], inp["y"], inp["outs"], inp["pair"]
+    emb_note = inp["emb_note"]
+    feats = _features(inp, pair=pair)
+    plain = _features(inp)  # no embeddings at all
     length = np.log1p([len(o.split()) for o in outs])
     acc = PRIORS["accuracy"]
     methods: dict[str, tuple[Any, dict[str, Any]]] = {
@@ -355,6 +387,234 @@ def bench_learned(
     out["whole_pool"] = run(np.arange(len(pool)), n_labels, draws, main_methods)
     for m in more_labels:
         out[f"report_half_{m}_labels"] = run(rep, m, max(2, draws // 3), main_methods)
+    return out
+
+
+# ------------------------------------------------------- 2b. session 3: directions explored
+_COUNT = re.compile(
+    r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten)\s+(?:\w+\s+){0,2}?"
+    r"(words?|sentences?|items|examples|ways|tips|things|reasons|ideas|steps|facts|synonyms)\b",
+    re.I,
+)
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"], 1
+    )
+}
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+", re.M)
+
+
+def count_constraint(instruction: str, response: str) -> int | None:
+    """1 when the instruction asks for a number of words / sentences / items ("in 10 words",
+    "list five tips") and the response has a different number, 0 when it has that number,
+    None when the instruction states no such count."""
+    m = _COUNT.search(instruction)
+    if m is None:
+        return None
+    word = m.group(1).lower()
+    want = int(word) if word.isdigit() else _NUMBER_WORDS[word]
+    unit = m.group(2).lower()
+    if unit.startswith("word"):
+        got = len(response.split())
+    elif unit.startswith("sentence"):
+        got = len([t for t in re.split(r"(?<=[.!?])\s+", response.strip()) if t])
+    else:
+        got = len(_LIST_ITEM.findall(response)) or len(
+            [t for t in re.split(r"[,;\n]", response) if t.strip()]
+        )
+    return int(got != want)
+
+
+def bench_directions(draws: int, minilm_subset: int) -> dict[str, Any]:
+    """Session 3: the three directions tried to lift the learned scorer's AUROC at 300 labels
+    (all numbers on the report half; the development half was used to choose what to try).
+
+    * ceiling: supervised models trained on *every* development-half label (25,970), scored on
+      the report half — how much of the rater's signal the offline features carry at all;
+    * transductive: self-training on the pool (pseudo-labels from the default scorer's top and
+      bottom fifth of 15,000 pool examples, plus the 300 labels; logistic regression on dense
+      features + embeddings), alone and mixed with the default;
+    * correctness signals: label-free AUROC of a count constraint the response breaks, of the
+      prompt–response cosine beyond the mean prompt's, and of the response's density in the
+      pool; the prior with each added;
+    * MiniLM (``minilm_subset`` > 0): on that many random report-half examples, the same
+      scorer and a 5-fold supervised ceiling with MiniLM vs static embeddings."""
+    import scipy.sparse as sp
+    from scipy.stats import rankdata
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from ftprep.quality.learned import LearnedScorer
+
+    inp = _pool_inputs("static")
+    y, pair = inp["y"], inp["pair"]
+    if pair is None:
+        return {"error": inp["emb_note"]}
+    pe, re_ = (np.asarray(x, dtype=np.float64) for x in pair)
+    feats = _features(inp, pair=pair)
+    dev, rep = split_halves(len(y))
+    out: dict[str, Any] = {"embeddings": inp["emb_note"]}
+
+    def r01(x: np.ndarray) -> np.ndarray:
+        return np.asarray((rankdata(x) - 1) / (len(x) - 1))
+
+    def zscore(x: np.ndarray) -> np.ndarray:
+        return np.asarray((x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9))
+
+    def prior_of(f: Any, extra: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+        col = {n: j for j, n in enumerate(f.dense_names)}
+        signs = LearnedScorer().prior_directions
+        parts = [r01(d * f.dense[:, col[n]]) for n, d in signs.items() if n in col]
+        return np.asarray(np.mean(parts + [r01(e) for e in extra], axis=0))
+
+    prior = prior_of(feats)
+    wide = np.hstack([zscore(feats.dense), pe, re_, pe * re_]).astype(np.float32)
+    # --- ceiling: every development label
+    texts = {"prompt": inp["prompts"], "response": inp["outs"]}
+    tfidf = sp.hstack(
+        [
+            TfidfVectorizer(min_df=3, ngram_range=(1, 2), sublinear_tf=True, max_features=100_000)
+            .fit([t[i] for i in dev])
+            .transform(t)
+            for t in texts.values()
+        ]
+    ).tocsr()
+    x_all = sp.hstack([tfidf, sp.csr_matrix(wide)]).tocsr()
+    lr = LogisticRegression(C=0.3, max_iter=3000).fit(x_all[dev], y[dev])
+    s_lr = lr.decision_function(x_all)
+    g = np.hstack([feats.dense, prior[:, None]])
+    hgb = HistGradientBoostingClassifier(
+        max_iter=300, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=100, random_state=0
+    ).fit(g[dev], y[dev])
+    out["ceiling_report_half"] = {
+        "prior alone (no labels)": _auroc(y[rep], prior[rep]),
+        "LR on word 1-2-gram TF-IDF + dense + static embeddings, 25,970 labels": _auroc(
+            y[rep], s_lr[rep]
+        ),
+        "gradient boosting on dense features + prior, 25,970 labels": _auroc(
+            y[rep], hgb.predict_proba(g[rep])[:, 1]
+        ),
+        **{
+            f"{w:.1f} x rank(LR, 25,970 labels) + {1 - w:.1f} x prior": _auroc(
+                y[rep], (w * r01(s_lr) + (1 - w) * prior)[rep]
+            )
+            for w in (0.3, 0.5)
+        },
+    }
+    # --- correctness signals (label-free)
+    rng = np.random.default_rng(0)
+    rel = np.einsum("ij,ij->i", pe, re_) - re_ @ pe.mean(axis=0)
+    anchor = re_[rng.choice(len(y), 5000, replace=False)]
+    density = np.concatenate(  # mean cosine to the 10 nearest of 5,000 pool responses
+        [np.sort(c @ anchor.T, axis=1)[:, -11:-1].mean(axis=1) for c in np.array_split(re_, 20)]
+    )
+    counts = [count_constraint(r["instruction"], r["output"]) for r in inp["pool"]]
+    has = np.asarray([c is not None for c in counts])[rep]
+    kept = ~np.asarray([c == 1 for c in counts])
+    broken = ~kept[rep]
+    out["correctness_report_half"] = {
+        "count constraint stated (share)": round(float(has.mean()), 4),
+        "kept share when the count is met": round(float(y[rep][has & ~broken].mean()), 4),
+        "kept share when the count is broken": round(float(y[rep][broken].mean()), 4),
+        "kept share without a count": round(float(y[rep][~has].mean()), 4),
+        "AUROC: count not broken": _auroc(y[rep], kept[rep].astype(float)),
+        "AUROC: prompt-response cosine": _auroc(y[rep], np.einsum("ij,ij->i", pe, re_)[rep]),
+        "AUROC: cosine beyond the mean prompt": _auroc(y[rep], rel[rep]),
+        "AUROC: response density in the pool (lower = better)": _auroc(y[rep], -density[rep]),
+        "prior": _auroc(y[rep], prior[rep]),
+        "prior + count not broken": _auroc(y[rep], prior_of(feats, (kept.astype(float),))[rep]),
+        "prior + cosine beyond the mean prompt": _auroc(y[rep], prior_of(feats, (rel,))[rep]),
+        "prior + low response density": _auroc(y[rep], prior_of(feats, (-density,))[rep]),
+    }
+    # --- transductive: self-training on the pool, 300 labels from the report half
+    res: dict[str, list[float]] = {}
+    for _ in range(draws):
+        idx = rng.permutation(rep)
+        tr, te = idx[:300], idx[300:]
+        if y[tr].min() == y[tr].max():
+            continue
+        s = r01(LearnedScorer().fit(feats, tr, y[tr]).raw_score(feats))
+        sub = rng.choice(len(y), 15_000, replace=False)
+        sub = sub[(s[sub] >= 0.8) | (s[sub] <= 0.2)]
+        xs = np.vstack([wide[sub], wide[tr]])
+        ys = np.concatenate([(s[sub] >= 0.8).astype(int), y[tr]])
+        sw = np.concatenate([np.ones(len(sub)), np.full(len(tr), 0.5 * len(sub) / len(tr))])
+        st = LogisticRegression(C=0.05, max_iter=500).fit(xs, ys, sample_weight=sw)
+        s2 = r01(st.decision_function(wide))
+        for name, v in (
+            ("default (session 2)", s),
+            ("self-training on the pool", s2),
+            ("0.5 x default + 0.5 x self-training", 0.5 * s + 0.5 * s2),
+        ):
+            res.setdefault(name, []).append(_auroc(y[te], v[te]))
+    out["transductive_report_half_300_labels"] = _summary(res)
+    if minilm_subset > 0:
+        out["minilm_subset"] = _minilm_subset(inp, rep, minilm_subset, draws)
+    return out
+
+
+def _summary(res: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        k: {
+            "mean": round(float(np.mean(v)), 4),
+            "sd": round(float(np.std(v)), 4),
+            "min": round(min(v), 4),
+            "max": round(max(v), 4),
+        }
+        for k, v in res.items()
+    }
+
+
+def _minilm_subset(inp: dict[str, Any], pop: np.ndarray, n: int, draws: int) -> dict[str, Any]:
+    """MiniLM vs static embeddings on ``n`` random examples of ``pop``: the default scorer at
+    300 labels (AUROC on the rest of the subset) and logistic regression on dense features +
+    embeddings with every subset label (5-fold out-of-fold AUROC) — the supervised ceiling."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from ftprep.quality.learned import LearnedScorer
+    from ftprep.signals.embeddings import get_embedder
+
+    rows = np.sort(np.random.default_rng(7).choice(pop, n, replace=False))
+    y = inp["y"][rows]
+    e = get_embedder("minilm")
+    t0 = time.perf_counter()
+    mini = (
+        e.encode([inp["prompts"][i] for i in rows]),
+        e.encode([inp["outs"][i] for i in rows]),
+    )
+    out: dict[str, Any] = {
+        "n": n,
+        "positives": int(y.sum()),
+        "minilm_texts_per_s": round(2 * n / (time.perf_counter() - t0), 1),
+    }
+    static = (inp["pair"][0][rows], inp["pair"][1][rows])
+    for name, pair in (("minilm", mini), ("static", static)):
+        f = _features(inp, rows, pair)
+        pe, re_ = (np.asarray(x, dtype=np.float64) for x in pair)
+        wide = np.hstack([(f.dense - f.dense.mean(0)) / (f.dense.std(0) + 1e-9), pe, re_, pe * re_])
+        oof = cross_val_predict(
+            LogisticRegression(C=0.05, max_iter=3000),
+            wide,
+            y,
+            cv=StratifiedKFold(5, shuffle=True, random_state=0),
+            method="decision_function",
+        )
+        rng = np.random.default_rng(0)
+        res: dict[str, list[float]] = {}
+        for _ in range(draws):
+            idx = rng.permutation(len(rows))
+            tr, te = idx[:300], idx[300:]
+            for view, kw in (("default", {}), ("prior alone", {"views": ("prior",)})):
+                s = LearnedScorer(**kw).fit(f, tr, y[tr]).raw_score(f)
+                res.setdefault(view, []).append(_auroc(y[te], s[te]))
+        out[name] = {
+            "prompt-response cosine (no labels)": _auroc(y, np.einsum("ij,ij->i", pe, re_)),
+            "LR on dense + embeddings, every label (5-fold)": _auroc(y, oof),
+            **{f"{k}, 300 labels": v for k, v in _summary(res).items()},
+        }
     return out
 
 
@@ -428,7 +688,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--embed", default="static")
-    ap.add_argument("--only", default="degraded,learned,speed")
+    ap.add_argument("--only", default="degraded,learned,speed")  # also: directions
+    ap.add_argument("--minilm-subset", type=int, default=0)  # directions: MiniLM on n examples
     a = ap.parse_args(argv)
     if not ALPACA.exists():
         print("shared data not available", file=sys.stderr)
@@ -441,6 +702,8 @@ def main(argv: list[str] | None = None) -> int:
         out["learned"] = bench_learned(
             300, 3 if a.quick else 10, a.embed, () if a.quick else (1000, 3000)
         )
+    if "directions" in only:
+        out["directions"] = bench_directions(3 if a.quick else 10, a.minilm_subset)
     if "speed" in only:
         out["speed"] = bench_speed(10000 if a.quick else len(load_pool()))
     print(json.dumps(out, indent=2))
