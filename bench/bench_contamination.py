@@ -38,6 +38,7 @@ from ftprep.contamination.detect import (
     LeakParams,
     RefSet,
     TrainSide,
+    embed_distinct,
     find_leaks,
     find_leaks_many,
 )
@@ -173,7 +174,7 @@ def search_all(
     train_emb = None
     if embed is not None and params.semantic:
         t0 = time.perf_counter()
-        train_emb = embed(prompts)
+        train_emb = embed_distinct(embed, prompts)  # as the check's cached signal does
         secs["embed train"] = time.perf_counter() - t0
     benches = sorted(set(names))
     idx = {b: [i for i, x in enumerate(names) if x == b] for b in benches}

@@ -40,6 +40,7 @@ from ftprep.contamination.detect import (
     RefSet,
     TrainSide,
     duplicate_clusters,
+    embed_distinct,
     find_leaks_many,
 )
 from ftprep.contamination.text import tokenize
@@ -92,7 +93,7 @@ class _LeakSearch:
             try:
                 self.train_emb = ctx.embeddings(train, "prompt")
             except Exception:
-                self.train_emb = self.embed(self.texts["prompt"])
+                self.train_emb = embed_distinct(self.embed, self.texts["prompt"])
 
     def reports(self, refs: dict[str, Dataset]) -> tuple[dict[str, LeakReport], dict[str, float]]:
         """Every reference set searched at once (one lexical pass over the training side):

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ftprep.contamination.fuzzy import confirm_pairs
 from ftprep.contamination.index import ShingleIndex, group_salt, pair_containment
@@ -73,6 +75,7 @@ class LeakParams:
     near_char_min: int = 15
     near_fuzzy_words: int = 12
     near_fuzzy_per_miss: int = 16
+    near_fuzzy_shingles: int = 20
     ngram_sizes: tuple[int, ...] = (13,)
     ngram_max_df: int = 10
     ngram_min_coverage: float = 0.1
@@ -163,6 +166,7 @@ class TrainSide:
         self._tok: dict[str, Tokens] = dict(tokens or {})
         self._keys: dict[str, np.ndarray] = {}
         self._sh: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._distinct: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def tokens(self, field: str) -> Tokens:
         if field not in self._tok:
@@ -174,11 +178,35 @@ class TrainSide:
             self._keys[field] = text_keys(self.tokens(field))
         return self._keys[field]
 
+    def distinct(self, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(first row of every distinct text of ``field``, the rows grouped by distinct text,
+        CSR offsets of those groups): a repeated prompt is searched once."""
+        if field not in self._distinct:
+            enc = pc.dictionary_encode(pa.array(self.train[field], pa.large_string()))
+            inv = np.asarray(enc.indices, dtype=np.int64)
+            order = np.argsort(inv, kind="stable")
+            bounds = np.searchsorted(inv[order], np.arange(len(enc.dictionary) + 1))
+            self._distinct[field] = (order[bounds[:-1]], order, bounds.astype(np.int64))
+        return self._distinct[field]
+
     def shingles(self, field: str, n: int, min_chars: int = 0) -> tuple[np.ndarray, np.ndarray]:
         key = (field, n, min_chars)
         if key not in self._sh:
             self._sh[key] = ngram_hashes(self.tokens(field), n, min_chars=min_chars)
         return self._sh[key]
+
+
+def embed_distinct(embed: Embed, texts: list[str]) -> np.ndarray:
+    """``embed(texts)`` with every distinct text embedded once (as the cached embedding signal
+    of the check does: a training set often repeats prompts)."""
+    if not texts:
+        return np.asarray(embed([]), dtype=np.float32)
+    enc = pc.dictionary_encode(pa.array(texts, pa.large_string()))
+    uniq = enc.dictionary.to_pylist()
+    vecs = np.asarray(embed(uniq), dtype=np.float32)
+    if len(uniq) == len(texts):
+        return vecs
+    return vecs[np.asarray(enc.indices, dtype=np.int64)]
 
 
 @dataclass(slots=True)
@@ -326,12 +354,15 @@ def find_leaks_many(
             c_item[maybe].tolist(),
             params.near_fuzzy_words,
             params.near_fuzzy_per_miss,
-            also=(~ok[maybe]).tolist(),
+            also=(
+                ~ok[maybe] & (idx.full_size[c_item[maybe]] <= params.near_fuzzy_shingles)
+            ).tolist(),
         )
         short[maybe] = sh
         fuzzy_ok[maybe] = fz
-    # short items are decided by the word-window test alone; a longer item that misses the
-    # containment rule (swaps and typos break its few informative word pairs) may pass it too
+    # short items are decided by the word-window test alone; a longer item with few
+    # informative word pairs (<= near_fuzzy_shingles: option letters, digits and symbols
+    # pad it) that misses the containment rule may pass its strict form
     for k in np.flatnonzero((ok & ~short) | fuzzy_ok).tolist():
         r, j, c = int(c_rec[k]), int(c_item[k]), float(cont[k])
         why = (
@@ -397,7 +428,9 @@ def find_leaks_many(
         secs["candidates"] = time.perf_counter() - t0
         if train_emb is None:
             t0 = time.perf_counter()
-            train_emb = embed(train["prompt"] if "prompt" in train else train[lex_field])
+            train_emb = embed_distinct(
+                embed, train["prompt"] if "prompt" in train else train[lex_field]
+            )
             secs["embed"] = time.perf_counter() - t0
         item_len = np.maximum(rt.lengths, 1)
         for g, ref in enumerate(refs):
@@ -405,7 +438,7 @@ def find_leaks_many(
                 continue
             ss = set_secs[g]
             t0 = time.perf_counter()
-            ref_emb = ref.emb if ref.emb is not None else embed(ref.input)
+            ref_emb = ref.emb if ref.emb is not None else embed_distinct(embed, ref.input)
             ss["embed"] = time.perf_counter() - t0
             a, b = int(first[g]), int(first[g + 1])
             mine = (l_item >= a) & (l_item < b)
@@ -517,14 +550,19 @@ def _paraphrases(
     wt = params.weights
     reach = (threshold - wt.words - wt.specifics - wt.length) / max(wt.cos, 1e-9)
     t_ann = time.perf_counter()
-    qi, ri, _cos = candidates(
-        train_emb,
+    # every distinct prompt is searched once, its neighbours given to all its rows
+    first, rows, bounds = side.distinct("prompt" if "prompt" in train else lex_field)
+    qd, ri, _cos = candidates(
+        train_emb[first] if len(first) < len(train_emb) else train_emb,
         ref_emb,
         k=params.candidate_k,
         min_cos=max(params.candidate_cos, reach),
         nprobe=params.ann_nprobe,
         exact_limit=params.ann_exact_limit,
     )
+    cnt = bounds[qd + 1] - bounds[qd]
+    within = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    qi, ri = rows[np.repeat(bounds[qd], cnt) + within], np.repeat(ri, cnt)
     secs["ann"] = secs.get("ann", 0.0) + time.perf_counter() - t_ann
     key = unique(np.r_[qi * n_ref + ri, lexical[0] * n_ref + lexical[1]])
     key = key[~isin(key, skip)]

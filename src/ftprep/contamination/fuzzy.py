@@ -20,7 +20,10 @@ Used to verify candidate pairs that the cheaper stages proposed; it never genera
 every pair of a short item (at most ``near_fuzzy_words`` words), and the pairs of longer items
 that keep a fair share of their word pairs but miss the containment rule (an item padded with
 option letters, digits and symbols has few informative word pairs, and two swaps or typos
-break most of them).
+break most of them) — for those, in a strict form where the words of 1-2 characters (digits,
+option letters) count too and must be found exactly: such an item's real words are few, and
+a same-template sibling ("Let x = 1. What is x << 3 in Python 3?" against "What is the output
+of "abc"[::-1] in Python 3?") differs mostly in its digits and symbols.
 """
 
 from __future__ import annotations
@@ -130,15 +133,21 @@ def best_window(item: list[str], record: list[str], slack: float = 0.5) -> set[i
 
 
 def contains_item(
-    item: str | list[str], record: str | list[str], per_miss: int = 8, slack: float = 0.5
+    item: str | list[str],
+    record: str | list[str],
+    per_miss: int = 8,
+    slack: float = 0.5,
+    strict: bool = False,
 ) -> tuple[bool, float]:
-    """(present, share of the item's words found in the best window)."""
+    """(present, share of the item's words found in the best window). ``strict``: words of 1-2
+    characters (digits, option letters, symbols' remains) count against the match too — they
+    must be found exactly."""
     iw = words(item) if isinstance(item, str) else item
     rw = words(record) if isinstance(record, str) else record
     if not iw:
         return False, 0.0
     found = best_window(iw, rw, slack)
-    missed = sum(1 for k, w in enumerate(iw) if k not in found and len(w) >= 3)
+    missed = sum(1 for k, w in enumerate(iw) if k not in found and (strict or len(w) >= 3))
     return missed <= len(iw) // per_miss, len(found) / len(iw)
 
 
@@ -153,8 +162,9 @@ def confirm_pairs(
 ) -> tuple[list[bool], list[bool]]:
     """For candidate pairs (``records[rec[k]]``, ``items[item[k]]``): whether the item is short
     (at most ``max_words`` words) and whether :func:`contains_item` finds it in the record —
-    tested for the short items and for the pairs marked in ``also`` (longer items whose word
-    pairs missed the containment rule), False for the others. Texts are normalised once per
+    tested for the short items, and for the longer items of the pairs marked in ``also``
+    (whose word pairs missed the containment rule) in its strict form (every word counts,
+    digits and option letters too), False for the others. Texts are normalised once per
     distinct record and item."""
     u_item = sorted(set(item))
     iw = dict(zip(u_item, words_batch([items[i] for i in u_item]), strict=True))
@@ -164,7 +174,7 @@ def confirm_pairs(
     u_rec = sorted({r for r, t in zip(rec, test, strict=True) if t})
     rw = dict(zip(u_rec, words_batch([records[i] for i in u_rec]), strict=True))
     found = [
-        t and len(iw[j]) > 0 and contains_item(iw[j], rw[r], per_miss)[0]
-        for r, j, t in zip(rec, item, test, strict=True)
+        t and len(iw[j]) > 0 and contains_item(iw[j], rw[r], per_miss, strict=not s)[0]
+        for r, j, t, s in zip(rec, item, test, short, strict=True)
     ]
     return short, found

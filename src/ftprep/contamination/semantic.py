@@ -48,12 +48,13 @@ _NAME = re.compile(r"[A-Z][a-z]{2,}")
 _ENDS = frozenset(".!?:")
 
 
-_TOKEN_CACHE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None, bool]] = {}
+_LABEL = re.compile(r"\(?\d{1,3}[.)]")
+_TOKEN_CACHE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None, bool, bool]] = {}
 
 
-def _token_features(t: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None, bool]:
-    """(content-word stems, specifics, name of its first word, ends a sentence) of one
-    whitespace token."""
+def _token_features(t: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None, bool, bool]:
+    """(content-word stems, specifics, name of its first word, ends a sentence, looks like a
+    list label "1." / "2)") of one whitespace token."""
     words: list[str] = []
     specs = [m.group().replace(",", "").rstrip(".").lstrip("0") or "0" for m in _NUM.finditer(t)]
     first_name = None
@@ -71,7 +72,7 @@ def _token_features(t: str) -> tuple[tuple[str, ...], tuple[str, ...], str | Non
                 first_name = "n:" + m2.group().lower()
             else:
                 specs.append("n:" + m2.group().lower())
-    return tuple(words), tuple(specs), first_name, t[-1:] in _ENDS
+    return tuple(words), tuple(specs), first_name, t[-1:] in _ENDS, bool(_LABEL.fullmatch(t))
 
 
 def _stem(w: str) -> str:
@@ -104,6 +105,7 @@ class TextFeatures:
     tok_specs: tuple[np.ndarray, np.ndarray] | None = None  # distinct token -> specific ids
     tok_name: np.ndarray | None = None  # distinct token -> name id of its first word (-1)
     tok_text: list[str] | None = None  # distinct token -> its text
+    tok_label: np.ndarray | None = None  # distinct token -> looks like a list label ("1.")
 
     @property
     def n_texts(self) -> int:
@@ -125,12 +127,15 @@ def _features_at(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Content-word and specific features of the token at each position ``pos``:
     (index into ``pos``, word id), (index into ``pos``, specific id); a capitalised first word
-    counts as a name unless it starts a sentence."""
+    counts as a name unless it starts a sentence, and a list label ("1." / "2)") that starts a
+    line or sentence is no quantity."""
     assert seq.seq_tok is not None and seq.seq_start is not None and seq.tok_name is not None
-    assert seq.tok_words is not None and seq.tok_specs is not None
+    assert seq.tok_words is not None and seq.tok_specs is not None and seq.tok_label is not None
     tok = seq.seq_tok[pos]
     wa, wi = _expand(tok, seq.tok_words)
     sa, si = _expand(tok, seq.tok_specs)
+    quantity = ~(seq.tok_label[tok[sa]] & seq.seq_start[pos[sa]])
+    sa, si = sa[quantity], si[quantity]
     nm = seq.tok_name[tok]
     named = np.flatnonzero((nm >= 0) & ~seq.seq_start[pos])
     return wa, wi, np.r_[sa, named], np.r_[si, nm[named]]
@@ -165,11 +170,15 @@ class FeatureSpace:
     def _classify(
         self, toks: list[str]
     ) -> tuple[
-        tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray
+        tuple[np.ndarray, np.ndarray],
+        tuple[np.ndarray, np.ndarray],
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
     ]:
         """Per distinct whitespace token: its content-word ids, its specific ids (numbers,
-        number words, names after its first word), the name id of its first word and whether
-        it ends a sentence."""
+        number words, names after its first word), the name id of its first word, whether
+        it ends a sentence and whether it looks like a list label."""
         wid, sid = self._word_ids, self._spec_ids
         w_ids: list[int] = []
         s_ids: list[int] = []
@@ -177,6 +186,7 @@ class FeatureSpace:
         s_off = [0]
         name = np.full(len(toks), -1, np.int32)
         end = np.zeros(len(toks), dtype=bool)
+        label = np.zeros(len(toks), dtype=bool)
         cache = _TOKEN_CACHE
         if len(cache) > 2_000_000:
             cache.clear()
@@ -184,7 +194,7 @@ class FeatureSpace:
             f = cache.get(t)
             if f is None:
                 f = cache[t] = _token_features(t)
-            words, specs, first_name, ends = f
+            words, specs, first_name, ends, label[i] = f
             for w in words:
                 w_ids.append(wid.setdefault(w, len(wid)))
             for x in specs:
@@ -199,6 +209,7 @@ class FeatureSpace:
             (np.array(s_ids, dtype=np.int32), np.array(s_off, dtype=np.int64)),
             name,
             end,
+            label,
         )
 
     def encode(self, texts: Sequence[str] | pa.Array, sequence: bool = False) -> TextFeatures:
@@ -216,7 +227,7 @@ class FeatureSpace:
         lengths = np.diff(offsets)
         enc = pc.dictionary_encode(lists.flatten())
         toks = enc.dictionary.to_pylist()
-        tw, ts, name, end = self._classify(toks)
+        tw, ts, name, end, label = self._classify(toks)
         idx = np.asarray(enc.indices, dtype=np.int64)
         owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
         start = np.zeros(len(idx), dtype=bool)
@@ -234,12 +245,13 @@ class FeatureSpace:
             ts,
             name,
             toks,
+            label,
         )
         wa, wi, sa, si = _features_at(seq, np.arange(len(idx), dtype=np.int64))
         seq.words = _csr_sets(owner[wa], wi, n)
         seq.specs = _csr_sets(owner[sa], si, n)
         if not sequence:
-            seq.seq_tok = seq.seq_off = seq.seq_start = seq.tok_name = None
+            seq.seq_tok = seq.seq_off = seq.seq_start = seq.tok_name = seq.tok_label = None
             seq.tok_words = seq.tok_specs = None
             seq.tok_text = None
         return seq
