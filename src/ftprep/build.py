@@ -98,6 +98,17 @@ def build(
         project = load_project(project)
     ws, ledger = open_workspace(project)
     _preflight(project, ws)
+    fmt = fmt or project.build.format
+    if fmt not in EXTENSIONS:
+        raise ProjectError(
+            f"unknown output format {fmt!r}; expected one of {', '.join(EXTENSIONS)}"
+        )
+    out_dir = (
+        Path(out)
+        if out is not None
+        else (project.path(project.build.out) or project.out_dir / "build")
+    )
+    remove_stale_temps(out_dir)  # what a killed build left behind
     ing = ingest(project, progress)
     last = _last_audit_fingerprints(ws.engine)
     if last is None:
@@ -135,14 +146,7 @@ def build(
     _eval_from_elsewhere(project, ing, splits)
     replay = _mix_replay(project, ing, splits)
 
-    fmt = fmt or project.build.format
-    out_dir = (
-        Path(out)
-        if out is not None
-        else (project.path(project.build.out) or project.out_dir / "build")
-    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out_dir)  # left by a build that was killed
     with atomic_file_set(out_dir, "manifest.json") as stage:
         manifest = _write_build(project, ing, splits, blocked, kept_ds, links, replay, fmt, stage)
         stale = _previous_files(out_dir) - {v["file"] for v in manifest["splits"].values()}
@@ -182,7 +186,7 @@ def _write_build(
             key=lambda r: hashlib.blake2b(f"{seed}:{r['id']}".encode(), digest_size=8).digest()
         )
         file = f"{name}{EXTENSIONS[fmt]}"
-        digest = write_split(members, stage(file), fmt, losses)
+        digest = write_split(members, stage(file), fmt, losses, atomic=False)
         manifest_splits[name] = {
             "file": file,
             "count": len(members),

@@ -149,7 +149,15 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
         """
         res = con.sql(sql)
         table = res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
-    except duckdb.Error:
+    except (duckdb.Error, RuntimeError) as e:
+        # Ctrl-C while DuckDB runs surfaces as its InterruptException or a RuntimeError
+        # "Query interrupted", depending on the version: it must stop the command, not fall
+        # back to the slow path (or escape as a traceback)
+        if (
+            isinstance(e, getattr(duckdb, "InterruptException", ()))
+            or "interrupt" in str(e).lower()
+        ):
+            raise KeyboardInterrupt from None
         return None
     finally:
         con.close()

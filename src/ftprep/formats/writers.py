@@ -4,6 +4,7 @@ written file; files are written atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,18 +137,21 @@ def write_split(
     path: Path,
     fmt: str,
     losses: dict[str, int] | None = None,
+    atomic: bool = True,
 ) -> str:
     """Write one split; with ``losses``, count (by :func:`loss` reason) the examples that the
-    format cannot hold completely."""
+    format cannot hold completely. ``atomic=False`` writes ``path`` in place (for a path that
+    is itself a staged temporary, see :func:`ftprep.store.atomic_file_set`)."""
+    target = atomic_path(path) if atomic else contextlib.nullcontext(path)
     if fmt == "parquet":
         table = pa.Table.from_pylist(
             [{k: r.get(k) for k in SCHEMA.names} for r in rows], schema=SCHEMA
         )
-        with atomic_path(path) as tmp:
+        with target as tmp:
             pq.write_table(table, tmp, compression="zstd")
         return hashlib.sha256(path.read_bytes()).hexdigest()
     h = hashlib.sha256()
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with target as tmp, open(tmp, "wb") as fh:
         for r in rows:
             rec = to_record(r, fmt)
             if losses is not None and fmt not in LOSSLESS:
