@@ -174,8 +174,17 @@ class TrainSide:
         return self._tok[field]
 
     def keys(self, field: str) -> np.ndarray:
+        """Whole-text keys of ``field`` (a field not tokenized yet: its distinct texts only)."""
         if field not in self._keys:
-            self._keys[field] = text_keys(self.tokens(field))
+            if field in self._tok:
+                self._keys[field] = text_keys(self._tok[field])
+            else:
+                first, rows, bounds = self.distinct(field)
+                texts = self.train[field]
+                kd = text_keys(tokenize([texts[i] for i in first.tolist()]))
+                keys = np.empty(self.n, dtype=kd.dtype)
+                keys[rows] = np.repeat(kd, np.diff(bounds))
+                self._keys[field] = keys
         return self._keys[field]
 
     def distinct(self, field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

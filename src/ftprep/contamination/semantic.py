@@ -45,7 +45,10 @@ STOP_WORDS = frozenset(_STOP_TEXT.split())
 _SUB = re.compile(r"[^\W_]+", re.UNICODE)
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"[A-Z][a-z]{2,}")
-_ENDS = frozenset(".!?:")
+# a line break ends a sentence: the token before it gets this mark (not a word character, not
+# whitespace), so "5" at the end of a line is not mistaken for the list label "5."
+_EOL = "\ue000"
+_ENDS = frozenset(".!?:" + _EOL)
 
 
 _LABEL = re.compile(r"\(?\d{1,3}[.)]")
@@ -221,7 +224,7 @@ class FeatureSpace:
         arr = pc.fill_null(arr.cast(pa.large_string()), "")
         n = len(arr)
         # a line break ends a sentence (the next word is no name)
-        lists = pc.utf8_split_whitespace(pc.replace_substring(arr, "\n", ".\n"))
+        lists = pc.utf8_split_whitespace(pc.replace_substring(arr, "\n", _EOL + "\n"))
         offsets = np.asarray(lists.offsets, dtype=np.int64)
         offsets = offsets - offsets[0]
         lengths = np.diff(offsets)
@@ -420,7 +423,9 @@ class Windows:
 
     def texts(self, which: Sequence[int]) -> list[str]:
         v, t, c = self.vocab, self.tok, self.cuts
-        return [" ".join([v[x] for x in t[c[p] : c[p + 1]].tolist()]) for p in which]
+        return [
+            " ".join([v[x] for x in t[c[p] : c[p + 1]].tolist()]).replace(_EOL, ".") for p in which
+        ]
 
 
 def _boundary(

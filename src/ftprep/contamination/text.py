@@ -155,6 +155,45 @@ def fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> _U64(33))
 
 
+def _inverse_u64(a: int) -> int:
+    """The inverse of an odd number modulo 2**64 (Newton's iteration)."""
+    x = a
+    for _ in range(6):
+        x = (x * (2 - a * x)) % (1 << 64)
+    return x
+
+
+_POLY_INV = _U64(_inverse_u64(int(_POLY)))
+
+
+def _window_poly(ids: np.ndarray, n: int) -> np.ndarray:
+    """``sum(ids[i + k] * POLY**(n - 1 - k) for k < n)`` (mod 2**64) for every start ``i``:
+    Horner's rule for small ``n``; for larger ``n`` prefix sums of ``ids[j] * POLY**-j``
+    (POLY is odd, so invertible modulo 2**64): ``POLY**(i + n - 1) * (C[i + n - 1] - C[i - 1])``,
+    the same values in a fixed number of passes instead of ``2n``."""
+    m = len(ids) - n + 1
+    with np.errstate(over="ignore"):
+        if n <= 4:
+            h = np.zeros(m, dtype=_U64)
+            for k in range(n):
+                h = h * _POLY + ids[k : k + m]
+            return h
+        pw = np.empty(len(ids), dtype=_U64)
+        pw[0] = 1
+        pw[1:] = _POLY_INV
+        np.cumprod(pw, out=pw)
+        c = np.empty(len(ids) + 1, dtype=_U64)
+        c[0] = 0
+        np.multiply(ids, pw, out=c[1:])
+        np.cumsum(c, out=c)
+        h = c[n:] - c[:m]
+        pw[0] = _POLY ** _U64(n - 1)
+        pw[1:] = _POLY
+        np.cumprod(pw, out=pw)
+        h *= pw[:m]
+    return h
+
+
 def ngram_hashes(
     tokens: Tokens, n: int, *, short: bool = False, min_chars: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -174,10 +213,7 @@ def ngram_hashes(
     parts_o: list[np.ndarray] = []
     if total >= n:
         m = total - n + 1
-        with np.errstate(over="ignore"):
-            h = np.zeros(m, dtype=_U64)
-            for k in range(n):
-                h = h * _POLY + ids[k : k + m]
+        h = _window_poly(ids, n)
         starts = np.arange(m, dtype=np.int64)
         owner = tokens.owner()[:m]
         valid = starts + n <= off[1:][owner]
