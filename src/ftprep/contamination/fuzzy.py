@@ -95,10 +95,12 @@ def best_window(item: list[str], record: list[str], slack: float = 0.5) -> set[i
         if len(w) >= 3:  # a lightly edited copy may also be there
             missing.append(k)
     if missing:
-        # symmetric deletes: words one edit apart share the word itself or a 1-deletion
+        # symmetric deletes: words one edit apart share the word itself or a 1-deletion (only
+        # record words whose length is within one of a missing word's can be one edit away)
+        near_len = {len(item[k]) + d for k in missing for d in (-1, 0, 1)}
         dels: dict[str, set[str]] = defaultdict(set)
         for w in where:
-            if len(w) >= 3:
+            if len(w) >= 3 and len(w) in near_len:
                 dels[w].add(w)
                 for i in range(len(w)):
                     dels[w[:i] + w[i + 1 :]].add(w)

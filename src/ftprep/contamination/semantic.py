@@ -58,6 +58,11 @@ _TOKEN_CACHE: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None, bool
 def _token_features(t: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None, bool, bool]:
     """(content-word stems, specifics, name of its first word, ends a sentence, looks like a
     list label "1." / "2)") of one whitespace token."""
+    if t.isalpha() and t.islower():  # the common case, without the regular expressions
+        if t in STOP_WORDS:
+            return (), (), None, False, False
+        num = NUMBER_WORDS.get(t)
+        return (_stem(t),), () if num is None else (num,), None, False, False
     words: list[str] = []
     specs = [m.group().replace(",", "").rstrip(".").lstrip("0") or "0" for m in _NUM.finditer(t)]
     first_name = None
