@@ -15,6 +15,7 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -82,20 +83,29 @@ def _progress_factory(quiet: bool) -> Callable[[str, int | None], Any]:
 
 
 def _fail(msg: str) -> None:
-    err.print(f"[red]error:[/red] {msg}", markup=True, highlight=False, soft_wrap=True)
+    # the message may quote paths, keys or data: never read it as console markup
+    err.print(f"[red]error:[/red] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)
     sys.exit(2)
 
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
     """Map expected errors to one clear line and exit code 2 (never a traceback)."""
+    import sqlalchemy as sa
+
     from ftprep.formats.readers import InputError
     from ftprep.project import ProjectError
 
     try:
         yield
-    except (ProjectError, InputError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except (ProjectError, InputError) as e:
         _fail(str(e))
+    except OSError as e:  # a path that is a file, a directory, missing or not writable
+        _fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
+    except sa.exc.ArgumentError as e:
+        _fail(f"bad database URL: {e}")
+    except sa.exc.OperationalError as e:
+        _fail(f"cannot open the database: {e.orig}")
     except KeyboardInterrupt:
         err.print("interrupted; nothing half-written was left behind")
         sys.exit(130)
@@ -132,23 +142,44 @@ def init(directory: Path, force: bool) -> None:
     """Scaffold a project: a commented ftprep.yaml and templates for the task spec, rubric,
     capability inventory and objectives."""
     src = Path(__file__).parent / "templates"
-    directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for f in sorted(src.iterdir()):
-        if not f.is_file():
-            continue
-        target = directory / f.name
-        if target.exists() and not force:
-            err.print(f"kept existing {target}")
-            continue
-        shutil.copyfile(f, target)
-        written.append(target.name)
-    (directory / "data").mkdir(exist_ok=True)
-    console.print(f"created {directory}: {', '.join(written) or 'nothing new'}")
+    with _errors():
+        directory.mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.iterdir()):
+            if not f.is_file():
+                continue
+            target = directory / f.name
+            if target.exists() and not force:
+                err.print(f"kept existing {target}", markup=False)
+                continue
+            shutil.copyfile(f, target)
+            written.append(target.name)
+        (directory / "data").mkdir(exist_ok=True)
+    console.print(f"created {directory}: {', '.join(written) or 'nothing new'}", markup=False)
     console.print(
         "next: put your data in data/, list it under `sources:` in ftprep.yaml, then run "
-        f"`ftprep audit -p {directory}`"
+        f"`ftprep audit -p {directory}`",
+        markup=False,
     )
+
+
+def _known_checks(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A misspelt ``--check`` would run nothing and pass: refuse it (exit 2)."""
+    if not value:
+        return value
+    from ftprep.checks import registry
+
+    names = registry.load_all()
+    for v in value:
+        if not any(n == v or n.startswith(v + ".") for n in names):
+            prefixes = sorted({n.split(".")[0] for n in names})
+            raise click.BadParameter(
+                f"no check is named {v!r} or starts with {v + '.'!r} "
+                f"(prefixes: {', '.join(prefixes)}; `ftprep checks` lists them all)"
+            )
+    return value
 
 
 @main.command()
@@ -162,7 +193,11 @@ def init(directory: Path, force: bool) -> None:
     help="Exit 1 on FAIL only, or on WARN too.",
 )
 @click.option(
-    "--check", "only", multiple=True, help="Run only this check (or check prefix); repeatable."
+    "--check",
+    "only",
+    multiple=True,
+    callback=_known_checks,
+    help="Run only this check (or check prefix, e.g. format); repeatable.",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print findings.json to stdout instead of a table."
@@ -192,13 +227,13 @@ def audit(
 
 
 def _print_summary(res: Any) -> None:
-    t = Table(title=f"ftprep audit — {res.project.name}", show_lines=False)
+    t = Table(title=f"ftprep audit — {escape(res.project.name)}", show_lines=False)
     t.add_column("check")
     t.add_column("status")
     t.add_column("summary", overflow="fold")
     for r in res.results:
         s = str(r.status)
-        t.add_row(r.check, f"[{STATUS_STYLE[s]}]{s}[/]", r.summary)
+        t.add_row(r.check, f"[{STATUS_STYLE[s]}]{s}[/]", escape(r.summary))
     console.print(t)
     f = res.findings
     console.print(
@@ -207,7 +242,7 @@ def _print_summary(res: Any) -> None:
         + ", ".join(f"{k} {v}" for k, v in f["decisions"]["counts"].items())
     )
     if res.report_path:
-        console.print(f"report: {res.report_path}\nfindings: {res.findings_path}")
+        console.print(f"report: {res.report_path}\nfindings: {res.findings_path}", markup=False)
     s = str(res.status)
     console.print(f"overall: [{STATUS_STYLE[s]}]{s}[/] (exit {res.exit_code})")
 
@@ -228,7 +263,7 @@ def _print_summary(res: Any) -> None:
     help="Output format (default: build.format, openai chat JSONL).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars, no summary line.")
 def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet: bool) -> None:
     """Apply the decisions ledger and write train/validation/test + manifest.json."""
     from ftprep.build import build as run_build
@@ -252,14 +287,15 @@ def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet
                 f"; train includes {acc['from_replay']} replay examples"
                 if acc.get("from_replay")
                 else ""
-            )
+            ),
+            markup=False,
         )
         for w in res.manifest.get("warnings", []):
-            err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+            err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
 
 
 @main.command("checks")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable list with default gates.")
 def list_checks(as_json: bool) -> None:
     """List every check with its failure mode, required inputs and documentation."""
     from ftprep.checks import registry
