@@ -306,7 +306,12 @@ def main() -> None:
     truth = plant(prompts, outs, ev, names, args.seed, args.per_kind)
     full = [p + "\n\n" + o for p, o in zip(prompts, outs, strict=True)]
     n = len(full)
-    print(f"train {n:,} records, eval {len(ev):,} items, planted {len(truth)}")
+    load0 = os.getloadavg()
+    print(
+        f"train {n:,} records ({len(set(prompts)):,} distinct prompts, {len(set(full)):,} "
+        f"distinct records), eval {len(ev):,} items, planted {len(truth)}; "
+        f"load average {load0[0]:.1f}"
+    )
     res: dict[str, dict[str, float]] = {}
 
     t0 = time.perf_counter()
@@ -315,6 +320,12 @@ def main() -> None:
     )
     t_full = time.perf_counter() - t0
     res["ours: whole search (exact+containment+13-gram+semantic)"] = _row(f1, truth, n, t_full)
+    load1 = os.getloadavg()
+    print(
+        f"WHOLE LEAKAGE CHECK: {n:,} training records against {len(ev):,} eval items in "
+        f"{t_full:.1f} s = {n / t_full:,.0f} records/s (load average {load1[0]:.1f})",
+        flush=True,
+    )
     print("stage seconds", {k: round(v, 2) for k, v in stage_secs.items()}, "thresholds", thr)
     t0 = time.perf_counter()
     f2, _, _ = search_all(prompts, full, ev, ev_full, names, LeakParams(semantic=False))
@@ -386,10 +397,12 @@ def main() -> None:
     print(json.dumps(res, indent=1))
     print(json.dumps(para, indent=1))
     if args.write:
-        write_section(res, para, n, len(ev), len(truth), t_full, stage_secs)
+        write_section(
+            res, para, n, len(ev), len(truth), t_full, stage_secs, (load0[0], load1[0]), args
+        )
 
 
-def write_section(res, para, n, n_ev, n_planted, t_full, stage_secs) -> None:  # type: ignore[no-untyped-def]
+def write_section(res, para, n, n_ev, n_planted, t_full, stage_secs, loads, args) -> None:  # type: ignore[no-untyped-def]
     cols = [
         "exact",
         "near",
@@ -403,7 +416,12 @@ def write_section(res, para, n, n_ev, n_planted, t_full, stage_secs) -> None:  #
     lines = [
         "## Contamination",
         "",
-        f"`PYTHONPATH=src python bench/bench_contamination.py --write` — {machine()}.",
+        f"`PYTHONPATH=src flock /tmp/ftprep-bench.lock python bench/bench_contamination.py "
+        f"--train {args.train} --eval {args.eval} --write` — {machine()}; load average "
+        f"{loads[0]:.1f} before the whole search, {loads[1]:.1f} after it.",
+        "",
+        f"**Whole leakage check: {n / t_full:,.0f} training records/s** ({n:,} records against "
+        f"{n_ev:,} eval items in {t_full:.1f} s).",
         f"Training: {n:,} records (Alpaca-cleaned recombined) with {n_planted} planted leaks; "
         f"eval: {n_ev:,} items (GSM8K test + MMLU test + HumanEval). Recall per planted kind, "
         "false-alarm rate = non-planted records flagged. Static embeddings (`static`).",
@@ -447,6 +465,10 @@ def write_section(res, para, n, n_ev, n_planted, t_full, stage_secs) -> None:  #
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     section = "\n".join(lines)
     m = re.search(r"^## Contamination\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    if m:  # the hand-written notes at the end of the section are kept
+        notes = re.search(r"^Notes \(contamination.*", m.group(0), flags=re.S | re.M)
+        if notes:
+            section += "\n" + notes.group(0).rstrip("\n") + "\n\n"
     text = (
         text[: m.start()] + section + text[m.end() :] if m else text.rstrip("\n") + "\n\n" + section
     )

@@ -83,7 +83,7 @@ def normalize_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Arr
     lo, hi = int(offsets[0]) if n else 0, int(offsets[-1]) if n else 0
     mapped = _LUT[data[lo:hi]]
     out = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer((offsets - lo).tobytes()), pa.py_buffer(mapped.tobytes())
+        n, pa.py_buffer(offsets - lo), pa.py_buffer(mapped)
     )
     non_ascii = pc.invert(pc.string_is_ascii(arr))
     if (pc.sum(non_ascii).as_py() or 0) > 0:
