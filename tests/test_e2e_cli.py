@@ -158,3 +158,25 @@ def test_a_source_that_parses_to_nothing_fails(tmp_path: Path) -> None:
     assert code == 1
     code, out = _run("build", "-p", str(root))
     assert code == 0 and "training split is empty" in out
+
+
+def test_ctrl_c_anywhere_exits_130_not_1(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """click turns Ctrl-C into "Aborted!" and exit 1, which CI reads as a failed gate."""
+    import ftprep.api
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ftprep.api, "audit", interrupted)
+    code, out = _run("audit", "-q", "-p", str(project))
+    assert code == 130 and "interrupted" in out
+
+
+def test_report_is_self_contained(project: Path) -> None:
+    assert _run("audit", "-q", "-p", str(project))[0] in (0, 1)
+    html = (project / "out" / "audit" / "report.html").read_text(encoding="utf-8")
+    urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"'<>)]*", html))
+    assert urls <= {"http://www.w3.org/2000/svg"}, urls
+    for tag in ("<script", "<link", "<iframe", "<img", "@import", "url("):
+        assert tag not in html.lower(), tag
+    assert "<svg" in html
