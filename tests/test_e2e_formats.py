@@ -209,3 +209,17 @@ def test_mostly_rejected_source_fails_the_audit(tmp_path: Path) -> None:
     res = ftprep.build(project)
     assert res.counts["train"] + res.counts["validation"] + res.counts["test"] == 1
     assert res.manifest["accounting"]["rejected"] == 8
+
+
+def test_pretty_printed_object_holding_the_records(tmp_path: Path) -> None:
+    """``{"version": …, "data": [records]}`` over many lines is a JSON document, not JSONL
+    (every line used to be rejected as malformed), and each record keeps its own line."""
+    p = tmp_path / "wrapped.json"
+    recs = [{"prompt": f"p{i}", "completion": "c"} for i in range(3)] + [[1]]
+    p.write_text(json.dumps({"version": "1", "tags": "x", "data": recs}, indent=2))
+    res = read_file(p, ReadOptions(source="s"), workers=1)
+    assert res.dataset.table.column("line").to_pylist() == [5, 9, 13]
+    assert [(r.line, r.code) for r in res.rejects] == [(17, "not_an_object")]
+    one_line = tmp_path / "records.json"  # objects complete on their lines: JSONL
+    one_line.write_text("".join(json.dumps(r) + "\n" for r in recs[:3]))
+    assert len(read_file(one_line, ReadOptions(source="s"), workers=1).dataset) == 3

@@ -82,9 +82,20 @@ def detect_container(path: Path) -> str:
     if ext in ("jsonl", "ndjson"):
         return "jsonl"
     if ext == "json":
+        # an array, or one (pretty-printed) object holding the array, is a JSON document; an
+        # object that is complete on its first line is JSONL
         with _open_bytes(path) as fh:
-            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-        return "json" if head.startswith(b"[") else "jsonl"
+            first = fh.readline()
+            while first and not first.strip(b"\xef\xbb\xbf \t\r\n"):
+                first = fh.readline()
+        head = first.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head.startswith(b"["):
+            return "json"
+        try:
+            orjson.loads(head)
+        except orjson.JSONDecodeError:
+            return "json" if head.startswith(b"{") else "jsonl"
+        return "jsonl"
     if ext in ("csv", "tsv", "parquet"):
         return ext
     raise InputError(
@@ -283,26 +294,27 @@ def _read_json_array(path: Path, opts: ReadOptions) -> list[_Rows]:
         pos = getattr(e, "pos", 0) or 0
         line = raw[:pos].count(b"\n") + 1
         raise InputError(f"{path}:{line}: invalid JSON ({e})") from None
+    depth = 1  # where the records' array opens: the top level, or inside a wrapping object
     if isinstance(data, dict):
-        data = next((v for v in data.values() if isinstance(v, list)), [data])
+        inner = next((v for v in data.values() if isinstance(v, list)), None)
+        data, depth = ([data], 0) if inner is None else (inner, 2)
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON array of records")
-    # line numbers: the line on which each top-level element starts
-    starts = _array_element_lines(raw, len(data))
+    # line numbers: the line on which each element of the records' array starts
+    starts = _array_element_lines(raw, len(data), depth) if depth else [1]
     for i, rec in enumerate(data):
         _add_record(rows, rec, opts, str(path), starts[i], len(orjson.dumps(rec, default=str)))
     return [rows]
 
 
-def _array_element_lines(raw: bytes, n: int) -> list[int]:
-    """Line number of the start of each top-level array element (a light scanner that tracks
-    strings and nesting depth)."""
+def _array_element_lines(raw: bytes, n: int, depth_of_array: int = 1) -> list[int]:
+    """Line number of the start of each element of the first array that opens at nesting depth
+    ``depth_of_array`` (1: the document is the array; 2: an array inside the top-level object).
+    A light scanner that tracks strings and nesting depth."""
     lines: list[int] = []
     depth = 0
-    in_str = False
-    esc = False
+    in_str = esc = expecting = active = done = False
     line = 1
-    expecting = False
     for ch in raw:
         if ch == 0x0A:
             line += 1
@@ -321,11 +333,13 @@ def _array_element_lines(raw: bytes, n: int) -> list[int]:
             in_str = True
         elif ch in (0x5B, 0x7B):
             depth += 1
-            if depth == 1 and ch == 0x5B:
-                expecting = True
+            if ch == 0x5B and depth == depth_of_array and not (active or done):
+                active = expecting = True
         elif ch in (0x5D, 0x7D):
+            if active and depth == depth_of_array:
+                active, done, expecting = False, True, False
             depth -= 1
-        elif ch == 0x2C and depth == 1:
+        elif ch == 0x2C and active and depth == depth_of_array:
             expecting = True
     while len(lines) < n:
         lines.append(line)
