@@ -180,3 +180,18 @@ def test_report_is_self_contained(project: Path) -> None:
     for tag in ("<script", "<link", "<iframe", "<img", "@import", "url("):
         assert tag not in html.lower(), tag
     assert "<svg" in html
+
+
+def test_totals_count_training_records_only(tmp_path: Path) -> None:
+    """findings.json ``totals`` is about the training data (docs/schema.md): a production
+    sample's rejects are listed, but not added to the training records' arithmetic."""
+    root = make_project(tmp_path / "p", [chat(i) for i in range(6)] + ["{bad"])
+    write_jsonl(root / "data" / "prod.jsonl", ["{bad", "{bad", *(chat(i) for i in range(9))])
+    with open(root / "ftprep.yaml", "a") as fh:
+        fh.write("production:\n  path: data/prod.jsonl\n")
+    assert _run("audit", "-q", "-p", str(root), "--check", "format.rejects")[0] == 0
+    f = json.loads((root / "out" / "audit" / "findings.json").read_text())
+    assert f["totals"] == {"records": 7, "examples": 6, "rejects": 1}
+    assert sorted(r["source"] for r in f["rejects"]) == ["main", "production", "production"]
+    (check,) = f["checks"]
+    assert check["values"]["reject_rate"] == pytest.approx(1 / 7)

@@ -371,6 +371,7 @@ def audit(
 
 def findings_document(res: AuditResult) -> dict[str, Any]:
     ing = res.ingested
+    train_sources = {s.name for s in ing.sources if s.role == "train"}
     decisions = [d.to_dict() for r in res.results for d in r.decisions]
     counts: dict[str, int] = {}
     for d in decisions:
@@ -386,7 +387,7 @@ def findings_document(res: AuditResult) -> dict[str, Any]:
         "totals": {
             "records": ing.n_records,
             "examples": len(ing.train),
-            "rejects": sum(1 for r in ing.rejects),
+            "rejects": sum(1 for r in ing.rejects if r.source in train_sources),
         },
         "rejects": [r.to_dict() for r in ing.rejects],
         "checks": [r.to_dict() for r in res.results],
