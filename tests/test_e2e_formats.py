@@ -223,3 +223,35 @@ def test_pretty_printed_object_holding_the_records(tmp_path: Path) -> None:
     one_line = tmp_path / "records.json"  # objects complete on their lines: JSONL
     one_line.write_text("".join(json.dumps(r) + "\n" for r in recs[:3]))
     assert len(read_file(one_line, ReadOptions(source="s"), workers=1).dataset) == 3
+
+
+def test_fast_path_keeps_date_like_fields_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB typed ISO timestamps and printed them back as "2024-01-01 10:00:00+00": large
+    files (fast path) and small ones (slow path) gave different ``collected_at``."""
+    import ftprep.formats.fastpath as fp
+    from ftprep.formats.records import FieldMap
+
+    recs = [
+        {
+            "created_at": f"2024-01-{i + 1:02d}T10:00:00Z",
+            "day": f"2024-02-{i + 1:02d}",
+            "messages": [
+                {"role": "user", "content": f"2024-03-{i + 1:02d}"},
+                {"role": "assistant", "content": f"answer {i}"},
+            ],
+        }
+        for i in range(20)
+    ]
+    p = write_jsonl(tmp_path / "t.jsonl", recs)
+    opts = ReadOptions(source="s", fields=FieldMap(collected_at="created_at", meta=("day",)))
+    monkeypatch.setattr(fp, "FAST_MIN_BYTES", 0)
+    fast = fp.read_fast(p, opts)
+    assert fast is not None
+    table = fast[0]
+    assert table.column("collected_at").to_pylist() == [r["created_at"] for r in recs]
+    assert [json.loads(m) for m in table.column("meta").to_pylist()] == [
+        {"day": r["day"]} for r in recs
+    ]
+    assert table.column("prompt").to_pylist() == [r["messages"][0]["content"] for r in recs]

@@ -23,6 +23,7 @@ from ftprep.formats.records import MESSAGE_EXTRAS
 
 # below this size the line-by-line path is faster than starting DuckDB
 FAST_MIN_BYTES = 1 << 20
+_NO_MATCH = "%Y-%m-%d%%ftprep-keeps-strings"
 _FIELDS = ("id", "group", "collected_at", "spec_version", "label", "annotator", "area")
 
 
@@ -95,7 +96,15 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
     con = duckdb.connect()
     try:
         con.execute("SET preserve_insertion_order = true")
-        rel = con.read_json(str(path), format="newline_delimited")
+        # formats no value can match: DuckDB would otherwise turn date-like strings into
+        # DATE/TIMESTAMP and print them back differently ("2024-01-01T10:00:00Z" ->
+        # "2024-01-01 10:00:00+00"); the slow path keeps the text as it is
+        rel = con.read_json(
+            str(path),
+            format="newline_delimited",
+            date_format=_NO_MATCH,
+            timestamp_format=_NO_MATCH,
+        )
         types = {n: str(t) for n, t in zip(rel.columns, rel.types, strict=True)}
         mt = types.get("messages", "")
         if not (
