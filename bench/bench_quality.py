@@ -240,6 +240,19 @@ def _drop(prior: dict[str, float], *names: str) -> dict[str, float]:
     return {k: v for k, v in prior.items() if k not in names and not k.startswith(names)}
 
 
+def _summary(res: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """mean ± sd, min, max of each method's AUROCs over label draws."""
+    return {
+        k: {
+            "mean": round(float(np.mean(v)), 4),
+            "sd": round(float(np.std(v)), 4),
+            "min": round(min(v), 4),
+            "max": round(max(v), 4),
+        }
+        for k, v in res.items()
+    }
+
+
 def _pool_inputs(embed_spec: str) -> dict[str, Any]:
     """The Alpaca pool with its AlpaGasus labels, prompt and response texts, their embeddings
     with ``embed_spec`` ("none": no embeddings) and the deterministic criteria's unit scores."""
@@ -372,15 +385,7 @@ def bench_learned(
                 f, kw = methods[name]
                 s = LearnedScorer(**kw).fit(f, tr, y[tr]).predict(f)
                 res.setdefault(name, []).append(_auroc(y[te], s[te]))
-        return {
-            k: {
-                "mean": round(float(np.mean(v)), 4),
-                "sd": round(float(np.std(v)), 4),
-                "min": round(min(v), 4),
-                "max": round(max(v), 4),
-            }
-            for k, v in res.items()
-        }
+        return _summary(res)
 
     out["report_half"] = run(rep, n_labels, draws, list(methods))
     main_methods = [*list(methods)[:2], "no embeddings (text features only)"]
@@ -528,6 +533,24 @@ def bench_directions(draws: int, minilm_subset: int) -> dict[str, Any]:
         "prior + cosine beyond the mean prompt": _auroc(y[rep], prior_of(feats, (rel,))[rep]),
         "prior + low response density": _auroc(y[rep], prior_of(feats, (-density,))[rep]),
     }
+    # --- transductive, label-free: the prior's feature weights learned from the pool
+    col = {n: j for j, n in enumerate(feats.dense_names)}
+    ranks = zscore(
+        np.column_stack(
+            [r01(d * feats.dense[:, col[n]]) for n, d in LearnedScorer().prior_directions.items()]
+        )
+    )
+    pc1 = np.linalg.svd(ranks[::5], full_matrices=False)[2][0]
+    decor = np.linalg.solve(np.corrcoef(ranks[::5].T), np.ones(ranks.shape[1]))
+    out["pool_weighted_prior_report_half"] = {
+        "prior, equal weights (default)": _auroc(y[rep], prior[rep]),
+        "prior, first principal component of the pool": _auroc(
+            y[rep], (ranks @ (pc1 * np.sign(pc1.sum())))[rep]
+        ),
+        "prior, decorrelating weights (inverse pool correlation x 1)": _auroc(
+            y[rep], (ranks @ decor)[rep]
+        ),
+    }
     # --- transductive: self-training on the pool, 300 labels from the report half
     res: dict[str, list[float]] = {}
     for _ in range(draws):
@@ -553,18 +576,6 @@ def bench_directions(draws: int, minilm_subset: int) -> dict[str, Any]:
     if minilm_subset > 0:
         out["minilm_subset"] = _minilm_subset(inp, rep, minilm_subset, draws)
     return out
-
-
-def _summary(res: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    return {
-        k: {
-            "mean": round(float(np.mean(v)), 4),
-            "sd": round(float(np.std(v)), 4),
-            "min": round(min(v), 4),
-            "max": round(max(v), 4),
-        }
-        for k, v in res.items()
-    }
 
 
 def _minilm_subset(inp: dict[str, Any], pop: np.ndarray, n: int, draws: int) -> dict[str, Any]:
