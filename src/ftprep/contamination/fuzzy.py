@@ -75,45 +75,72 @@ def words_match(a: str, b: str) -> bool:
     n = min(len(a), len(b))
     if n < 3:
         return False
-    d = osa_distance(a, b, 2)
-    return d <= 1 or (n >= 8 and d <= 2)
+    limit = 2 if n >= 8 else 1
+    # one edit changes the set of characters by at most one removed and one added
+    if abs(len(a) - len(b)) > limit or len(set(a).symmetric_difference(b)) > 2 * limit:
+        return False
+    return osa_distance(a, b, limit) <= limit
 
 
-def best_window(item: list[str], record: list[str], slack: float = 0.5) -> set[int]:
+class RecordWords:
+    """A record's words indexed for :func:`best_window`: positions of every word, and (built
+    on demand, per word length) the symmetric-delete table that finds the words one edit away.
+    Reused for every item paired with the same record."""
+
+    __slots__ = ("_by_len", "_dels", "where")
+
+    def __init__(self, record: list[str]) -> None:
+        self.where: dict[str, list[int]] = defaultdict(list)
+        for pos, w in enumerate(record):
+            self.where[w].append(pos)
+        self._by_len: dict[int, list[str]] = defaultdict(list)
+        for w in self.where:
+            self._by_len[len(w)].append(w)
+        self._dels: dict[int, dict[str, set[str]]] = {}
+
+    def dels(self, length: int) -> dict[str, set[str]]:
+        """Words of ``length`` (>= 3 characters) and each of their 1-deletions -> the words."""
+        d = self._dels.get(length)
+        if d is None:
+            d = self._dels[length] = defaultdict(set)
+            if length >= 3:
+                for w in self._by_len.get(length, ()):
+                    d[w].add(w)
+                    for i in range(len(w)):
+                        d[w[:i] + w[i + 1 :]].add(w)
+        return d
+
+    def long_words(self, length: int) -> list[str]:
+        """Words of 8+ characters within two of ``length``."""
+        return [c for n in range(max(8, length - 2), length + 3) for c in self._by_len.get(n, ())]
+
+
+def best_window(item: list[str], record: list[str] | RecordWords, slack: float = 0.5) -> set[int]:
     """The item word indices found (fuzzily) inside the best window of the record of
     ``len(item) * (1 + slack) + 2`` words."""
     if not item or not record:
         return set()
-    where: dict[str, list[int]] = defaultdict(list)
-    for pos, w in enumerate(record):
-        where[w].append(pos)
+    rec = record if isinstance(record, RecordWords) else RecordWords(record)
+    where = rec.where
     hits: list[tuple[int, int]] = []  # (record position, item word index)
-    missing = []
     for k, w in enumerate(item):
         if w in where:
             hits.extend((pos, k) for pos in where[w])
-        if len(w) >= 3:  # a lightly edited copy may also be there
-            missing.append(k)
-    if missing:
-        # symmetric deletes: words one edit apart share the word itself or a 1-deletion (only
-        # record words whose length is within one of a missing word's can be one edit away)
-        near_len = {len(item[k]) + d for k in missing for d in (-1, 0, 1)}
-        dels: dict[str, set[str]] = defaultdict(set)
-        for w in where:
-            if len(w) >= 3 and len(w) in near_len:
-                dels[w].add(w)
-                for i in range(len(w)):
-                    dels[w[:i] + w[i + 1 :]].add(w)
-        for k in missing:
-            w = item[k]
-            cands: set[str] = set(dels.get(w, ()))
-            for i in range(len(w)):
-                cands |= dels.get(w[:i] + w[i + 1 :], set())
-            if len(w) >= 8:
-                cands |= {c for c in where if len(c) >= 8 and abs(len(c) - len(w)) <= 2}
-            for cand in cands:
-                if cand != w and words_match(w, cand):
-                    hits.extend((pos, k) for pos in where[cand])
+        if len(w) < 3:
+            continue
+        # a lightly edited copy may also be there: words one edit apart share the word
+        # itself or a 1-deletion (symmetric deletes, among words whose length is within one)
+        keys = [w] + [w[:i] + w[i + 1 :] for i in range(len(w))]
+        cands: set[str] = set()
+        for n in (len(w) - 1, len(w), len(w) + 1):
+            d = rec.dels(n)
+            for key in keys:
+                cands |= d.get(key, set())
+        if len(w) >= 8:
+            cands.update(rec.long_words(len(w)))
+        for cand in cands:
+            if cand != w and words_match(w, cand):
+                hits.extend((pos, k) for pos in where[cand])
     if not hits:
         return set()
     hits.sort()
@@ -136,7 +163,7 @@ def best_window(item: list[str], record: list[str], slack: float = 0.5) -> set[i
 
 def contains_item(
     item: str | list[str],
-    record: str | list[str],
+    record: str | list[str] | RecordWords,
     per_miss: int = 8,
     slack: float = 0.5,
     strict: bool = False,
@@ -174,7 +201,10 @@ def confirm_pairs(
     test = short if also is None else [s or bool(a) for s, a in zip(short, also, strict=True)]
     # only the records of a tested pair are normalised
     u_rec = sorted({r for r, t in zip(rec, test, strict=True) if t})
-    rw = dict(zip(u_rec, words_batch([records[i] for i in u_rec]), strict=True))
+    rw = {
+        r: RecordWords(w)
+        for r, w in zip(u_rec, words_batch([records[i] for i in u_rec]), strict=True)
+    }
     found = [
         t and len(iw[j]) > 0 and contains_item(iw[j], rw[r], per_miss, strict=not s)[0]
         for r, j, t, s in zip(rec, item, test, short, strict=True)
