@@ -82,9 +82,7 @@ def normalize_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Arr
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
     lo, hi = int(offsets[0]) if n else 0, int(offsets[-1]) if n else 0
     mapped = _LUT[data[lo:hi]]
-    out = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets - lo), pa.py_buffer(mapped)
-    )
+    out = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets - lo), pa.py_buffer(mapped))
     non_ascii = pc.invert(pc.string_is_ascii(arr))
     if (pc.sum(non_ascii).as_py() or 0) > 0:
         sub = pc.filter(arr, non_ascii)
