@@ -255,3 +255,15 @@ def test_fast_path_keeps_date_like_fields_as_written(
         {"day": r["day"]} for r in recs
     ]
     assert table.column("prompt").to_pylist() == [r["messages"][0]["content"] for r in recs]
+
+
+def test_object_with_several_arrays(tmp_path: Path) -> None:
+    recs = [{"prompt": f"p{i}", "completion": "c"} for i in range(2)]
+    p = tmp_path / "tagged.json"
+    p.write_text(json.dumps({"tags": ["a", "b"], "data": recs}, indent=2))
+    res = read_file(p, ReadOptions(source="s"), workers=1)
+    assert res.dataset.table.column("line").to_pylist() == [7, 11]  # the records, not the tags
+    both = tmp_path / "splits.json"
+    both.write_text(json.dumps({"train": recs, "test": recs}, indent=2))
+    with pytest.raises(InputError, match="several arrays"):  # never read one, drop the other
+        read_file(both, ReadOptions(source="s"), workers=1)

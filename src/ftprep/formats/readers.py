@@ -294,25 +294,45 @@ def _read_json_array(path: Path, opts: ReadOptions) -> list[_Rows]:
         pos = getattr(e, "pos", 0) or 0
         line = raw[:pos].count(b"\n") + 1
         raise InputError(f"{path}:{line}: invalid JSON ({e})") from None
-    depth = 1  # where the records' array opens: the top level, or inside a wrapping object
+    depth, which = 1, 0  # the records' array: the document, or one inside a wrapping object
     if isinstance(data, dict):
-        inner = next((v for v in data.values() if isinstance(v, list)), None)
-        data, depth = ([data], 0) if inner is None else (inner, 2)
+        inner = _records_array(data, path)
+        if inner is None:
+            data, depth = [data], 0
+        else:
+            (data, which), depth = inner, 2
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON array of records")
     # line numbers: the line on which each element of the records' array starts
-    starts = _array_element_lines(raw, len(data), depth) if depth else [1]
+    starts = _array_element_lines(raw, len(data), depth, which) if depth else [1]
     for i, rec in enumerate(data):
         _add_record(rows, rec, opts, str(path), starts[i], len(orjson.dumps(rec, default=str)))
     return [rows]
 
 
-def _array_element_lines(raw: bytes, n: int, depth_of_array: int = 1) -> list[int]:
-    """Line number of the start of each element of the first array that opens at nesting depth
-    ``depth_of_array`` (1: the document is the array; 2: an array inside the top-level object).
-    A light scanner that tracks strings and nesting depth."""
+def _records_array(doc: dict[str, Any], path: Path) -> tuple[list[Any], int] | None:
+    """The array of records inside a wrapping object and its position among the object's
+    arrays: its only array, or its only array of objects. Several candidates would mean
+    reading one and silently skipping the others."""
+    arrays = [(k, v) for k, v in doc.items() if isinstance(v, list)]
+    if len(arrays) <= 1:
+        return (arrays[0][1], 0) if arrays else None
+    of_objects = [i for i, (_, v) in enumerate(arrays) if v and all(isinstance(x, dict) for x in v)]
+    if len(of_objects) == 1:
+        return arrays[of_objects[0]][1], of_objects[0]
+    raise InputError(
+        f"{path}: the top-level object holds several arrays ({', '.join(k for k, _ in arrays)}); "
+        "save the records you want as a file of their own (one array or JSONL)"
+    )
+
+
+def _array_element_lines(raw: bytes, n: int, depth_of_array: int = 1, which: int = 0) -> list[int]:
+    """Line number of the start of each element of the array that opens at nesting depth
+    ``depth_of_array`` (1: the document is the array; 2: an array value of the top-level
+    object), the ``which``-th such array. A light scanner that tracks strings and nesting."""
     lines: list[int] = []
     depth = 0
+    skip = which
     in_str = esc = expecting = active = done = False
     line = 1
     for ch in raw:
@@ -334,7 +354,10 @@ def _array_element_lines(raw: bytes, n: int, depth_of_array: int = 1) -> list[in
         elif ch in (0x5B, 0x7B):
             depth += 1
             if ch == 0x5B and depth == depth_of_array and not (active or done):
-                active = expecting = True
+                if skip:
+                    skip -= 1
+                else:
+                    active = expecting = True
         elif ch in (0x5D, 0x7D):
             if active and depth == depth_of_array:
                 active, done, expecting = False, True, False
