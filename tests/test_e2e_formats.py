@@ -267,3 +267,42 @@ def test_object_with_several_arrays(tmp_path: Path) -> None:
     both.write_text(json.dumps({"train": recs, "test": recs}, indent=2))
     with pytest.raises(InputError, match="several arrays"):  # never read one, drop the other
         read_file(both, ReadOptions(source="s"), workers=1)
+
+
+def test_turns_stored_as_arrow_json(tmp_path: Path) -> None:
+    """``datasets`` stores turns whose keys differ (tool calls on some) as
+    ``list<arrow.json>``: every turn came back as a string and every record was rejected."""
+    if not hasattr(pa, "json_"):
+        pytest.skip("pyarrow without the arrow.json extension type")
+    import pyarrow.parquet as pq
+
+    recs = _conversations()
+    turns = [[json.dumps(m) for m in r["messages"]] for r in recs]
+    storage = pa.array(turns, pa.list_(pa.string()))
+    column = pa.ListArray.from_arrays(
+        storage.offsets, pa.ExtensionArray.from_storage(pa.json_(), storage.values)
+    )
+    table = pa.table({"messages": column})
+    pq.write_table(table, tmp_path / "t.parquet")
+    assert _read(tmp_path / "t.parquet") == [r["messages"] for r in recs]
+    bad = pa.table({"messages": pa.ExtensionArray.from_storage(pa.json_(), pa.array(["[", "[]"]))})
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    res = read_file(tmp_path / "bad.parquet", ReadOptions(source="s"))
+    assert [(r.line, r.code) for r in res.rejects] == [(1, "malformed_json"), (2, "empty_messages")]
+
+
+def test_hf_load_dataset_of_a_build_reads_back(
+    built: tuple[Path, dict[str, list[dict]]],
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    project, originals = built
+    res = ftprep.build(project, out=project / "out" / "for_hf", fmt="openai")
+    ds = datasets.load_dataset(
+        "json",
+        data_files=str(res.out_dir / "train.jsonl"),
+        split="train",
+        cache_dir=str(project / "hf_cache"),
+    )
+    ds.save_to_disk(str(project / "hf_saved"))
+    want = [originals[i] for i in res.manifest["splits"]["train"]["ids"]]
+    assert _read(project / "hf_saved") == want

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -397,12 +398,45 @@ def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
     return [rows]
 
 
+def _json_decoder(t: pa.DataType) -> Callable[[Any], Any] | None:
+    """How to turn a value of Arrow type ``t`` into plain Python when it holds JSON text in the
+    ``arrow.json`` extension type (``datasets`` stores turns of differing keys that way, e.g.
+    ``messages: list<arrow.json>``); ``None`` when nothing in ``t`` needs decoding."""
+    if getattr(t, "extension_name", None) == "arrow.json":
+        return lambda v: orjson.loads(v) if isinstance(v, str | bytes) else v
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        inner = _json_decoder(t.value_type)
+        if inner is None:
+            return None
+        return lambda v: [inner(x) for x in v] if isinstance(v, list) else v
+    if pa.types.is_struct(t):
+        fields = {f.name: d for f in t if (d := _json_decoder(f.type)) is not None}
+        if not fields:
+            return None
+        return lambda v: (
+            {k: fields[k](x) if k in fields else x for k, x in v.items()}
+            if isinstance(v, dict)
+            else v
+        )
+    return None
+
+
 def _read_table_rows(table: pa.Table, path: Path, opts: ReadOptions, first: int = 1) -> list[_Rows]:
     rows = _Rows(opts)
+    decoders = {f.name: d for f in table.schema if (d := _json_decoder(f.type)) is not None}
     i = first - 1
     for batch in table.to_batches(max_chunksize=8192):
         for rec in batch.to_pylist():
             i += 1
+            try:
+                for name, decode in decoders.items():
+                    rec[name] = decode(rec[name])
+            except orjson.JSONDecodeError as e:
+                rows.n += 1
+                rows.rejects.append(
+                    Reject(opts.source, str(path), i, "malformed_json", f"invalid JSON: {e}")
+                )
+                continue
             _add_record(rows, rec, opts, str(path), i, 0)
     return [rows]
 
