@@ -306,3 +306,18 @@ def test_hf_load_dataset_of_a_build_reads_back(
     ds.save_to_disk(str(project / "hf_saved"))
     want = [originals[i] for i in res.manifest["splits"]["train"]["ids"]]
     assert _read(project / "hf_saved") == want
+
+
+@pytest.mark.parametrize(
+    ("fmt", "missing"),
+    [("openai", "'messages'"), ("alpaca", "'instruction'"), ("text", "fields.input")],
+)
+def test_forced_format_that_does_not_fit_is_a_reject(
+    tmp_path: Path, fmt: str, missing: str
+) -> None:
+    """``format: text`` on records without an input field crashed the whole ingest
+    (StopIteration); a forced format's missing key is named in the reject."""
+    p = write_jsonl(tmp_path / "t.jsonl", [{"conversations": [], "body": "x"}])
+    res = read_file(p, ReadOptions(source="s", record_format=fmt), workers=1)
+    (rej,) = res.rejects
+    assert rej.code == "unknown_format" and missing in rej.reason and rej.line == 1

@@ -19,6 +19,8 @@ import orjson
 from ftprep.examples import ROLES
 
 _ROLESET = frozenset(ROLES)
+# the fields a ``text`` record's input is taken from when ``fields.input`` is not set
+_TEXT_INPUTS = ("text", "question", "query", "input", "utterance", "prompt")
 # per-turn keys kept besides role and content (tool calls and their results, names, weights);
 # ShareGPT turns carry them under the same names
 MESSAGE_EXTRAS = ("name", "tool_calls", "tool_call_id", "function_call", "weight")
@@ -92,7 +94,7 @@ def detect_record_format(rec: dict[str, Any], fields: FieldMap) -> str:
         return "prompt_completion"
     if fields.input:
         return "text"
-    for k in ("text", "question", "query", "input", "utterance", "prompt"):
+    for k in _TEXT_INPUTS:
         if k in rec:
             return "text"
     raise RejectError(
@@ -214,9 +216,13 @@ def _prompt_completion(rec: dict[str, Any]) -> list[dict[str, Any]]:
 def _text(rec: dict[str, Any], fields: FieldMap) -> list[dict[str, Any]]:
     key = fields.input
     if key is None:
-        key = next(
-            k for k in ("text", "question", "query", "input", "utterance", "prompt") if k in rec
-        )
+        key = next((k for k in _TEXT_INPUTS if k in rec), None)
+        if key is None:
+            raise RejectError(
+                "unknown_format",
+                f"format text: the record has none of {', '.join(_TEXT_INPUTS)} and no "
+                f"fields.input is set (keys: {sorted(rec)[:8]})",
+            )
     out: list[dict[str, Any]] = []
     if fields.system and get_path(rec, fields.system):
         out.append({"role": "system", "content": _as_text(get_path(rec, fields.system), "system")})
@@ -234,11 +240,27 @@ def _text(rec: dict[str, Any], fields: FieldMap) -> list[dict[str, Any]]:
     return out
 
 
+# the key a record forced into a format must have (auto-detection already looked for them)
+_REQUIRED_KEYS = {
+    "openai": ("messages",),
+    "sharegpt": ("conversations", "conversation"),
+    "alpaca": ("instruction",),
+    "prompt_completion": ("prompt",),
+}
+
+
 def to_messages(rec: Any, fmt: str, fields: FieldMap) -> tuple[list[dict[str, Any]], str]:
     """Normalise one record; returns ``(messages, detected_format)``."""
     if not isinstance(rec, dict):
         raise RejectError("not_an_object", f"record is a {type(rec).__name__}, not an object")
     f = detect_record_format(rec, fields) if fmt == "auto" else fmt
+    need = _REQUIRED_KEYS.get(f, ())
+    if need and not any(k in rec for k in need):
+        raise RejectError(
+            "unknown_format",
+            f"format {f}: the record has no {' / '.join(repr(k) for k in need)} "
+            f"(keys: {sorted(rec)[:8]}); is `format:` right for this source?",
+        )
     if f == "openai":
         return _openai(rec), f
     if f == "sharegpt":
