@@ -334,7 +334,12 @@ def list_checks(as_json: bool) -> None:
         for n, c in items:
             req = f"  [dim](requires: {', '.join(c.requires)})[/dim]" if c.requires else ""
             console.print(f"  [cyan]{n}[/cyan]{req}")
-            console.print(f"    {' '.join(c.description.split())}", soft_wrap=True, highlight=False)
+            console.print(
+                f"    {' '.join(c.description.split())}",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
 
 
 # Command groups that live with their capability.
