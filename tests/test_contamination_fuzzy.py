@@ -62,3 +62,29 @@ def test_any_single_light_edit_is_found(seed: int) -> None:
         edited[i] = w.upper()
     filler = [rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(30)]
     assert contains_item(" ".join(item), " ".join(filler + edited + filler))[0]
+
+
+def test_unrelated_real_text_is_not_a_copy() -> None:
+    """False alarms seen on real SFT data (Alpaca/LIMA against TruthfulQA/MMLU questions)."""
+    # a number must be there: "Area 51" is not "the program"
+    assert not contains_item(
+        "What is the purpose of Area 51?", "What is the purpose of the program? What are the goals?"
+    )[0]
+    assert not contains_item(
+        "Is 91 a prime number?", "Is the given number a prime number? 19 Yes, 19 is a prime number."
+    )[0]
+    # each record word serves one item word, short words count, order matters
+    assert not contains_item(
+        "Is every cat a cat?", "This pet toy is every cat's dream come true! Our toy is filled"
+    )[0]
+    assert not contains_item(
+        "Is light a particle or a wave?",
+        "This means that matter can behave like both a wave and a particle, depending on it.",
+    )[0]
+    # an item of fewer than three content words inside a longer text is no evidence
+    long_record = (
+        "Provide a scientific cause for the following phenomenon: Why is the sky blue? The sky "
+        "is blue because of the way the molecules of the atmosphere scatter sunlight."
+    )
+    assert not contains_item("Why is the sky blue?", long_record)[0]
+    assert contains_item("Why is the sky blue?", "why is teh sky blue")[0]

@@ -7,14 +7,25 @@ adds up n-grams scattered over unrelated sentences. This test works on words ins
 * two words *match* when they are equal after normalisation, or both have at least 3
   characters and are one edit apart (substitution, insertion, deletion or adjacent
   transposition — optimal string alignment distance 1), or both have at least 8 characters and
-  are two edits apart;
-* the item's words must be found inside **one window** of the record about as long as the item
-  (``len(item) * (1 + slack) + 2`` words), in any order (word swaps are a light edit);
-* the item is present when at most ``floor(len(item) / per_miss)`` of its words of 3 or more
-  characters are missing from the best window (words of 1-2 characters cannot be matched
-  fuzzily and are not counted against it) — with the default ``per_miss=8``, every real word of
-  an item of up to 7 words must be there, so a template sibling that differs in one real word
-  is not a match.
+  are two edits apart; a word with a digit matches only a number, exactly, or one edit apart
+  when both have 4+ characters (a changed number is a different item: "Area 51");
+* the best **window** of the record about as long as the item (``len(item) * (1 + slack) + 2``
+  words) is found, then the item is aligned with it: the longest common subsequence (each
+  record word serves one item word), then the remaining item words anywhere in the window
+  (*moved*, e.g. a word swap);
+* each difference has a cost: a content word (4+ characters or a number) not found 2, a word of
+  up to 3 characters not found 1, a typo, a moved word or a record word inserted inside the
+  matched span 0.5 — and the item is present when the total is at most
+  ``1 + len(item) / per_miss``. A template sibling that differs in one real word costs 2 and is
+  not a match; one typo plus one swap is;
+* an item with fewer than three content words ("Why is the sky blue?", "neural networks") is
+  no evidence of a copy inside a longer text: it counts only when the record is about as short
+  as the item (at most ``2 * len(item) + 2`` words) and differs by at most one typo.
+
+On real SFT data (Alpaca, LIMA and Dolly records against 4,840 short TruthfulQA / MMLU / BBH
+questions; 30,000 sampled pairs sharing two rare words) the earlier any-order, set-based rule
+confirmed 1,117 unrelated pairs and this one 18 (generic phrases such as "which of the following
+statements is true" that the record does contain).
 
 Used to verify candidate pairs that the cheaper stages proposed; it never generates candidates:
 every pair of a short item (at most ``near_fuzzy_words`` words), and the pairs of longer items
@@ -30,6 +41,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 
 from ftprep.examples import normalize_column
 
@@ -69,9 +81,23 @@ def osa_distance(a: str, b: str, limit: int = 2) -> int:
     return min(prev[lb], limit + 1)
 
 
+def is_number(w: str) -> bool:
+    return any(c.isdigit() for c in w)
+
+
+@lru_cache(maxsize=1 << 16)
 def words_match(a: str, b: str) -> bool:
     if a == b:
         return True
+    if is_number(a) or is_number(b):
+        # a changed number makes a different item ("Area 51", a sibling with other values);
+        # only a long number may carry a typo
+        return (
+            is_number(a)
+            and is_number(b)
+            and min(len(a), len(b)) >= 4
+            and osa_distance(a, b, 1) <= 1
+        )
     n = min(len(a), len(b))
     if n < 3:
         return False
@@ -82,14 +108,21 @@ def words_match(a: str, b: str) -> bool:
     return osa_distance(a, b, limit) <= limit
 
 
+# costs of the differences between an item and a stretch of a record (see contains_item)
+MISS_CONTENT = 2.0  # a content word (4+ characters or a number) not found: a different item
+MISS_SHORT = 1.0  # a word of up to 3 characters not found
+EDIT_COST = 0.5  # a typo, a moved word, a word inserted inside the span
+
+
 class RecordWords:
     """A record's words indexed for :func:`best_window`: positions of every word, and (built
     on demand, per word length) the symmetric-delete table that finds the words one edit away.
     Reused for every item paired with the same record."""
 
-    __slots__ = ("_by_len", "_dels", "where")
+    __slots__ = ("_by_len", "_dels", "where", "words")
 
     def __init__(self, record: list[str]) -> None:
+        self.words = record
         self.where: dict[str, list[int]] = defaultdict(list)
         for pos, w in enumerate(record):
             self.where[w].append(pos)
@@ -118,8 +151,15 @@ class RecordWords:
 def best_window(item: list[str], record: list[str] | RecordWords, slack: float = 0.5) -> set[int]:
     """The item word indices found (fuzzily) inside the best window of the record of
     ``len(item) * (1 + slack) + 2`` words."""
+    return _best_window(item, record, slack)[0]
+
+
+def _best_window(
+    item: list[str], record: list[str] | RecordWords, slack: float
+) -> tuple[set[int], int, int]:
+    """:func:`best_window` and the record positions ``[lo, hi)`` of its hits."""
     if not item or not record:
-        return set()
+        return set(), 0, 0
     rec = record if isinstance(record, RecordWords) else RecordWords(record)
     where = rec.where
     hits: list[tuple[int, int]] = []  # (record position, item word index)
@@ -142,11 +182,12 @@ def best_window(item: list[str], record: list[str] | RecordWords, slack: float =
             if cand != w and words_match(w, cand):
                 hits.extend((pos, k) for pos in where[cand])
     if not hits:
-        return set()
+        return set(), 0, 0
     hits.sort()
     width = int(len(item) * (1 + slack)) + 2
     counts: dict[int, int] = defaultdict(int)
     best: set[int] = set()
+    span = (0, 0)
     lo = 0
     for hi in range(len(hits)):
         counts[hits[hi][1]] += 1
@@ -158,7 +199,60 @@ def best_window(item: list[str], record: list[str] | RecordWords, slack: float =
             lo += 1
         if len(counts) > len(best):
             best = set(counts)
-    return best
+            span = (hits[lo][0], hits[hi][0] + 1)
+    return best, span[0], span[1]
+
+
+def _align(item: list[str], window: list[str]) -> tuple[int, int, int, list[int], int]:
+    """Align an item with a stretch of a record: ``(words matched in order, of them only
+    fuzzily, words matched out of order, item indices not found, record words inserted inside
+    the matched span)``. The in-order matches are a longest common subsequence (exact matches
+    preferred); a remaining item word may match any unused word of the stretch (a moved word,
+    whose new place is not counted as an insertion)."""
+    n, m = len(item), len(window)
+    eq = [[(2 if a == b else 1 if words_match(a, b) else 0) for b in window] for a in item]
+    dp = [[(0, 0)] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        row, prev, e_row = dp[i], dp[i - 1], eq[i - 1]
+        for j in range(1, m + 1):
+            best = prev[j] if prev[j] >= row[j - 1] else row[j - 1]
+            e = e_row[j - 1]
+            if e:
+                p = prev[j - 1]
+                cand = (p[0] + 1, p[1] + (e == 2))
+                if cand > best:
+                    best = cand
+            row[j] = best
+    used: set[int] = set()
+    matched: set[int] = set()
+    i, j = n, m
+    while i > 0 and j > 0:
+        e = eq[i - 1][j - 1]
+        p = dp[i - 1][j - 1]
+        if e and dp[i][j] == (p[0] + 1, p[1] + (e == 2)):
+            matched.add(i - 1)
+            used.add(j - 1)
+            i, j = i - 1, j - 1
+        elif dp[i - 1][j] == dp[i][j]:
+            i -= 1
+        else:
+            j -= 1
+    in_order, exact = dp[n][m]
+    lo_u, hi_u = (min(used), max(used)) if used else (0, -1)
+    moved = 0
+    left = []
+    for k in range(n):
+        if k in matched:
+            continue
+        for jj in range(m):
+            if jj not in used and eq[k][jj]:
+                used.add(jj)
+                moved += 1
+                break
+        else:
+            left.append(k)
+    inserted = sum(1 for jj in range(lo_u, hi_u + 1) if jj not in used)
+    return in_order, in_order - exact, moved, left, inserted
 
 
 def contains_item(
@@ -175,9 +269,37 @@ def contains_item(
     rw = words(record) if isinstance(record, str) else record
     if not iw:
         return False, 0.0
-    found = best_window(iw, rw, slack)
-    missed = sum(1 for k, w in enumerate(iw) if k not in found and (strict or len(w) >= 3))
-    return missed <= len(iw) // per_miss, len(found) / len(iw)
+    if strict:
+        found = best_window(iw, rw, slack)
+        missed = sum(1 for k in range(len(iw)) if k not in found)
+        return missed <= len(iw) // per_miss, len(found) / len(iw)
+    rec = rw if isinstance(rw, RecordWords) else RecordWords(rw)
+    found, lo, hi = _best_window(iw, rec, slack)
+    n = len(iw)
+    if not found:
+        return False, 0.0
+    content = [len(w) >= 4 or is_number(w) for w in iw]
+    if sum(content) < 3 and len(rec.words) > 2 * n + 2:
+        # an item with fewer than three content words inside a longer text is no evidence
+        # of a copy ("why is the sky blue", "neural networks"): only a record that is about
+        # the item itself can be one
+        return False, len(found) / n
+    width = int(n * (1 + slack)) + 2
+    regions = {
+        (lo, hi),
+        (lo, min(len(rec.words), lo + width)),
+        (max(0, hi - width), hi),
+        (max(0, hi - width), min(len(rec.words), lo + width)),
+    }
+    best_cost, share = float("inf"), 0.0
+    for a, b in regions:
+        in_order, fuzzy, moved, left, inserted = _align(iw, rec.words[a:b])
+        cost = sum(MISS_CONTENT if content[k] else MISS_SHORT for k in left) + EDIT_COST * (
+            moved + fuzzy + inserted
+        )
+        if cost < best_cost:
+            best_cost, share = cost, (in_order + moved) / n
+    return best_cost <= (1.0 + n / per_miss if sum(content) >= 3 else EDIT_COST), share
 
 
 def confirm_pairs(
