@@ -76,6 +76,7 @@ class LeakParams:
     near_fuzzy_words: int = 12
     near_fuzzy_per_miss: int = 16
     near_fuzzy_shingles: int = 20
+    near_fuzzy_word_share: float = 0.7
     ngram_sizes: tuple[int, ...] = (13,)
     ngram_max_df: int = 10
     ngram_min_coverage: float = 0.1
@@ -355,6 +356,19 @@ def find_leaks_many(
     maybe = np.flatnonzero(ok | (cont >= params.near_char_floor))
     short = np.zeros(len(c_item), dtype=bool)
     fuzzy_ok = np.zeros(len(c_item), dtype=bool)
+    # the strict word-window test for items with few informative word pairs, run only where
+    # >= near_fuzzy_word_share of the item's distinct words occur unchanged in the record (a
+    # light edit leaves most words intact; a cheap vectorised filter before the Python test)
+    strict = np.flatnonzero(~ok & (cont >= params.near_char_floor))
+    strict = strict[idx.full_size[c_item[strict]] <= params.near_fuzzy_shingles]
+    also = np.zeros(len(c_item), dtype=bool)
+    if len(strict):
+        uh, uo = ngram_hashes(rt, 1)
+        th1, to1 = side.shingles(lex_field, 1)
+        words_in = ShingleIndex(uh, uo, n_ref, max_df=None).verify(
+            c_rec[strict], c_item[strict], th1, to1
+        )
+        also[strict[words_in >= params.near_fuzzy_word_share]] = True
     if params.near_fuzzy_words > 0 and len(maybe):
         sh, fz = confirm_pairs(
             side.train[lex_field],
@@ -363,9 +377,7 @@ def find_leaks_many(
             c_item[maybe].tolist(),
             params.near_fuzzy_words,
             params.near_fuzzy_per_miss,
-            also=(
-                ~ok[maybe] & (idx.full_size[c_item[maybe]] <= params.near_fuzzy_shingles)
-            ).tolist(),
+            also=also[maybe].tolist(),
         )
         short[maybe] = sh
         fuzzy_ok[maybe] = fz
