@@ -321,3 +321,23 @@ def test_forced_format_that_does_not_fit_is_a_reject(
     res = read_file(p, ReadOptions(source="s", record_format=fmt), workers=1)
     (rej,) = res.rejects
     assert rej.code == "unknown_format" and missing in rej.reason and rej.line == 1
+
+
+def test_loss_of_single_exchanges_and_unanswered_inputs() -> None:
+    from ftprep.formats.writers import loss, to_record
+
+    def check(msgs: list[dict], fmt: str) -> list[str]:
+        return loss(msgs, to_record({"id": "x", "messages": json.dumps(msgs)}, fmt), fmt)
+
+    sys_q_a = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+    ]
+    assert check(sys_q_a, "alpaca") == check(sys_q_a, "sharegpt") == []
+    assert check(sys_q_a, "prompt_completion") == ["system prompt dropped"]
+    unanswered = [{"role": "user", "content": "a production input"}]  # eval_from: production
+    for fmt in ("alpaca", "prompt_completion", "sharegpt"):
+        assert check(unanswered, fmt) == []
+    func = [{"role": "user", "content": "q"}, {"role": "function", "content": "r"}, *sys_q_a[2:]]
+    assert check(func, "sharegpt") == ["roles renamed (function->tool)"]

@@ -36,8 +36,12 @@ _TO_SHAREGPT = {
 }
 
 
-def to_record(row: dict[str, Any], fmt: str) -> dict[str, Any]:
-    msgs = orjson.loads(row["messages"])
+def to_record(
+    row: dict[str, Any], fmt: str, msgs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One canonical row as a record of ``fmt`` (``msgs``: its messages, already parsed)."""
+    if msgs is None:
+        msgs = orjson.loads(row["messages"])
     if fmt == "openai":
         return {"messages": msgs}
     if fmt == "sharegpt":
@@ -93,6 +97,7 @@ def _history(msgs: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 LOSSLESS = ("openai", "parquet")
+_SINGLE = ["system", "user", "assistant"]
 
 
 def _has_tools(msgs: Sequence[dict[str, Any]]) -> bool:
@@ -105,10 +110,17 @@ def loss(msgs: list[dict[str, Any]], record: dict[str, Any], fmt: str) -> list[s
     history; only OpenAI chat and Parquet hold everything."""
     from ftprep.formats.records import FieldMap, RejectError, to_messages
 
+    roles = [m["role"] for m in msgs]
+    if all(len(m) == 2 for m in msgs) and (  # the common shapes every format holds as they are
+        roles == ["user", "assistant"] or (fmt != "prompt_completion" and roles == _SINGLE)
+    ):
+        return []
     try:
         back, _ = to_messages(record, fmt, FieldMap())
     except RejectError:
         return ["not readable back"]
+    if roles and roles[-1] != "assistant" and back[-1:] == [{"role": "assistant", "content": ""}]:
+        back = back[:-1]  # an input without an answer (production data in validation/test)
     if back == msgs:
         return []
     out = []
@@ -125,8 +137,7 @@ def loss(msgs: list[dict[str, Any]], record: dict[str, Any], fmt: str) -> list[s
         and [m.get("content") for m in msgs] == [m.get("content") for m in back]
     ):
         renamed = sorted(
-            {f"{a['role']}->{b['role']}" for a, b in zip(msgs, back, strict=True)}
-            - {f"{a['role']}->{a['role']}" for a in msgs}
+            {f"{a}->{b['role']}" for a, b in zip(roles, back, strict=True) if a != b["role"]}
         )
         out.append(f"roles renamed ({', '.join(renamed)})")
     return out or ["turns rewritten"]
@@ -152,11 +163,13 @@ def write_split(
         return hashlib.sha256(path.read_bytes()).hexdigest()
     h = hashlib.sha256()
     with target as tmp, open(tmp, "wb") as fh:
+        lost = losses if losses is not None and fmt not in LOSSLESS else None
         for r in rows:
-            rec = to_record(r, fmt)
-            if losses is not None and fmt not in LOSSLESS:
-                for why in loss(orjson.loads(r["messages"]), rec, fmt):
-                    losses[why] = losses.get(why, 0) + 1
+            msgs = orjson.loads(r["messages"])
+            rec = to_record(r, fmt, msgs)
+            if lost is not None:
+                for why in loss(msgs, rec, fmt):
+                    lost[why] = lost.get(why, 0) + 1
             line = orjson.dumps(rec) + b"\n"
             h.update(line)
             fh.write(line)
