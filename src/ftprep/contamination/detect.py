@@ -363,10 +363,12 @@ def find_leaks_many(
     strict = strict[idx.full_size[c_item[strict]] <= params.near_fuzzy_shingles]
     also = np.zeros(len(c_item), dtype=bool)
     if len(strict):
-        uh, uo = ngram_hashes(rt, 1)
-        th1, to1 = side.shingles(lex_field, 1)
-        words_in = ShingleIndex(uh, uo, n_ref, max_df=None).verify(
-            c_rec[strict], c_item[strict], th1, to1
+        s_rec, local = unique(c_rec[strict], return_inverse=True)
+        s_item = unique(c_item[strict])
+        uh, uo = ngram_hashes(rt.take(s_item), 1)
+        th1, to1 = ngram_hashes(side.tokens(lex_field).take(s_rec), 1)
+        words_in = ShingleIndex(uh, uo, len(s_item), max_df=None).verify(
+            local, np.searchsorted(s_item, c_item[strict]), th1, to1
         )
         also[strict[words_in >= params.near_fuzzy_word_share]] = True
     if params.near_fuzzy_words > 0 and len(maybe):

@@ -48,6 +48,15 @@ class Tokens:
         """Text index of every word."""
         return np.repeat(np.arange(self.n_texts, dtype=np.int64), self.lengths)
 
+    def take(self, rows: np.ndarray) -> Tokens:
+        """The tokens of texts ``rows`` (in that order)."""
+        lo = self.offsets[rows]
+        cnt = self.offsets[rows + 1] - lo
+        pos = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        pos += np.repeat(lo, cnt)
+        chars = self.chars[pos] if self.chars is not None else None
+        return Tokens(self.ids[pos], np.r_[0, np.cumsum(cnt)].astype(np.int64), chars)
+
 
 def _ascii_lut() -> np.ndarray:
     lut = np.full(256, ord(" "), dtype=np.uint8)
