@@ -40,7 +40,7 @@ def _consistent(out: Path) -> dict:
 
 def _build_dying_in_second_split(project: Path, how: str, fmt: str) -> subprocess.CompletedProcess:
     """``ftprep build`` in a child process that is interrupted while it writes the second split
-    (``kill``: SIGKILL, no cleanup runs; ``int``: Ctrl-C)."""
+    (``kill``: SIGKILL, no cleanup runs; ``int``: Ctrl-C; ``term``: SIGTERM)."""
     code = textwrap.dedent(
         f"""
         import os, signal, sys
@@ -54,6 +54,8 @@ def _build_dying_in_second_split(project: Path, how: str, fmt: str) -> subproces
                     fh.write(b'{{"messages": [half')
                 if {how!r} == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
+                if {how!r} == "term":
+                    os.kill(os.getpid(), signal.SIGTERM)
                 raise KeyboardInterrupt
             return real(rows, path, *a, **k)
         import importlib
@@ -68,7 +70,7 @@ def _build_dying_in_second_split(project: Path, how: str, fmt: str) -> subproces
     )
 
 
-@pytest.mark.parametrize("how", ["kill", "int"])
+@pytest.mark.parametrize("how", ["kill", "int", "term"])
 def test_interrupted_build_keeps_the_previous_build(project: Path, how: str) -> None:
     out = project / "out" / "build"
     before = ftprep.build(project)
@@ -77,13 +79,13 @@ def test_interrupted_build_keeps_the_previous_build(project: Path, how: str) -> 
     if how == "kill":
         assert r.returncode == -signal.SIGKILL
     else:
-        assert r.returncode == 130, r.stderr
-        assert "interrupted" in r.stderr and "Traceback" not in r.stderr
+        assert r.returncode == {"int": 130, "term": 143}[how], r.stderr
+        assert "half-written" in r.stderr and "Traceback" not in r.stderr
     # the previous build is untouched and still consistent
     assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == snapshot
     assert _consistent(out)["format"] == "openai"
     leftovers = sorted(p.name for p in out.glob(".*"))
-    assert bool(leftovers) == (how == "kill")  # SIGKILL runs no cleanup; Ctrl-C does
+    assert bool(leftovers) == (how == "kill")  # SIGKILL runs no cleanup; Ctrl-C, SIGTERM do
     db = sqlite3.connect(project / ".ftprep" / "ftprep.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -117,11 +119,24 @@ class _Group(click.Group):
         return list(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
+        # SIGTERM (docker stop, a CI timeout) unwinds like Ctrl-C, so temporary files are
+        # removed; without a handler the process would die with them on disk
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             err.print("interrupted; nothing half-written was left behind")
             sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    err.print("terminated; nothing half-written was left behind")
+    raise SystemExit(128 + signum)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,7 +152,8 @@ def main() -> None:
       ftprep build                -> out/build/{train,validation,test}.jsonl + manifest.json
       ftprep curve                staged training on growing subsets -> learning curve, volume
 
-    Exit codes: 0 all gates pass, 1 a gate failed, 2 bad usage or unreadable input.
+    Exit codes: 0 all gates pass, 1 a gate failed, 2 bad usage or unreadable input,
+    130 interrupted (143 terminated).
     """
 
 
