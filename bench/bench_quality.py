@@ -585,7 +585,7 @@ def _minilm_subset(inp: dict[str, Any], pop: np.ndarray, n: int, draws: int) -> 
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from ftprep.quality.learned import LearnedScorer
+    from ftprep.quality.learned import VIEWS, LearnedScorer
     from ftprep.signals.embeddings import get_embedder
 
     rows = np.sort(np.random.default_rng(7).choice(pop, n, replace=False))
@@ -618,8 +618,8 @@ def _minilm_subset(inp: dict[str, Any], pop: np.ndarray, n: int, draws: int) -> 
         for _ in range(draws):
             idx = rng.permutation(len(rows))
             tr, te = idx[:300], idx[300:]
-            for view, kw in (("default", {}), ("prior alone", {"views": ("prior",)})):
-                s = LearnedScorer(**kw).fit(f, tr, y[tr]).raw_score(f)
+            for view, views in (("default", VIEWS), ("prior alone", ("prior",))):
+                s = LearnedScorer(views=views).fit(f, tr, y[tr]).raw_score(f)
                 res.setdefault(view, []).append(_auroc(y[te], s[te]))
         out[name] = {
             "prompt-response cosine (no labels)": _auroc(y, np.einsum("ij,ij->i", pe, re_)),
