@@ -46,7 +46,10 @@ def _empty() -> PairCounts:
 
 
 def _dedupe_pairs(h: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((o, h))
+    """Distinct (hash, owner) pairs ordered by hash, then owner."""
+    # owners come nondecreasing from ngram_hashes: one stable sort by hash keeps them ordered
+    monotone = len(o) < 2 or bool((o[1:] >= o[:-1]).all())
+    order = np.argsort(h, kind="stable") if monotone else np.lexsort((o, h))
     h, o = h[order], o[order]
     keep = np.r_[True, (h[1:] != h[:-1]) | (o[1:] != o[:-1])] if len(h) else np.zeros(0, bool)
     return h[keep], o[keep]
@@ -88,7 +91,7 @@ class ShingleIndex:
         if max_df is not None and len(h):
             h, o = _frequent_out(h, o, group, max_df)
         # the item's full (df-filtered) shingle set, for exact verification
-        by_item = np.lexsort((h, o))
+        by_item = np.argsort(o, kind="stable")  # (h, o) ordered by h: now by item, then h
         self.item_h, self.item_o = h[by_item], o[by_item]
         self.full_size = np.bincount(o, minlength=n_items).astype(np.int64)
         self.item_start = np.r_[0, np.cumsum(self.full_size)].astype(np.int64)
