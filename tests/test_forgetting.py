@@ -166,7 +166,9 @@ def test_bad_inventory_is_a_clear_error(project: Path) -> None:
     )
     res = ftprep.audit(project, only=["forgetting"])
     c = _check(res, "forgetting.capabilities")
-    assert c["status"] == "ERROR" and "capabilities.yaml:3: capabilities[0].patterns" in c["summary"]
+    assert (
+        c["status"] == "ERROR" and "capabilities.yaml:3: capabilities[0].patterns" in c["summary"]
+    )
 
 
 def test_clinc_missing_domains_are_uncovered(tmp_path: Path) -> None:
@@ -200,3 +202,44 @@ def test_clinc_missing_domains_are_uncovered(tmp_path: Path) -> None:
     assert uncovered == missing, per
     covered_share = {n: p["train_share"] for n, p in per.items() if n not in missing}
     assert all(s > 0.02 for s in covered_share.values()), covered_share
+
+
+def test_replay_that_leaks_a_benchmark_is_left_out(tmp_path: Path) -> None:
+    """Replay goes into the training split: a lightly edited benchmark item in the replay pool
+    is found by the contamination search and never planned."""
+    rng = random.Random(0)
+    root = make_project(
+        tmp_path,
+        [_support(i, rng) for i in range(200)],
+        extra_yaml=(
+            "capabilities: capabilities.yaml\n"
+            "benchmarks:\n  - {name: exam, path: data/exam.jsonl, fields: {input: question}}\n"
+            "replay:\n  share: 0.1\n  sources:\n"
+            "    - name: json_pool\n      path: data/replay.jsonl\n      fields: {id: id}\n"
+            "      capability: json_output\n"
+        ),
+        fields="{id: id, group: thread}",
+    )
+    (root / "capabilities.yaml").write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
+    question = (
+        "A farmer has 17 sheep and buys 5 more every spring for three years. "
+        "How many sheep does the farmer have at the end of the third spring?"
+    )
+    write_jsonl(root / "data" / "exam.jsonl", [{"question": question}])
+    pool = _replay(30)
+    edited = question.replace("buys", "byus").replace("How many", "how  many").upper()
+    pool.append(
+        {
+            "id": "r-leak",
+            "messages": [
+                {"role": "user", "content": edited},
+                {"role": "assistant", "content": "32"},
+            ],
+        }
+    )
+    write_jsonl(root / "data" / "replay.jsonl", pool)
+    res = ftprep.audit(root, only=["forgetting"])
+    c = _check(res, "forgetting.capabilities")
+    assert c["values"]["replay_left_out"] == {"leaks_benchmark_near": 1}
+    b = ftprep.build(root)
+    assert "r-leak" not in b.manifest["replay"]["ids"]

@@ -211,7 +211,31 @@ class CapabilityCoverageCheck(Check):
         ):
             if t and t in seen:
                 blocked[rid] = seen[t]
+        blocked.update(
+            {rid: r for rid, r in self._leaking_replay(ctx).items() if rid not in blocked}
+        )
         return blocked
+
+    @staticmethod
+    def _leaking_replay(ctx: Context) -> dict[str, str]:
+        """Replay records that contain a benchmark item lightly edited or paraphrased, found
+        by the same search (and the same ``contamination.benchmarks`` parameters) as the
+        training data's leaks: replay goes into the training split, so it must be as clean."""
+        pool = ctx.replay
+        refs = {k: v for k, v in ctx.benchmarks.items() if len(v)}
+        if pool is None or len(pool) == 0 or not refs:
+            return {}
+        from ftprep.checks.contamination import BenchmarkLeakage, _LeakSearch, _params
+        from ftprep.contamination.detect import RANK
+
+        params = _params(BenchmarkLeakage(ctx.params("contamination.benchmarks")), ctx)
+        reports, _ = _LeakSearch(ctx, pool, params).reports(refs)
+        ids = pool.ids
+        out: dict[str, str] = {}
+        for rep in reports.values():
+            for lk in sorted(rep.leaks, key=lambda lk: RANK[lk.category]):
+                out.setdefault(ids[lk.train], f"leaks_benchmark_{lk.category}")
+        return out
 
     # ------------------------------------------------------------------ result
     def _result(
