@@ -210,11 +210,12 @@ def bench_degraded(n: int, seed: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ 2. learned
-def alpagasus_labels(pool: list[dict[str, str]]) -> np.ndarray:
+def alpagasus_labels(pool: list[dict[str, str]], kept: Path = KEPT) -> np.ndarray:
+    """1 for the pool's examples in the filter output ``kept`` (joined on instruction, input)."""
     key = {(r["instruction"], r["input"]): i for i, r in enumerate(pool)}
     y = np.zeros(len(pool), dtype=int)
-    for r in json.loads(KEPT.read_text(encoding="utf-8")):
-        i = key.get((r["instruction"], r["input"]))
+    for r in json.loads(kept.read_text(encoding="utf-8")):
+        i = key.get((r["instruction"], r.get("input", "")))
         if i is not None:
             y[i] = 1
     return y
@@ -573,6 +574,14 @@ def bench_directions(draws: int, minilm_subset: int) -> dict[str, Any]:
         ):
             res.setdefault(name, []).append(_auroc(y[te], v[te]))
     out["transductive_report_half_300_labels"] = _summary(res)
+    # --- how far other LLM-based quality filters of the same pool agree with this one
+    out["other_filters_whole_pool"] = {
+        name: _auroc(y, alpagasus_labels(inp["pool"], DATA / path).astype(float))
+        for name, path in (
+            ("AlpaGasus helpfulness >= 4.5 kept", "alpagasus/helpfulness_t45.json"),
+            ("Cherry IFD top 5 % kept", "cherry_ifd/cherry_alpaca_5_percent.json"),
+        )
+    }
     if minilm_subset > 0:
         out["minilm_subset"] = _minilm_subset(inp, rep, minilm_subset, draws)
     return out
