@@ -158,6 +158,8 @@ def test_a_source_that_parses_to_nothing_fails(tmp_path: Path) -> None:
     assert code == 1
     code, out = _run("build", "-p", str(root))
     assert code == 0 and "training split is empty" in out
+    code, out = _run("build", "-p", str(root), "--json")
+    assert any("training split is empty" in w for w in json.loads(out)["warnings"])
 
 
 def test_ctrl_c_anywhere_exits_130_not_1(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -296,7 +296,12 @@ def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet
     if as_json:
         sys.stdout.write(
             orjson.dumps(
-                {"out_dir": str(res.out_dir), "counts": res.counts, "accounting": acc}
+                {
+                    "out_dir": str(res.out_dir),
+                    "counts": res.counts,
+                    "accounting": acc,
+                    "warnings": res.manifest.get("warnings", []),
+                }
             ).decode()
             + "\n"
         )
