@@ -341,3 +341,10 @@ def test_loss_of_single_exchanges_and_unanswered_inputs() -> None:
         assert check(unanswered, fmt) == []
     func = [{"role": "user", "content": "q"}, {"role": "function", "content": "r"}, *sys_q_a[2:]]
     assert check(func, "sharegpt") == ["roles renamed (function->tool)"]
+
+
+def test_utf16_file_is_one_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "notepad.jsonl"
+    p.write_bytes('{"prompt": "p", "completion": "c"}\n'.encode("utf-16"))
+    with pytest.raises(InputError, match="UTF-16"):
+        read_file(p, ReadOptions(source="s"), workers=1)

@@ -490,6 +490,11 @@ def read_file(
         raise InputError(f"{p}: unknown format {kind!r}; expected one of {', '.join(CONTAINERS)}")
     w = workers if workers is not None else min(2, os.cpu_count() or 1)
     try:
+        if kind in ("jsonl", "json", "csv", "tsv"):
+            with _open_bytes(p) as fh:
+                bom = fh.read(4)
+            if bom.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise InputError(f"{p}: the file is UTF-16 encoded; save it as UTF-8")
         return _read_kind(p, kind, opts, w)
     except (OSError, EOFError, zlib.error) as e:  # truncated gzip, I/O errors
         raise InputError(f"{p}: unreadable {kind} file ({e})") from None
