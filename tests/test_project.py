@@ -37,6 +37,17 @@ def test_missing_required_and_bad_yaml(tmp_path: Path) -> None:
         load_project(tmp_path / "elsewhere")
 
 
+def test_a_named_side_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    """A typo in `rubric:` must not switch the quality check off without a word."""
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: x\nsources:\n  - {name: a, path: a.jsonl}\nrubric: rubrc.yaml\n"
+    )
+    with pytest.raises(ProjectError, match=r"ftprep.yaml:4: rubric: .*rubrc.yaml does not exist"):
+        load_project(tmp_path)
+    (tmp_path / "rubrc.yaml").write_text("criteria: []\n")
+    assert load_project(tmp_path).rubric == "rubrc.yaml"
+
+
 def test_init_template_is_valid(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

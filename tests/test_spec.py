@@ -513,6 +513,7 @@ def test_real_promptsource_history_versions_and_diffs(tmp_path: Path) -> None:
         root = tmp_path / ds_dir.name
         root.mkdir()
         (root / "ftprep.yaml").write_text("sources: [{name: m, path: d.jsonl}]\nspec: spec.md\n")
+        (root / "spec.md").write_text(_promptsource_spec(files[0], 1))
         p = load_project(root)
         prev_spec = None
         for k, f in enumerate(files):
@@ -599,6 +600,7 @@ def test_real_awesome_prompts_dated_collections(tmp_path: Path) -> None:
         "sources: [{name: m, path: d.jsonl, fields: {id: id, area: area, collected_at: at}}]\nspec: spec.md\n"
         "checks: {spec.quarantine: {area_embeddings: false}}\n"
     )
+    (root / "spec.md").write_text(spec_text(0))
     p = load_project(root)
     for k, v in enumerate(versions):
         (root / "spec.md").write_text(spec_text(k))

@@ -357,6 +357,10 @@ def load_yaml_model(path: str | Path, model: type[M], what: str) -> M:
     return _validate(p, node, data if data is not None else {}, model)
 
 
+# the project's side files: the checks that read them do not run without them
+SIDE_FILES = ("spec", "rubric", "capabilities", "objectives")
+
+
 def load_project(path: str | Path = PROJECT_FILE) -> Project:
     p = Path(path)
     if p.is_dir():
@@ -370,4 +374,14 @@ def load_project(path: str | Path = PROJECT_FILE) -> Project:
     project = _validate(p, node, data, Project)
     project.root = p.parent.resolve()
     project.file_hash = hashlib.sha256(text).hexdigest()
+    # a side file that is named but missing would switch its checks off without a word
+    for key in SIDE_FILES:
+        side = project.path(getattr(project, key))
+        if side is not None and not side.is_file():
+            line = _line_of(node, (key,))
+            raise ProjectError(
+                f"{p}:{line}: {key}: {side} does not exist"
+                + (" (it is a directory)" if side.is_dir() else "")
+                + f" — fix the path, or remove {key!r} to run without it"
+            )
     return project
