@@ -16,9 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "support-bot"
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("example") / "support-bot"
-    shutil.copytree(
-        EXAMPLE, root, ignore=shutil.ignore_patterns("out", ".ftprep", "__pycache__")
-    )
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("out", ".ftprep", "__pycache__"))
     anchor = EXAMPLE / ".ftprep" / "spec_anchor.json"
     if anchor.exists():  # the spec history's workspace anchor travels with the project
         (root / ".ftprep").mkdir(exist_ok=True)
