@@ -72,14 +72,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, lis
     return project, {r["id"]: r["messages"] for r in recs}
 
 
+def _build_and_read(
+    built: tuple[Path, dict[str, list[dict]]], fmt: str
+) -> tuple[ftprep.BuildResult, dict, list[list[dict]], dict[str, list[dict]]]:
+    """Build in ``fmt``; (result, train split entry, train split read back, original turns)."""
+    project, originals = built
+    res = ftprep.build(project, out=project / "out" / fmt, fmt=fmt)
+    split = res.manifest["splits"]["train"]
+    return res, split, _read(res.out_dir / split["file"]), originals
+
+
 @pytest.mark.parametrize("fmt", ["openai", "sharegpt", "parquet"])
 def test_lossless_formats_read_back_identical(
     built: tuple[Path, dict[str, list[dict]]], fmt: str
 ) -> None:
-    project, originals = built
-    res = ftprep.build(project, out=project / "out" / fmt, fmt=fmt)
-    split = res.manifest["splits"]["train"]
-    back = _read(res.out_dir / split["file"])
+    res, split, back, originals = _build_and_read(built, fmt)
     if fmt == "sharegpt":
         assert res.manifest["warnings"] == [
             "format sharegpt cannot hold every conversation (openai and parquet keep them "
@@ -99,10 +106,7 @@ def test_lossless_formats_read_back_identical(
 def test_lossy_formats_say_what_they_dropped(
     built: tuple[Path, dict[str, list[dict]]], fmt: str
 ) -> None:
-    project, originals = built
-    res = ftprep.build(project, out=project / "out" / fmt, fmt=fmt)
-    split = res.manifest["splits"]["train"]
-    back = _read(res.out_dir / split["file"])
+    res, split, back, originals = _build_and_read(built, fmt)
     # every example comes back with the same final answer
     for got, i in zip(back, split["ids"], strict=True):
         assert got[-1] == {"role": "assistant", "content": originals[i][-1]["content"]}

@@ -92,22 +92,26 @@ def _replay(n: int) -> list[dict]:
     return out
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
+def _replay_project(tmp_path: Path, n_train: int, extra_yaml: str) -> Path:
+    """A support project with the capability inventory and a replay source (json_output)."""
     rng = random.Random(0)
     root = make_project(
         tmp_path,
-        [_support(i, rng) for i in range(300)],
+        [_support(i, rng) for i in range(n_train)],
         extra_yaml=(
-            "capabilities: capabilities.yaml\n"
-            "split: {by: group, validation: 0.1, test: 0.1}\n"
-            "replay:\n  share: 0.1\n  sources:\n"
+            "capabilities: capabilities.yaml\n" + extra_yaml + "replay:\n  share: 0.1\n  sources:\n"
             "    - name: json_pool\n      path: data/replay.jsonl\n      fields: {id: id}\n"
             "      capability: json_output\n"
         ),
         fields="{id: id, group: thread}",
     )
     (root / "capabilities.yaml").write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = _replay_project(tmp_path, 300, "split: {by: group, validation: 0.1, test: 0.1}\n")
     pool = _replay(60)
     # a replay record that repeats a training prompt must not be planned
     pool.append({**_support(3, random.Random(0)), "id": "r-dup"})
@@ -207,20 +211,11 @@ def test_clinc_missing_domains_are_uncovered(tmp_path: Path) -> None:
 def test_replay_that_leaks_a_benchmark_is_left_out(tmp_path: Path) -> None:
     """Replay goes into the training split: a lightly edited benchmark item in the replay pool
     is found by the contamination search and never planned."""
-    rng = random.Random(0)
-    root = make_project(
+    root = _replay_project(
         tmp_path,
-        [_support(i, rng) for i in range(200)],
-        extra_yaml=(
-            "capabilities: capabilities.yaml\n"
-            "benchmarks:\n  - {name: exam, path: data/exam.jsonl, fields: {input: question}}\n"
-            "replay:\n  share: 0.1\n  sources:\n"
-            "    - name: json_pool\n      path: data/replay.jsonl\n      fields: {id: id}\n"
-            "      capability: json_output\n"
-        ),
-        fields="{id: id, group: thread}",
+        200,
+        "benchmarks:\n  - {name: exam, path: data/exam.jsonl, fields: {input: question}}\n",
     )
-    (root / "capabilities.yaml").write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
     question = (
         "A farmer has 17 sheep and buys 5 more every spring for three years. "
         "How many sheep does the farmer have at the end of the third spring?"
