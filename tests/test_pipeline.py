@@ -191,3 +191,24 @@ def test_outputs_match_their_json_schemas(project: Path) -> None:
     findings = json.loads((project / "out/audit/findings.json").read_text())
     jsonschema.validate(findings, json.loads((docs / "findings.schema.json").read_text()))
     jsonschema.validate(b.manifest, json.loads((docs / "manifest.schema.json").read_text()))
+
+
+def test_audit_outputs_are_published_as_one_set(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash while the report is written leaves the previous audit's files untouched (no
+    new findings.json next to an old report) and no temporary files."""
+    ftprep.audit(project)
+    out = project / "out" / "audit"
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {"findings.json", "report.html", "rejects.jsonl"} <= set(before)
+
+    def boom(res: object) -> str:
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr("ftprep.report.html.render_html", boom)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        ftprep.audit(project)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before
+    assert not list(out.rglob("*.tmp"))

@@ -33,7 +33,12 @@ from ftprep.decisions import Ledger
 from ftprep.examples import Dataset
 from ftprep.formats.readers import ReadOptions, ReadResult, Reject, read_file
 from ftprep.project import Project, Source, load_project
-from ftprep.store import Workspace, atomic_write_bytes, atomic_write_text
+from ftprep.store import (
+    Workspace,
+    atomic_file_set,
+    atomic_write_bytes,
+    remove_stale_temps,
+)
 
 FINDINGS_SCHEMA_VERSION = "1.0"
 # artifacts the build reads from the workspace: near-duplicate clusters kept in one split, and
@@ -400,29 +405,31 @@ def _write_outputs(res: AuditResult, ctx: Context) -> None:
 
     out = res.project.out_dir / "audit"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(
-        out / "findings.json",
-        orjson.dumps(res.findings, option=orjson.OPT_INDENT_2, default=_json_default),
-    )
-    atomic_write_bytes(
-        out / "rejects.jsonl",
-        b"".join(orjson.dumps(r.to_dict()) + b"\n" for r in res.ingested.rejects),
-    )
-    for key, value in ctx.artifacts.items():
-        try:
-            data = orjson.dumps(
-                value,
-                option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
-                default=_json_default,
-            )
-        except TypeError:
-            continue
-        atomic_write_bytes(out / "artifacts" / f"{key}.json", data)
+    remove_stale_temps(out, recursive=True)
+    # published as one set, findings.json (what CI reads) last: a crash or Ctrl-C while
+    # writing leaves the previous audit's files as they were
+    with atomic_file_set(out, "findings.json") as stage:
+        stage("rejects.jsonl").write_bytes(
+            b"".join(orjson.dumps(r.to_dict()) + b"\n" for r in res.ingested.rejects)
+        )
+        for key, value in ctx.artifacts.items():
+            try:
+                data = orjson.dumps(
+                    value,
+                    option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
+                    default=_json_default,
+                )
+            except TypeError:
+                continue
+            stage(f"artifacts/{key}.json").write_bytes(data)
+        stage("report.html").write_text(render_html(res), encoding="utf-8")
+        stage("findings.json").write_bytes(
+            orjson.dumps(res.findings, option=orjson.OPT_INDENT_2, default=_json_default)
+        )
     for key in PERSISTED_ARTIFACTS:  # what build reads back from the last audit
         value = ctx.artifacts.get(key)
         if value is not None:
             atomic_write_bytes(res.project.workspace_dir / f"{key}.json", orjson.dumps(value))
-    atomic_write_text(out / "report.html", render_html(res))
     res.findings_path = out / "findings.json"
     res.report_path = out / "report.html"
 
