@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -128,6 +128,16 @@ class RateLimiter:
             self._sleep(at - now)
 
 
+class ClientSettings(Protocol):
+    """The endpoint settings a judge configuration carries."""
+
+    base_url: str | None
+    api_key_env: str
+    requests_per_minute: float
+    max_retries: int
+    timeout: float
+
+
 class LLMClient:
     """OpenAI-compatible client with a disk cache, a rate limit and retries (see module doc)."""
 
@@ -159,6 +169,19 @@ class LLMClient:
         self._sleep = sleep
         self.limiter = RateLimiter(requests_per_minute, sleep=sleep)
         self.stats = Stats()
+
+    @classmethod
+    def from_settings(cls, s: ClientSettings, cache_dir: str | Path | None) -> LLMClient:
+        """A client from a judge's configuration (the LLM judges of the quality rubric and of
+        the contamination check share these settings)."""
+        return cls(
+            s.base_url,
+            api_key_env=s.api_key_env,
+            cache_dir=cache_dir,
+            requests_per_minute=s.requests_per_minute,
+            max_retries=s.max_retries,
+            timeout=s.timeout,
+        )
 
     # ------------------------------------------------------------------ cache
     def _cache_path(self, key: str) -> Path | None:

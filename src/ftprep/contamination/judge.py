@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from ftprep.llm import LLMClient, LLMError
@@ -83,14 +82,7 @@ class JudgeStats:
 class LeakJudge:
     def __init__(self, cfg: LeakJudgeConfig, client: LLMClient | None = None) -> None:
         self.cfg = cfg
-        self.client = client or LLMClient(
-            cfg.base_url,
-            api_key_env=cfg.api_key_env,
-            cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None,
-            requests_per_minute=cfg.requests_per_minute,
-            max_retries=cfg.max_retries,
-            timeout=cfg.timeout,
-        )
+        self.client = client or LLMClient.from_settings(cfg, cfg.cache_dir or None)
         self.stats = JudgeStats()
 
     @staticmethod

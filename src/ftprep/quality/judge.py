@@ -70,14 +70,7 @@ class Judge:
         self, cfg: JudgeConfig, cache_dir: str | Path | None, client: LLMClient | None = None
     ) -> None:
         self.cfg = cfg
-        self.client = client or LLMClient(
-            cfg.base_url,
-            api_key_env=cfg.api_key_env,
-            cache_dir=cache_dir,
-            requests_per_minute=cfg.requests_per_minute,
-            max_retries=cfg.max_retries,
-            timeout=cfg.timeout,
-        )
+        self.client = client or LLMClient.from_settings(cfg, cache_dir)
 
     @staticmethod
     def messages(c: Criterion, prompt: str, response: str) -> list[dict[str, str]]:
