@@ -155,11 +155,12 @@ class Curve(_Model):
     metric: str = "metric"  # key (dotted path) of the JSON object the command prints or writes
     higher_is_better: bool = True
     fractions: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0])
-    repeats: int = 1
+    repeats: int = Field(default=1, ge=1)
     target: float | None = None
     timeout_s: float | None = None
-    plateau_delta: float = 0.005  # plateau: doubling the data gains less than this (absolute)
-    bootstrap: int = 200  # bootstrap refits for the uncertainty band (0: none)
+    # plateau: doubling the data gains less than this (absolute)
+    plateau_delta: float = Field(default=0.005, gt=0)
+    bootstrap: int = Field(default=200, ge=0)  # bootstrap refits for the uncertainty band (0: none)
 
     @field_validator("fractions")
     @classmethod
@@ -167,27 +168,6 @@ class Curve(_Model):
         if len(set(v)) < 3 or any(not 0 < f <= 1 for f in v):
             raise ValueError("expected at least 3 distinct fractions in (0, 1]")
         return sorted(set(v))
-
-    @field_validator("repeats")
-    @classmethod
-    def _repeats(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("expected at least 1")
-        return v
-
-    @field_validator("bootstrap")
-    @classmethod
-    def _bootstrap(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("expected a non-negative integer")
-        return v
-
-    @field_validator("plateau_delta")
-    @classmethod
-    def _delta(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("expected a positive number")
-        return v
 
 
 class Tokenizer(_Model):
