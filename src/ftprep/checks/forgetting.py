@@ -190,7 +190,8 @@ class CapabilityCoverageCheck(Check):
 
     def _blocked_replay(self, ctx: Context) -> dict[str, str]:
         """Replay records left out of the plan: same normalised prompt as a training example
-        (a duplicate), a production input or a benchmark item (a leak)."""
+        (a duplicate) or a production input, or a benchmark item in it (exact, near-duplicate or
+        paraphrase: :meth:`_leaking_replay`)."""
         pool = ctx.replay
         if pool is None:
             return {}
@@ -198,7 +199,6 @@ class CapabilityCoverageCheck(Check):
         for reason, ds in [
             ("duplicates_training", ctx.train),
             ("matches_production", ctx.production),
-            *[("matches_benchmark", b) for b in ctx.benchmarks.values()],
         ]:
             if ds is None or len(ds) == 0:
                 continue
@@ -218,8 +218,8 @@ class CapabilityCoverageCheck(Check):
 
     @staticmethod
     def _leaking_replay(ctx: Context) -> dict[str, str]:
-        """Replay records that contain a benchmark item lightly edited or paraphrased, found
-        by the same search (and the same ``contamination.benchmarks`` parameters) as the
+        """Replay records that contain a benchmark item (exact, lightly edited or paraphrased),
+        found by the same search (and the same ``contamination.benchmarks`` parameters) as the
         training data's leaks: replay goes into the training split, so it must be as clean."""
         pool = ctx.replay
         refs = {k: v for k, v in ctx.benchmarks.items() if len(v)}
@@ -232,9 +232,12 @@ class CapabilityCoverageCheck(Check):
         reports, _ = _LeakSearch(ctx, pool, params).reports(refs)
         ids = pool.ids
         out: dict[str, str] = {}
-        for rep in reports.values():
-            for lk in sorted(rep.leaks, key=lambda lk: RANK[lk.category]):
-                out.setdefault(ids[lk.train], f"leaks_benchmark_{lk.category}")
+        leaks = [lk for rep in reports.values() for lk in rep.leaks]
+        for lk in sorted(leaks, key=lambda lk: RANK[lk.category]):  # strongest evidence first
+            reason = (
+                "matches_benchmark" if lk.category == "exact" else f"leaks_benchmark_{lk.category}"
+            )
+            out.setdefault(ids[lk.train], reason)
         return out
 
     # ------------------------------------------------------------------ result
