@@ -25,6 +25,7 @@ from ftprep.labels.errors import knn_inconsistency, rank_label_errors
 from ftprep.labels.escalation import EscalationParams, decide
 from ftprep.labels.reliability import annotator_stats
 from ftprep.project import ProjectError
+from util import write_jsonl
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -350,10 +351,7 @@ def test_item_prior_in_the_check(tmp_path: Path) -> None:
             rows.append([f"x{i}", f"a{a}", names[v]])
         if np.bincount(votes, minlength=3).argmax() != p.argmax():
             wrong.add(f"x{i}")
-    (tmp_path / "data").mkdir()
-    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(tmp_path / "data" / "train.jsonl", recs)
     with open(tmp_path / "annotations.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["example_id", "annotator", "label"])
@@ -432,10 +430,7 @@ def _topic_project(tmp_path: Path, n: int = 240) -> tuple[Path, list[str], set[s
     for r in recs:
         if r["id"] in flipped:
             r["label"] = names[(names.index(r["label"]) + 1) % 3]
-    (tmp_path / "data").mkdir()
-    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(tmp_path / "data" / "train.jsonl", recs)
     # annotations on the first 60 examples: 4 annotators + random + constant; items 0..9 contested
     with open(tmp_path / "annotations.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
@@ -581,10 +576,7 @@ def test_consistency_check_flags_conflicting_outputs(tmp_path: Path) -> None:
             ],
         }
     )
-    (tmp_path / "data").mkdir()
-    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(tmp_path / "data" / "train.jsonl", recs)
     (tmp_path / "ftprep.yaml").write_text(
         "name: g\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n",
         encoding="utf-8",
@@ -615,10 +607,7 @@ def test_rating_annotations_end_to_end(tmp_path: Path) -> None:
         if i < 6:  # contested: ratings spread over the whole scale
             scores = [1, 5, 1, 5]
         rows.append([f"r{i}", *scores, int(rng.integers(1, 6))])  # last column: a random rater
-    (tmp_path / "data").mkdir()
-    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(tmp_path / "data" / "train.jsonl", recs)
     with open(tmp_path / "ratings.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "s_a", "s_b", "s_c", "s_d", "s_rand"])
@@ -654,10 +643,7 @@ def test_consistency_identical_inputs_mode_for_large_data(tmp_path: Path) -> Non
         }
         for i in range(10)
     ]
-    (tmp_path / "data").mkdir()
-    with open(tmp_path / "data" / "train.jsonl", "w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(tmp_path / "data" / "train.jsonl", recs)
     (tmp_path / "ftprep.yaml").write_text(
         "name: c\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id, label: label}\n"
         "checks:\n  labels.consistency: {max_examples: 5}\n",
