@@ -370,3 +370,100 @@ def test_clinc_missing_domains_are_found() -> None:
         if r.status == "uncovered"
     }
     assert missing <= majority
+
+
+def test_is_label_set_accepts_class_names_only() -> None:
+    from ftprep.distribution.labelshift import is_label_set
+
+    assert is_label_set(["card_lost", "balance", "transfer"] * 10)
+    assert not is_label_set(["only_one"] * 30)  # a single value is not a label set
+    assert not is_label_set([f"free answer number {i}" for i in range(30)])  # all distinct
+    assert not is_label_set(["a", "b", ""] * 10)  # missing labels
+    assert not is_label_set(["line one\nline two", "other"] * 10)  # answers, not labels
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.floats(0.01, 1.0), min_size=2, max_size=6),
+    st.integers(1, 40),
+    st.integers(0, 10_000),
+)
+def test_em_priors_is_a_distribution(prior: list[float], n: int, seed: int) -> None:
+    from ftprep.distribution.labelshift import em_priors
+
+    rng = np.random.default_rng(seed)
+    train_prior = np.array(prior) / sum(prior)
+    post = rng.dirichlet(np.ones(len(prior)), size=n)
+    est, iters = em_priors(post, train_prior, 200, 1e-9)
+    assert est.min() >= 0 and abs(est.sum() - 1) < 1e-9 and 1 <= iters <= 200
+
+
+def test_label_shift_resolves_overlapping_topics() -> None:
+    """Two topics that overlap in embedding space but differ in words: 900 / 100 in training,
+    500 / 500 in production (true ratios 0.556 and 5). The kNN density ratio is pulled toward 1
+    for the thin topic; the label-shift estimate over the labels is not."""
+    from ftprep.distribution.labelshift import label_shift
+
+    centres = l2_normalise(np.ones((2, 32), dtype=np.float32))  # the same centre: full overlap
+    xt, yt, tt = _clusters({0: 900, 1: 100}, spread=0.6, seed=1, centres=centres)
+    xp, _, tp = _clusters({0: 500, 1: 500}, spread=0.6, seed=2, centres=centres)
+    labels = [f"topic{c}" for c in yt]
+    ls = label_shift(tt, xt, labels, tp, xp)
+    ratio = dict(zip(ls.labels, ls.ratio, strict=True))
+    assert 5 / 1.25 <= ratio["topic1"] <= 5 * 1.25, ratio
+    assert 0.556 / 1.25 <= ratio["topic0"] <= 0.556 * 1.25, ratio
+    assert abs(ls.weights.mean() - 1) < 1e-9 and abs(ls.prod_share.sum() - 1) < 1e-9
+    knn_thin = density_ratio_weights(xt, xp)[yt == 1].mean()
+    w = (density_ratio_weights(xt, xp) + ls.weights) / 2
+    assert abs(w[yt == 1].mean() / w.mean() - 5) < abs(knn_thin - 5)  # the mix is closer
+
+
+def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path) -> None:
+    import ftprep
+
+    rng = np.random.default_rng(0)
+    topics = {
+        "refund": ["refund", "money back", "return the item"],
+        "delivery": ["parcel", "courier", "delivery date"],
+        "password": ["password", "login", "reset my account"],
+    }
+
+    def utter(topic: str) -> str:
+        return f"{rng.choice(['hi', 'hello', 'please'])} {rng.choice(topics[topic])} {rng.integers(100)}"
+
+    train = [
+        (utter(t), t)
+        for t, n in (("refund", 300), ("delivery", 300), ("password", 30))
+        for _ in range(n)
+    ]
+    prod = [utter(t) for t in ("refund", "delivery", "password") for _ in range(200)]
+    _write(
+        tmp_path / "data/train.jsonl",
+        [{"id": f"t{i}", "prompt": x, "completion": y} for i, (x, y) in enumerate(train)],
+    )
+    _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prod)])
+
+    def audit(labels: str) -> tuple[dict, dict]:
+        (tmp_path / "ftprep.yaml").write_text(
+            "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+            "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
+            f"checks:\n  distribution.coverage: {{labels: {labels}}}\n",
+            encoding="utf-8",
+        )
+        ftprep.audit(tmp_path, only=["distribution.coverage"])
+        f = json.loads((tmp_path / "out/audit/findings.json").read_text())
+        art = json.loads((tmp_path / "out/audit/artifacts/distribution.json").read_text())
+        return f["checks"][0], art
+
+    check, art = audit("auto")
+    assert art["label_shift"]["field"] == "response"
+    rows = {r["label"]: r for r in art["label_shift"]["labels"]}
+    assert 7 / 1.25 <= rows["password"]["ratio"] <= 7 * 1.25  # 1/3 of production / (30/630)
+    found = [x for x in check["findings"] if x["code"] == "under_represented_label"]
+    assert [x["metrics"]["ratio"] > 2 for x in found] == [True]
+    assert "password" in found[0]["message"]
+    w = art["importance_weights"]
+    thin = np.mean([w[f"t{i}"] for i, (_, y) in enumerate(train) if y == "password"])
+    assert thin > 5
+    check, art = audit("none")
+    assert art["label_shift"]["field"] is None and check["values"]["n_labels"] == 0

@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from ftprep.checks.base import Check, CheckResult, Condition, Finding, Section, Status
 from ftprep.checks.registry import register
 from ftprep.distribution.coverage import CoverageParams, coverage_scores
+from ftprep.distribution.labelshift import LabelShift, LabelShiftParams, is_label_set, label_shift
 from ftprep.distribution.regions import RegionParams, build_regions
 from ftprep.distribution.shift import ShiftParams, classifier_test
 from ftprep.distribution.text import token_sets
@@ -37,6 +39,59 @@ ARTIFACT_VERSION = 1
 
 def _embed(ctx: Context, ds: Dataset, model: str | None) -> np.ndarray:
     return np.asarray(ctx.embeddings(ds, "prompt", model=model), dtype=np.float32)
+
+
+AUTO_LABEL_FIELDS = (
+    "label",
+    "response",
+    "meta.label",
+    "meta.intent",
+    "meta.category",
+    "meta.class",
+)
+
+
+def _label_values(ds: Dataset, field: str) -> list[str]:
+    if field in ("label", "response", "source", "area"):
+        return [str(v or "").strip() for v in ds.column(field)]
+    if field.startswith("meta."):
+        key = field[len("meta.") :]
+        out = []
+        for m in ds.column("meta"):
+            v = orjson.loads(m).get(key) if m else None
+            out.append("" if v is None else str(v).strip())
+        return out
+    raise ValueError(
+        f"labels: expected auto, none, label, response, source, area or meta.<key>, not {field!r}"
+    )
+
+
+def training_labels(
+    ds: Dataset, spec: str, lp: LabelShiftParams
+) -> tuple[str | None, list[str] | None, str]:
+    """(field, labels, note): the training labels the label-shift estimate uses. ``auto`` takes
+    the first of the declared ``label`` field, the final answer and the usual ``meta`` keys whose
+    values form a closed label set (classification-style data, e.g. intent names); a named field is used as given."""
+    if spec in ("none", "off"):
+        return None, None, "label-shift estimate off (labels: none)"
+    if spec != "auto":
+        vals = _label_values(ds, spec)
+        missing = sum(1 for v in vals if not v)
+        if missing or len(set(vals)) < 2:
+            return (
+                None,
+                None,
+                (
+                    f"labels: {spec}: {missing} training example(s) without a value, "
+                    f"{len(set(vals))} distinct value(s); label-shift estimate not run"
+                ),
+            )
+        return spec, vals, f"labels from {spec} ({len(set(vals))} labels)"
+    for field in AUTO_LABEL_FIELDS:
+        vals = _label_values(ds, field)
+        if is_label_set(vals, lp):
+            return field, vals, f"labels from {field} ({len(set(vals))} labels, detected)"
+    return None, None, "no closed label set among " + ", ".join(AUTO_LABEL_FIELDS)
 
 
 def _pca2(x: np.ndarray) -> np.ndarray:
@@ -100,6 +155,28 @@ class Coverage(Check):
             regions, _ = build_regions(
                 xp, xt, cov.flagged, weights, token_sets(p_texts), token_sets(t_texts), rp
             )
+            lp = LabelShiftParams.from_dict(
+                {
+                    k[len("label_shift_") :]: v
+                    for k, v in self.params.items()
+                    if k.startswith("label_shift_")
+                }
+                | {"seed": cp.seed}
+            )
+            label_field, labels, label_note = training_labels(
+                train, str(self.param("labels", "auto")), lp
+            )
+            ls: LabelShift | None = None
+            if labels is not None:  # average with the label-shift weights (labelshift.py)
+                absent = np.zeros(len(p_texts), dtype=bool)
+                for r in regions:  # regions without any training input: no label
+                    if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
+                        absent[r.prod_items] = True
+                ls = label_shift(t_texts, xt, labels, p_texts, xp, ~absent, lp)
+                weights = (weights + ls.weights) / 2
+                weights = weights / weights.mean()
+                for r in regions:
+                    r.reweight(weights)
         p_ids, t_ids = prod.ids, train.ids
         n_p = len(p_ids)
         unc_regions = [r for r in regions if r.status == "uncovered"]
@@ -129,7 +206,15 @@ class Coverage(Check):
             "n_training": len(t_ids),
             "n_production": n_p,
             "embeddings": model or ctx.project.embeddings,
+            "label_field": label_field,
+            "n_labels": len(ls.labels) if ls is not None else 0,
+            "weights": "knn density ratio + label shift" if ls is not None else "knn density ratio",
         }
+        label_rows = ls.table() if ls is not None else []
+        under_labels = [
+            r for r in label_rows if r["ratio"] >= rp.under_ratio and r["production_share"] >= 0.001
+        ]
+        values["under_represented_labels"] = len(under_labels)
         res = self.result(
             values=values,
             summary=(
@@ -158,8 +243,33 @@ class Coverage(Check):
                     action=f"collect about {r.needed} training examples like these",
                 )
             )
+        labels_arr = np.asarray(labels, dtype=object) if labels is not None else None
+        for row in under_labels:
+            assert labels_arr is not None
+            res.findings.append(
+                Finding(
+                    severity="info",
+                    code="under_represented_label",
+                    message=(
+                        f"label '{row['label']}' ({label_field}): about {row['production_share']:.1%} "
+                        f"of production (label-shift estimate), {row['training_share']:.1%} of "
+                        f"training (x{row['ratio']:.1f})"
+                    ),
+                    metrics={k: row[k] for k in ("production_share", "training_share", "ratio")},
+                    threshold=rp.under_ratio,
+                    example_ids=[t_ids[i] for i in np.nonzero(labels_arr == row["label"])[0][:20]],
+                    action="collect more examples of this label or up-weight it",
+                )
+            )
         region_dicts = [r.to_dict(p_ids, p_texts) for r in regions]
         art = _artifact(ctx)
+        art["label_shift"] = {
+            "field": label_field,
+            "note": label_note,
+            "production_inputs_used": ls.n_production if ls is not None else 0,
+            "em_iterations": ls.iterations if ls is not None else 0,
+            "labels": label_rows,
+        }
         art["coverage"] = {k: v for k, v in values.items()}
         art["regions"] = region_dicts
         art["collection_list"] = [
@@ -184,6 +294,30 @@ class Coverage(Check):
         }
         art["uncovered_production_ids"] = [p_ids[i] for i in np.nonzero(cov.flagged)[0]]
         res.sections.extend(self._sections(cov, xt, xp, regions, region_dicts, values, cp.seed))
+        if label_rows:
+            res.sections.append(
+                Section(
+                    f"Production vs training share per label ({label_field})",
+                    "table",
+                    {
+                        "columns": ["label", "training share", "production share (est.)", "ratio"],
+                        "rows": [
+                            [
+                                r["label"],
+                                f"{r['training_share']:.2%}",
+                                f"{r['production_share']:.2%}",
+                                f"{r['ratio']:.2f}",
+                            ]
+                            for r in label_rows[:40]
+                        ],
+                    },
+                    note=(
+                        f"{label_note}. Production shares estimated without production labels "
+                        "(label-shift EM over a classifier of the training labels, production "
+                        "inputs flagged as uncovered left out); sorted by ratio, top 40."
+                    ),
+                )
+            )
         return res
 
     def _sections(
@@ -283,7 +417,7 @@ class Coverage(Check):
                 "text",
                 {
                     "text": (
-                        f"Importance weights (kNN density ratio, mean 1, max {values['max_weight']:.2f}) keep an "
+                        f"Importance weights ({values['weights']}, mean 1, max {values['max_weight']:.2f}) keep an "
                         f"effective sample size of {values['effective_sample_size']:.0f} "
                         f"({values['ess_fraction']:.0%} of training). Uncovered regions cannot be reweighted: "
                         f"collect about {values['examples_needed']} examples (artifact distribution.json: "

@@ -57,6 +57,11 @@ class Region:
     uncovered_frac: float
     examples: list[int] = field(default_factory=list)
     needed: int = 0
+    train_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def reweight(self, weights: np.ndarray) -> None:
+        """Recompute ``weighted_ratio`` from new importance weights of the training inputs."""
+        self.weighted_ratio = float(weights[self.train_items].mean()) if self.n_train else 0.0
 
     def to_dict(self, prod_ids: list[str], prod_texts: list[str]) -> dict[str, Any]:
         return {
@@ -177,6 +182,7 @@ def build_regions(
         if len(members) == 0:
             continue
         reg = make(f"c{c}", "cluster", members, int(t_counts[c]), float(w_sums[c]))
+        reg.train_items = np.nonzero(tc == c)[0]
         if reg.status != "uncovered":
             pocket.extend(int(i) for i in members[flagged[members]])
         regions.append(reg)

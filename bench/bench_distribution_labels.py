@@ -1,0 +1,147 @@
+"""Benchmark: per-domain production/training ratios when training carries labels (issue 7).
+
+    PYTHONPATH=src python bench/bench_distribution_labels.py [--choices 6] [--datasets clinc,hwu,banking]
+
+Intent-detection training sets as a user would give them to ftprep: one JSONL record per
+utterance, ``prompt`` = the utterance, ``completion`` = the intent name; production = the test
+split's utterances (inputs only). 3 domains (CLINC150 domains, hwu64 scenarios, banking77 intents
+grouped at random into 10 "domains") are kept at 10% in training. Each case runs the real
+``ftprep.audit`` (``distribution.coverage`` only) twice, with ``labels: none`` (kNN density-ratio
+weights only) and the default ``labels: auto`` (the completions are detected as a closed label
+set; weights = mean of the kNN and label-shift weights), and reads the importance weights from
+``artifacts/distribution.json``. Estimated ratio of a domain = mean weight of its training
+examples; factor = max(est/truth, truth/est), worst over the 3 downsampled domains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ftprep
+from bench_distribution import DATA, domain_choices
+
+FIXED = {
+    "clinc": [["banking", "travel", "meta"], ["credit_cards", "home", "work"]],
+    "hwu": [["alarm", "music", "qa"], ["news", "qa", "takeaway"]],
+    "banking": [["group0", "group4", "group6"], ["group5", "group6", "group7"]],
+}
+
+
+def clinc() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    d = json.loads((DATA / "clinc150/data_full.json").read_text())
+    dm = json.loads((DATA / "clinc150/domains.json").read_text())
+    i2d = {i: k for k, v in dm.items() for i in v}
+    return (
+        [(t, lab, i2d[lab]) for t, lab in d["train"]],
+        [(t, lab, i2d[lab]) for t, lab in d["test"]],
+    )
+
+
+def hwu() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    def rd(s: str) -> list[tuple[str, str, str]]:
+        texts = (DATA / f"hwu64/{s}.seq.in").read_text().splitlines()
+        labs = (DATA / f"hwu64/{s}.label").read_text().splitlines()
+        return [(t, lab, lab.split("_")[0]) for t, lab in zip(texts, labs, strict=True)]
+
+    return rd("train"), rd("test") + rd("valid")
+
+
+def banking() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    def rd(s: str) -> list[tuple[str, str]]:
+        with open(DATA / f"banking77/{s}.csv", encoding="utf-8") as fh:
+            return [(r["text"], r["category"]) for r in csv.DictReader(fh)]
+
+    tr, te = rd("train"), rd("test")
+    cats = sorted({c for _, c in tr})
+    perm = np.random.default_rng(0).permutation(len(cats))
+    group = {cats[j]: f"group{i % 10}" for i, j in enumerate(perm)}
+    return [(t, c, group[c]) for t, c in tr], [(t, c, group[c]) for t, c in te]
+
+
+def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarray, float]:
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "data").mkdir(parents=True)
+    with open(root / "data/train.jsonl", "w", encoding="utf-8") as f:
+        for i, (x, lab, _) in enumerate(train):
+            f.write(json.dumps({"id": f"t{i}", "prompt": x, "completion": lab}) + "\n")
+    with open(root / "data/prod.jsonl", "w", encoding="utf-8") as f:
+        for i, (x, _, _) in enumerate(prod):
+            f.write(json.dumps({"id": f"p{i}", "text": x}) + "\n")
+    (root / "ftprep.yaml").write_text(
+        "name: bench\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+        "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
+        f"checks:\n  distribution.coverage: {{labels: {labels}}}\n",
+        encoding="utf-8",
+    )
+    t0 = time.perf_counter()
+    ftprep.audit(root, only=["distribution.coverage"])
+    secs = time.perf_counter() - t0
+    art = json.loads((root / "out/audit/artifacts/distribution.json").read_text())
+    w = art["importance_weights"]
+    return np.array([w[f"t{i}"] for i in range(len(train))]), secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--choices", type=int, default=6)
+    ap.add_argument("--datasets", default="clinc,hwu,banking")
+    a = ap.parse_args()
+    loaders = {"clinc": clinc, "hwu": hwu, "banking": banking}
+    summary = {}
+    print(
+        "| dataset | downsampled | truth | labels: none | labels: auto | factor none / auto | seconds none / auto |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in a.datasets.split(","):
+        tr, te = loaders[name]()
+        doms = sorted({r[2] for r in tr})
+        facs: dict[str, list[float]] = {"none": [], "auto": []}
+        for down in domain_choices(doms, FIXED[name], a.choices, 7):
+            rng = np.random.default_rng(0)
+            train = [r for r in tr if r[2] not in down or rng.random() < 0.1]
+            dt = np.array([r[2] for r in train])
+            dp = np.array([r[2] for r in te])
+            truth = {d: (dp == d).mean() / (dt == d).mean() for d in down}
+            est, secs = {}, {}
+            with tempfile.TemporaryDirectory() as tmp:
+                for mode in ("none", "auto"):
+                    w, secs[mode] = run_case(Path(tmp) / mode, train, te, mode)
+                    est[mode] = {d: float(w[dt == d].mean()) for d in down}
+                    facs[mode].append(
+                        max(max(est[mode][d] / truth[d], truth[d] / est[mode][d]) for d in down)
+                    )
+
+            def fmt(v: dict, down: list[str] = down) -> str:
+                return " / ".join(f"{v[d]:.2f}" for d in down)
+
+            print(
+                f"| {name} | {', '.join(down)} | {fmt(truth)} | {fmt(est['none'])} | "
+                f"{fmt(est['auto'])} | {facs['none'][-1]:.2f} / **{facs['auto'][-1]:.2f}** | "
+                f"{secs['none']:.0f} / {secs['auto']:.0f} |",
+                flush=True,
+            )
+        summary[name] = {m: (float(np.mean(v)), float(np.max(v))) for m, v in facs.items()}
+    print()
+    print(
+        "| dataset | labels: none, mean / worst | labels: auto, mean / worst | auto within 1.25 |"
+    )
+    print("|---|---|---|---|")
+    for name, s in summary.items():
+        print(
+            f"| {name} | {s['none'][0]:.2f} / {s['none'][1]:.2f} | "
+            f"**{s['auto'][0]:.2f} / {s['auto'][1]:.2f}** |"
+        )
+
+
+if __name__ == "__main__":
+    main()

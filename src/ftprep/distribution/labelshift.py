@@ -1,0 +1,167 @@
+"""Production proportions per training label, for classification-style training data.
+
+When the training examples carry a label from a small closed set (an intent-detection set whose
+answers are intent names, or a ``meta`` field such as a category), the production share of each
+label can be estimated without production labels under the *label-shift* assumption (production
+differs from training in how often each label occurs, not in what an input of a label looks
+like): a classifier of the training labels gives posteriors ``p_train(y | x)`` for every
+production input, and the EM of Saerens, Latinne & Decaestecker (2002) re-weights them by
+``pi(y) / p_train(y)`` until the mean adjusted posterior reproduces the prior ``pi``. The ratio
+``pi(y) / p_train(y)`` is the label's production/training ratio and the label-shift importance
+weight of its training examples.
+
+Why it is used next to the kNN density ratio (``weights.py``): the density ratio is estimated in
+embedding space, so where topics overlap there (banking questions grouped at random, hwu64's
+music / play / audio) a thin topic's ratio is pulled toward 1. The label-shift estimate does not
+have that bias, but it has its own: its posteriors come from few examples exactly for the thin
+labels and it over-shoots when they are miscalibrated. The two errors go in opposite directions,
+so the check averages the two weights (measured in ``docs/benchmarks.md``: over CLINC150, hwu64
+and banking77 with 3 of 10 domains at 10%, the worst downsampled-domain factor drops on all three
+datasets).
+
+Classifier: multinomial logistic regression (``C`` = 10, chosen on the benchmark: C = 1 gives flat
+posteriors and EM runs away, C ≥ 100 is over-confident and under-estimates) over binary-TF TF-IDF
+words and bigrams plus the centred sentence embedding. It is fitted on at most ``max_fit`` training
+examples (a per-label stratified subsample that keeps every label) so the cost stays bounded at
+100k+ examples. Production inputs of uncovered clusters without a single training input are left out of
+the EM: they belong to no training label and would inflate whichever label is nearest. Every other
+production input stays in, flagged or not: regions that are merely thin in training (a topic kept
+at 10 %) are often flagged as uncovered too, and leaving them out removes exactly the production
+mass of the under-represented labels (CLINC150, 3 domains at 10 %: worst factor 1.94 when all
+flagged inputs are left out, 1.21 when those of clusters 20x thinner in training are, 1.17 with
+none left out). So inputs of a missing topic that share clusters with covered ones still count
+toward their nearest labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from ftprep.distribution.coverage import center_embeddings
+
+
+@dataclass(slots=True)
+class LabelShiftParams:
+    max_labels: int = 200  # more distinct labels than this: not a closed label set
+    min_per_label: float = 5.0  # mean examples per label needed to call it a label set
+    C: float = 10.0
+    max_fit: int = 20000  # training examples the classifier is fitted on (stratified)
+    iters: int = 1000
+    tol: float = 1e-7
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LabelShiftParams:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(slots=True)
+class LabelShift:
+    labels: list[str]
+    train_share: np.ndarray
+    prod_share: np.ndarray  # estimated, over the production inputs used (covered ones)
+    ratio: np.ndarray  # prod_share / train_share per label
+    weights: np.ndarray  # per training example: ratio of its label, normalised to mean 1
+    n_production: int  # production inputs the estimate used
+    iterations: int
+
+    def table(self) -> list[dict[str, Any]]:
+        order = np.argsort(-self.ratio, kind="stable")
+        return [
+            {
+                "label": self.labels[j],
+                "training_share": float(self.train_share[j]),
+                "production_share": float(self.prod_share[j]),
+                "ratio": float(self.ratio[j]),
+            }
+            for j in order
+        ]
+
+
+def is_label_set(values: list[str], params: LabelShiftParams | None = None) -> bool:
+    """True when ``values`` look like class labels: 2..``max_labels`` distinct non-empty values,
+    at least ``min_per_label`` examples per label on average, none longer than a short phrase."""
+    p = params or LabelShiftParams()
+    if not values or any(not v for v in values):
+        return False
+    counts = Counter(values)
+    if not 2 <= len(counts) <= p.max_labels or len(values) / len(counts) < p.min_per_label:
+        return False
+    return all(len(v) <= 100 and v.count("\n") == 0 for v in counts)
+
+
+def _stratified(y: np.ndarray, max_n: int, rng: np.random.Generator) -> np.ndarray:
+    if len(y) <= max_n:
+        return np.arange(len(y))
+    frac = max_n / len(y)
+    keep = []
+    for c in np.unique(y):
+        idx = np.nonzero(y == c)[0]
+        m = min(len(idx), max(math.ceil(len(idx) * frac), 5))
+        keep.append(rng.choice(idx, size=m, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def em_priors(
+    post: np.ndarray, train_prior: np.ndarray, iters: int, tol: float
+) -> tuple[np.ndarray, int]:
+    """Saerens et al. (2002): the production prior that the adjusted posteriors reproduce."""
+    prior = train_prior.copy()
+    safe = np.maximum(train_prior, 1e-12)
+    for it in range(1, iters + 1):
+        a = post * (prior / safe)
+        a /= np.maximum(a.sum(axis=1, keepdims=True), 1e-300)
+        new = a.mean(axis=0)
+        step = float(np.abs(new - prior).max())
+        prior = new
+        if step < tol:
+            return prior, it
+    return prior, iters
+
+
+def label_shift(
+    train_texts: list[str],
+    train_emb: np.ndarray,
+    labels: list[str],
+    prod_texts: list[str],
+    prod_emb: np.ndarray,
+    use: np.ndarray | None = None,
+    params: LabelShiftParams | None = None,
+) -> LabelShift:
+    """Estimated production share and production/training ratio of each training label.
+    ``use``: boolean mask of the production inputs to estimate from (default all)."""
+    p = params or LabelShiftParams()
+    classes, y = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    nc = len(classes)
+    train_share = np.bincount(y, minlength=nc) / len(y)
+    pi = np.arange(len(prod_texts)) if use is None else np.nonzero(use)[0]
+    if nc < 2 or len(pi) == 0:
+        w = np.ones(len(y))
+        return LabelShift(list(classes), train_share, train_share, np.ones(nc), w, len(pi), 0)
+    rng = np.random.default_rng(p.seed)
+    fit = _stratified(y, p.max_fit, rng)
+    xt, xp = center_embeddings(train_emb, prod_emb)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
+    vec.fit([train_texts[i] for i in fit] + [prod_texts[i] for i in pi])
+
+    def feats(texts: list[str], emb: np.ndarray) -> sp.csr_matrix:
+        return sp.hstack([vec.transform(texts), sp.csr_matrix(emb)]).tocsr()
+
+    clf = LogisticRegression(C=p.C, max_iter=1000)
+    clf.fit(feats([train_texts[i] for i in fit], xt[fit]), y[fit])
+    post = np.zeros((len(pi), nc))
+    post[:, clf.classes_] = clf.predict_proba(feats([prod_texts[i] for i in pi], xp[pi]))
+    fit_prior = np.bincount(y[fit], minlength=nc) / len(fit)
+    prod_share, iters = em_priors(post, fit_prior, p.iters, p.tol)
+    ratio = prod_share / np.maximum(train_share, 1e-12)
+    w = ratio[y]
+    w = w / w.mean() if w.mean() > 0 else np.ones(len(y))
+    return LabelShift(list(classes), train_share, prod_share, ratio, w, len(pi), iters)
