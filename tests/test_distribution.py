@@ -351,7 +351,10 @@ def test_clinc_missing_domains_are_found() -> None:
     dom = {i: k for k, v in domains.items() for i in v}
     missing = {"credit_cards", "home", "small_talk"}
     rng = np.random.default_rng(0)
-    train = [t for t, label in d["train"] if dom[label] not in missing and rng.random() < 0.4]
+    kept = [
+        (t, label) for t, label in d["train"] if dom[label] not in missing and rng.random() < 0.4
+    ]
+    train = [t for t, _ in kept]
     test = [(t, dom[label]) for t, label in d["test"]] + [(t, "oos") for t, _ in d["oos_test"]]
     keep = rng.random(len(test)) < 0.5
     prod = [t for (t, _), k in zip(test, keep, strict=True) if k]
@@ -370,6 +373,13 @@ def test_clinc_missing_domains_are_found() -> None:
         if r.status == "uncovered"
     }
     assert missing <= majority
+    # with the intent labels the classifier's confidence is a fifth piece of evidence: inputs of
+    # no training intent get flat posteriors
+    lab = coverage_scores(xt, xp, train, prod, labels=[y for _, y in kept])
+    assert "label_confidence" in lab.components
+    assert roc_auc_score(unc, lab.score) > roc_auc_score(unc, cov.score)
+    assert lab.flagged[unc].mean() > cov.flagged[unc].mean() + 0.01  # 40% of training here
+    assert lab.flagged[~unc].mean() <= 0.10
 
 
 def test_is_label_set_accepts_class_names_only() -> None:

@@ -150,11 +150,6 @@ class Coverage(Check):
         t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
         xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
         with ctx.progress("distribution: coverage", None):
-            cov = coverage_scores(xt, xp, t_texts, p_texts, cp)
-            weights = density_ratio_weights(xt, xp, wp)
-            regions, _ = build_regions(
-                xp, xt, cov.flagged, weights, token_sets(p_texts), token_sets(t_texts), rp
-            )
             lp = LabelShiftParams.from_dict(
                 {
                     k[len("label_shift_") :]: v
@@ -166,13 +161,27 @@ class Coverage(Check):
             label_field, labels, label_note = training_labels(
                 train, str(self.param("labels", "auto")), lp
             )
+            cov = coverage_scores(xt, xp, t_texts, p_texts, cp, labels, lp)
+            weights = density_ratio_weights(xt, xp, wp)
+            regions, _ = build_regions(
+                xp, xt, cov.flagged, weights, token_sets(p_texts), token_sets(t_texts), rp
+            )
             ls: LabelShift | None = None
             if labels is not None:  # average with the label-shift weights (labelshift.py)
                 absent = np.zeros(len(p_texts), dtype=bool)
                 for r in regions:  # regions without any training input: no label
                     if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
                         absent[r.prod_items] = True
-                ls = label_shift(t_texts, xt, labels, p_texts, xp, ~absent, lp)
+                ls = label_shift(
+                    t_texts,
+                    xt,
+                    labels,
+                    p_texts,
+                    xp,
+                    ~absent,
+                    lp,
+                    cov.label_model,
+                )
                 weights = (weights + ls.weights) / 2
                 weights = weights / weights.mean()
                 for r in regions:

@@ -48,7 +48,14 @@ from ftprep.distribution.knn import knn
 from ftprep.distribution.text import doc_freq, token_sets
 from ftprep.signals.embeddings import l2_normalise
 
-COMPONENTS = ("nn_distance", "density_ratio", "token_ratio", "lexical_distance", "novel_tokens")
+COMPONENTS = (
+    "nn_distance",
+    "density_ratio",
+    "token_ratio",
+    "lexical_distance",
+    "novel_tokens",
+    "label_confidence",
+)
 DEFAULT_COMPONENTS = ("nn_distance", "density_ratio", "token_ratio", "lexical_distance")
 
 
@@ -64,6 +71,7 @@ class CoverageParams:
     center: bool = True  # centre embeddings on the pooled mean before neighbour search
     lexical_k: int = 5  # lexically closest semantic neighbours averaged in lexical_distance
     lexical: str = "words"  # "words" (TF-IDF over words) or "chars" (character 3-5-grams)
+    use_labels: bool = True  # with training labels, add the label_confidence evidence
     seed: int = 0
 
     @classmethod
@@ -91,6 +99,7 @@ class CoverageScores:
     components: dict[str, np.ndarray] = field(default_factory=dict)
     holdout_size: int = 0
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
+    label_model: Any = None  # LabelClassifier fitted on the reference part of training, if any
 
 
 def _split_holdout(n: int, p: CoverageParams) -> tuple[np.ndarray, np.ndarray]:
@@ -220,13 +229,21 @@ def coverage_scores(
     train_texts: list[str],
     prod_texts: list[str],
     params: CoverageParams | None = None,
+    labels: list[str] | None = None,
+    label_params: Any = None,
 ) -> CoverageScores:
+    """``labels``: the training inputs' labels when training is classification-style; adds the
+    ``label_confidence`` evidence (one minus the largest posterior of a classifier of the labels,
+    fitted on the non-held-out training: inputs of no training label get flat posteriors)."""
+    from ftprep.distribution.labelshift import LabelClassifier, LabelShiftParams, encode_labels
+
     p = params or CoverageParams()
     n_t, n_p = len(train_emb), len(prod_emb)
     if n_t < 20 or n_p < 5:
         raise ValueError(
             f"coverage needs at least 20 training and 5 production inputs (got {n_t}, {n_p})"
         )
+    raw_t, raw_p = train_emb, prod_emb
     if p.center:
         train_emb, prod_emb = center_embeddings(train_emb, prod_emb)
     h_idx, r_idx = _split_holdout(n_t, p)
@@ -273,9 +290,26 @@ def coverage_scores(
             candidate_similarity(v_hold, v_ref, i_hr), p.lexical_k
         )
 
+    components = list(p.components)
+    label_model = None
+    if labels is not None and p.use_labels:
+        ct, cpr = (train_emb, prod_emb) if p.center else center_embeddings(raw_t, raw_p)
+        classes, y = encode_labels(labels)
+        lp = label_params or LabelShiftParams(seed=p.seed)
+        ref_texts = [train_texts[i] for i in r_idx]
+        label_model = LabelClassifier(
+            ref_texts, ct[r_idx], y[r_idx], len(classes), list(prod_texts), lp
+        )
+        comp_p["label_confidence"] = 1.0 - label_model.proba(list(prod_texts), cpr).max(axis=1)
+        hold_texts = [train_texts[i] for i in h_idx]
+        comp_h["label_confidence"] = 1.0 - label_model.proba(hold_texts, ct[h_idx]).max(axis=1)
+        if "label_confidence" not in components:
+            components.append("label_confidence")
+    components = [c for c in components if c in comp_p]
+
     g_p = np.zeros(n_p)
     g_h = np.zeros(len(h_idx))
-    for name in p.components:
+    for name in components:
         g_p -= np.log(upper_pvalue(comp_p[name], comp_h[name]))
         g_h -= np.log(upper_pvalue(comp_h[name], comp_h[name]))
     s_p = (1 - p.smooth) * g_p + p.smooth * g_p[i_pp[:, :ks]].mean(axis=1)
@@ -293,4 +327,5 @@ def coverage_scores(
         components=comp_p,
         holdout_size=len(h_idx),
         holdout_nn_distance_q=nn_q,
+        label_model=label_model,
     )

@@ -127,6 +127,46 @@ def em_priors(
     return prior, iters
 
 
+class LabelClassifier:
+    """Multinomial logistic regression of the training labels over TF-IDF words and bigrams plus
+    the (already centred) sentence embedding, fitted on at most ``max_fit`` examples (stratified,
+    every label kept). ``fit_prior``: the label shares of the examples it was fitted on."""
+
+    def __init__(
+        self,
+        texts: list[str],
+        emb: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        vocab_texts: list[str],
+        params: LabelShiftParams,
+    ) -> None:
+        fit = _stratified(y, params.max_fit, np.random.default_rng(params.seed))
+        self.n_classes = n_classes
+        self.vec = TfidfVectorizer(
+            ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32
+        )
+        self.vec.fit([texts[i] for i in fit] + vocab_texts)
+        self.clf = LogisticRegression(C=params.C, max_iter=1000)
+        self.clf.fit(self._features([texts[i] for i in fit], emb[fit]), y[fit])
+        self.fit_prior = np.bincount(y[fit], minlength=n_classes) / len(fit)
+
+    def _features(self, texts: list[str], emb: np.ndarray) -> sp.csr_matrix:
+        return sp.hstack([self.vec.transform(texts), sp.csr_matrix(emb)]).tocsr()
+
+    def proba(self, texts: list[str], emb: np.ndarray) -> np.ndarray:
+        """Posteriors over all ``n_classes`` labels (0 for labels absent from the fit)."""
+        out = np.zeros((len(texts), self.n_classes))
+        if len(texts):
+            out[:, self.clf.classes_] = self.clf.predict_proba(self._features(texts, emb))
+        return out
+
+
+def encode_labels(labels: list[str]) -> tuple[list[str], np.ndarray]:
+    classes, y = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    return [str(c) for c in classes], y.astype(np.int64)
+
+
 def label_shift(
     train_texts: list[str],
     train_emb: np.ndarray,
@@ -135,33 +175,26 @@ def label_shift(
     prod_emb: np.ndarray,
     use: np.ndarray | None = None,
     params: LabelShiftParams | None = None,
+    model: LabelClassifier | None = None,
 ) -> LabelShift:
     """Estimated production share and production/training ratio of each training label.
-    ``use``: boolean mask of the production inputs to estimate from (default all)."""
+    ``use``: boolean mask of the production inputs to estimate from (default all). ``model``: a
+    classifier already fitted on (part of) these training labels over centred embeddings (the
+    coverage check's), else one is fitted here."""
     p = params or LabelShiftParams()
-    classes, y = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    classes, y = encode_labels(labels)
     nc = len(classes)
     train_share = np.bincount(y, minlength=nc) / len(y)
     pi = np.arange(len(prod_texts)) if use is None else np.nonzero(use)[0]
     if nc < 2 or len(pi) == 0:
         w = np.ones(len(y))
-        return LabelShift(list(classes), train_share, train_share, np.ones(nc), w, len(pi), 0)
-    rng = np.random.default_rng(p.seed)
-    fit = _stratified(y, p.max_fit, rng)
+        return LabelShift(classes, train_share, train_share, np.ones(nc), w, len(pi), 0)
     xt, xp = center_embeddings(train_emb, prod_emb)
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
-    vec.fit([train_texts[i] for i in fit] + [prod_texts[i] for i in pi])
-
-    def feats(texts: list[str], emb: np.ndarray) -> sp.csr_matrix:
-        return sp.hstack([vec.transform(texts), sp.csr_matrix(emb)]).tocsr()
-
-    clf = LogisticRegression(C=p.C, max_iter=1000)
-    clf.fit(feats([train_texts[i] for i in fit], xt[fit]), y[fit])
-    post = np.zeros((len(pi), nc))
-    post[:, clf.classes_] = clf.predict_proba(feats([prod_texts[i] for i in pi], xp[pi]))
-    fit_prior = np.bincount(y[fit], minlength=nc) / len(fit)
-    prod_share, iters = em_priors(post, fit_prior, p.iters, p.tol)
+    if model is None:
+        model = LabelClassifier(train_texts, xt, y, nc, [prod_texts[i] for i in pi], p)
+    post = model.proba([prod_texts[i] for i in pi], xp[pi])
+    prod_share, iters = em_priors(post, model.fit_prior, p.iters, p.tol)
     ratio = prod_share / np.maximum(train_share, 1e-12)
     w = ratio[y]
     w = w / w.mean() if w.mean() > 0 else np.ones(len(y))
-    return LabelShift(list(classes), train_share, prod_share, ratio, w, len(pi), iters)
+    return LabelShift(classes, train_share, prod_share, ratio, w, len(pi), iters)
