@@ -1,6 +1,14 @@
-"""Benchmark: per-domain production/training ratios when training carries labels (issue 7).
+"""Benchmark: distribution.coverage when training carries labels (issue 7).
 
-    PYTHONPATH=src python bench/bench_distribution_labels.py [--choices 6] [--datasets clinc,hwu,banking]
+    PYTHONPATH=src python bench/bench_distribution_labels.py [--part ratios|uncovered|all]
+        [--choices 6] [--datasets clinc,hwu,banking]
+
+Uncovered (``--part uncovered``): training = 7 of 10 domains with their intent labels,
+production = the test split of all domains (+ CLINC150's out-of-scope queries); the coverage
+score without labels vs with them (the ``label_confidence`` evidence added), same embeddings,
+same run, on the bench_distribution.py domain choices. Flags at the default ``fpr``.
+
+Ratios (``--part ratios``):
 
 Intent-detection training sets as a user would give them to ftprep: one JSONL record per
 utterance, ``prompt`` = the utterance, ``completion`` = the intent name; production = the test
@@ -27,8 +35,23 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sklearn.metrics import roc_auc_score
+
 import ftprep
-from bench_distribution import DATA, domain_choices
+from bench_distribution import DATA, Embeds, domain_choices
+from ftprep.distribution.coverage import CoverageParams, coverage_scores
+
+MISSING = {
+    "clinc": [
+        ["credit_cards", "home", "small_talk"],
+        ["banking", "travel", "meta"],
+        ["home", "kitchen_and_dining", "travel"],
+        ["banking", "travel", "work"],
+        ["home", "meta", "work"],
+    ],
+    "hwu": [["alarm", "cooking", "transport"], ["iot", "lists", "recommendation"]],
+    "banking": [["group0", "group1", "group2"], ["group3", "group4", "group7"]],
+}
 
 FIXED = {
     "clinc": [["banking", "travel", "meta"], ["credit_cards", "home", "work"]],
@@ -91,11 +114,48 @@ def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarr
     return np.array([w[f"t{i}"] for i in range(len(train))]), secs
 
 
+def uncovered(names: list[str]) -> None:
+    loaders = {"clinc": clinc, "hwu": hwu, "banking": banking}
+    emb = Embeds("static")
+    print(
+        "| case | AUROC without / with labels | flags recall / false alarms, without | with labels | seconds without / with |"
+    )
+    print("|---|---|---|---|---|")
+    for name in names:
+        tr, te = loaders[name]()
+        if name == "clinc":
+            d = json.loads((DATA / "clinc150/data_full.json").read_text())
+            te = te + [(t, "oos", "oos") for t, _ in d["oos_test"]]
+        for missing in MISSING[name]:
+            t = [r for r in tr if r[2] not in missing]
+            tt, pt = [r[0] for r in t], [r[0] for r in te]
+            y = np.array([r[2] in [*missing, "oos"] for r in te])
+            xt, xp = emb(tt), emb(pt)
+            t0 = time.perf_counter()
+            c0 = coverage_scores(xt, xp, tt, pt, CoverageParams())
+            t1 = time.perf_counter()
+            c1 = coverage_scores(xt, xp, tt, pt, CoverageParams(), labels=[r[1] for r in t])
+            t2 = time.perf_counter()
+            print(
+                f"| {name} without {', '.join(missing)} | {roc_auc_score(y, c0.score):.3f} / "
+                f"**{roc_auc_score(y, c1.score):.3f}** | {c0.flagged[y].mean():.3f} / "
+                f"{c0.flagged[~y].mean():.3f} | **{c1.flagged[y].mean():.3f} / "
+                f"{c1.flagged[~y].mean():.3f}** | {t1 - t0:.0f} / {t2 - t1:.0f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("ratios", "uncovered", "all"), default="all")
     ap.add_argument("--choices", type=int, default=6)
     ap.add_argument("--datasets", default="clinc,hwu,banking")
     a = ap.parse_args()
+    if a.part in ("uncovered", "all"):
+        uncovered(a.datasets.split(","))
+        print()
+    if a.part == "uncovered":
+        return
     loaders = {"clinc": clinc, "hwu": hwu, "banking": banking}
     summary = {}
     print(
