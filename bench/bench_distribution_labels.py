@@ -24,7 +24,6 @@ examples; factor = max(est/truth, truth/est), worst over the 3 downsampled domai
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sklearn.metrics import roc_auc_score
 
 import ftprep
-from bench_distribution import DATA, Embeds, domain_choices
+from bench_distribution import DATA, Embeds, banking_intents, domain_choices
 from ftprep.distribution.coverage import CoverageParams, coverage_scores
 
 MISSING = {
@@ -79,16 +78,7 @@ def hwu() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     return rd("train"), rd("test") + rd("valid")
 
 
-def banking() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
-    def rd(s: str) -> list[tuple[str, str]]:
-        with open(DATA / f"banking77/{s}.csv", encoding="utf-8") as fh:
-            return [(r["text"], r["category"]) for r in csv.DictReader(fh)]
-
-    tr, te = rd("train"), rd("test")
-    cats = sorted({c for _, c in tr})
-    perm = np.random.default_rng(0).permutation(len(cats))
-    group = {cats[j]: f"group{i % 10}" for i, j in enumerate(perm)}
-    return [(t, c, group[c]) for t, c in tr], [(t, c, group[c]) for t, c in te]
+LOADERS = {"clinc": clinc, "hwu": hwu, "banking": banking_intents}
 
 
 def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarray, float]:
@@ -115,14 +105,13 @@ def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarr
 
 
 def uncovered(names: list[str]) -> None:
-    loaders = {"clinc": clinc, "hwu": hwu, "banking": banking}
     emb = Embeds("static")
     print(
         "| case | AUROC without / with labels | flags recall / false alarms, without | with labels | seconds without / with |"
     )
     print("|---|---|---|---|---|")
     for name in names:
-        tr, te = loaders[name]()
+        tr, te = LOADERS[name]()
         if name == "clinc":
             d = json.loads((DATA / "clinc150/data_full.json").read_text())
             te = te + [(t, "oos", "oos") for t, _ in d["oos_test"]]
@@ -156,14 +145,13 @@ def main() -> None:
         print()
     if a.part == "uncovered":
         return
-    loaders = {"clinc": clinc, "hwu": hwu, "banking": banking}
     summary = {}
     print(
         "| dataset | downsampled | truth | labels: none | labels: auto | factor none / auto | seconds none / auto |"
     )
     print("|---|---|---|---|---|---|---|")
     for name in a.datasets.split(","):
-        tr, te = loaders[name]()
+        tr, te = LOADERS[name]()
         doms = sorted({r[2] for r in tr})
         facs: dict[str, list[float]] = {"none": [], "auto": []}
         for down in domain_choices(doms, FIXED[name], a.choices, 7):

@@ -113,11 +113,13 @@ class Coverage(Check):
     description = (
         "Coverage of production inputs by training inputs: per-item uncovered flags calibrated "
         "on a held-out slice of training (nearest-neighbour distance, kNN density ratio, "
-        "production-only vocabulary, lexical distance to the semantic neighbours), production "
-        "regions with their production vs training "
-        "share, uncovered, under-covered and tail regions with labels and examples, importance "
-        "weights toward production proportions with their effective sample size, and a "
-        "data-collection list. FAIL when more than 5% of production falls in uncovered regions."
+        "production-only vocabulary, lexical distance to the semantic neighbours, and with "
+        "training labels a label classifier's confidence), production regions with their "
+        "production vs training share, uncovered, under-covered and tail regions with labels and "
+        "examples, importance weights toward production proportions (kNN density ratio, averaged "
+        "with a label-shift estimate when training carries labels) with their effective sample "
+        "size, per-label production share estimates, and a data-collection list. FAIL when more "
+        "than 5% of production falls in uncovered regions."
     )
     requires = ("production",)
     default_conditions = (
