@@ -21,9 +21,11 @@ datasets).
 
 Classifier: multinomial logistic regression (``C`` = 10, chosen on the benchmark: C = 1 gives flat
 posteriors and EM runs away, C ≥ 100 is over-confident and under-estimates) over binary-TF TF-IDF
-words and bigrams plus the centred sentence embedding. It is fitted on at most ``max_fit`` training
-examples (a per-label stratified subsample that keeps every label) so the cost stays bounded at
-100k+ examples. Production inputs of uncovered clusters without a single training input are left out of
+words and bigrams plus the centred sentence embedding. It is fitted on at most ``max_fit`` (10,000)
+training examples (a per-label stratified subsample that keeps every label), over the
+``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: 100k training
++ 100k production inputs with 150 labels, embedding + coverage with the label evidence + weights +
+regions + this estimate, 97 s on 2 cores (``docs/benchmarks.md``). Production inputs of uncovered clusters without a single training input are left out of
 the EM: they belong to no training label and would inflate whichever label is nearest. Every other
 production input stays in, flagged or not: regions that are merely thin in training (a topic kept
 at 10 %) are often flagged as uncovered too, and leaving them out removes exactly the production
@@ -53,7 +55,9 @@ class LabelShiftParams:
     max_labels: int = 200  # more distinct labels than this: not a closed label set
     min_per_label: float = 5.0  # mean examples per label needed to call it a label set
     C: float = 10.0
-    max_fit: int = 20000  # training examples the classifier is fitted on (stratified)
+    max_fit: int = 10000  # training examples the classifier is fitted on (stratified)
+    max_features: int | None = 20000  # most frequent words/bigrams kept (cost: labels x features)
+    max_vocab_texts: int = 10000  # production texts the vocabulary is also fitted on (sample)
     iters: int = 1000
     tol: float = 1e-7
     seed: int = 0
@@ -144,8 +148,16 @@ class LabelClassifier:
         fit = _stratified(y, params.max_fit, np.random.default_rng(params.seed))
         self.n_classes = n_classes
         self.vec = TfidfVectorizer(
-            ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32
+            ngram_range=(1, 2),
+            min_df=2,
+            sublinear_tf=True,
+            dtype=np.float32,
+            max_features=params.max_features,
         )
+        rng = np.random.default_rng(params.seed)
+        if len(vocab_texts) > params.max_vocab_texts:
+            pick = rng.choice(len(vocab_texts), params.max_vocab_texts, replace=False)
+            vocab_texts = [vocab_texts[i] for i in np.sort(pick)]
         self.vec.fit([texts[i] for i in fit] + vocab_texts)
         self.clf = LogisticRegression(C=params.C, max_iter=1000)
         self.clf.fit(self._features([texts[i] for i in fit], emb[fit]), y[fit])
