@@ -373,13 +373,32 @@ def test_clinc_missing_domains_are_found() -> None:
         if r.status == "uncovered"
     }
     assert missing <= majority
-    # with the intent labels the classifier's confidence is a fifth piece of evidence: inputs of
-    # no training intent get flat posteriors
+    # without labels, k-means clusters of training stand in for them in the label-confidence
+    # evidence; with the intent labels that evidence uses the real ones: inputs of no training
+    # intent get flat posteriors
+    assert cov.pseudo_labels > 0 and "label_confidence" in cov.components
+    plain = coverage_scores(xt, xp, train, prod, CoverageParams(pseudo_labels=0))
+    assert "label_confidence" not in plain.components
     lab = coverage_scores(xt, xp, train, prod, labels=[y for _, y in kept])
-    assert "label_confidence" in lab.components
-    assert roc_auc_score(unc, lab.score) > roc_auc_score(unc, cov.score)
-    assert lab.flagged[unc].mean() > cov.flagged[unc].mean() + 0.01  # 40% of training here
-    assert lab.flagged[~unc].mean() <= 0.10
+    assert "label_confidence" in lab.components and lab.pseudo_labels == 0
+    auc = {
+        k: roc_auc_score(unc, c.score) for k, c in [("plain", plain), ("pseudo", cov), ("lab", lab)]
+    }
+    assert cov.flagged[unc].mean() > plain.flagged[unc].mean()
+    assert auc["pseudo"] > auc["plain"] and auc["lab"] > auc["plain"]
+    assert lab.flagged[unc].mean() > plain.flagged[unc].mean() + 0.01  # 40% of training here
+    assert lab.flagged[~unc].mean() <= 0.10 and cov.flagged[~unc].mean() <= 0.10
+
+
+def test_pseudo_labels_recover_clusters_from_a_sample() -> None:
+    from ftprep.distribution.coverage import pseudo_labels
+
+    x, truth, _ = _clusters({0: 150, 1: 150, 2: 150, 3: 150}, dim=16, spread=0.2, seed=3)
+    a = pseudo_labels(x, 4, 200, seed=1)  # fitted on 200 of 600, assigned to all
+    assert a.min() >= 0 and a.max() < 4 and len(a) == len(x)
+    assert np.array_equal(a, pseudo_labels(x, 4, 200, seed=1))  # reproducible
+    for c in range(4):  # every true cluster lands in one k-means cluster
+        assert np.bincount(a[truth == c]).max() >= 0.95 * (truth == c).sum()
 
 
 def test_is_label_set_accepts_class_names_only() -> None:

@@ -113,8 +113,9 @@ class Coverage(Check):
     description = (
         "Coverage of production inputs by training inputs: per-item uncovered flags calibrated "
         "on a held-out slice of training (nearest-neighbour distance, kNN density ratio, "
-        "production-only vocabulary, lexical distance to the semantic neighbours, and with "
-        "training labels a label classifier's confidence), production regions with their "
+        "production-only vocabulary, lexical distance to the semantic neighbours, and the "
+        "confidence of a classifier of the training labels, or of k-means clusters of training "
+        "where it has none), production regions with their "
         "production vs training share, uncovered, under-covered and tail regions with labels and "
         "examples, importance weights toward production proportions (kNN density ratio, averaged "
         "with a label-shift estimate when training carries labels) with their effective sample "
@@ -208,6 +209,8 @@ class Coverage(Check):
             "score_threshold": cov.threshold,
             "target_fpr": cp.fpr,
             "holdout_size": cov.holdout_size,
+            "evidence": sorted(cov.components),
+            "pseudo_labels": cov.pseudo_labels,  # k-means stand-ins for absent labels (0: none)
             "nn_distance_median": float(np.median(cov.nn_distance)),
             "holdout_nn_distance": cov.holdout_nn_distance_q,
             "effective_sample_size": ess,

@@ -37,7 +37,7 @@ by construction, with no labels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,12 @@ class CoverageParams:
     lexical_k: int = 5  # lexically closest semantic neighbours averaged in lexical_distance
     lexical: str = "words"  # "words" (TF-IDF over words) or "chars" (character 3-5-grams)
     use_labels: bool = True  # with training labels, add the label_confidence evidence
+    # without them: k-means clusters of the reference training as stand-in labels for that
+    # evidence; -1 = auto (one per 40 reference inputs, at most 150), 0 = off
+    pseudo_labels: int = -1
+    max_cluster_fit: int = 20000  # reference inputs k-means is fitted on (sample; all assigned)
+    pseudo_max_fit: int = 5000  # reference inputs the stand-in classifier is fitted on
+    pseudo_fit_tol: float = 1e-3  # its stopping tolerance (3x faster than 1e-4 at 100k)
     seed: int = 0
 
     @classmethod
@@ -100,6 +106,7 @@ class CoverageScores:
     holdout_size: int = 0
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
     label_model: Any = None  # LabelClassifier fitted on the reference part of training, if any
+    pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
 
 
 def _split_holdout(n: int, p: CoverageParams) -> tuple[np.ndarray, np.ndarray]:
@@ -223,6 +230,20 @@ def upper_pvalue(values: np.ndarray, null: np.ndarray) -> np.ndarray:
     return (above + 0.5 * ties + 1.0) / (len(s) + 1.0)
 
 
+def pseudo_labels(x: np.ndarray, k: int, max_fit: int, seed: int) -> np.ndarray:
+    """Cluster ids (0..k-1) of ``x`` by k-means on the unit-normalised rows, fitted on at most
+    ``max_fit`` of them (a seeded sample) and then assigned to all: stand-in labels when
+    training has none, so the label-confidence evidence still sees inputs that fall between
+    training's topics."""
+    from sklearn.cluster import KMeans
+
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    fit = xn if len(xn) <= max_fit else xn[np.sort(rng.choice(len(xn), max_fit, replace=False))]
+    km = KMeans(n_clusters=min(k, len(fit)), n_init=1, max_iter=100, random_state=seed).fit(fit)
+    return np.asarray(km.predict(xn), dtype=np.int64)
+
+
 def coverage_scores(
     train_emb: np.ndarray,
     prod_emb: np.ndarray,
@@ -291,18 +312,29 @@ def coverage_scores(
         )
 
     components = list(p.components)
-    label_model = None
+    label_model, model, n_pseudo = None, None, 0
+    lp = label_params or LabelShiftParams(seed=p.seed)
+    ct, cpr = (train_emb, prod_emb) if p.center else center_embeddings(raw_t, raw_p)
+    ref_texts = [train_texts[i] for i in r_idx]
     if labels is not None and p.use_labels:
-        ct, cpr = (train_emb, prod_emb) if p.center else center_embeddings(raw_t, raw_p)
         classes, y = encode_labels(labels)
-        lp = label_params or LabelShiftParams(seed=p.seed)
-        ref_texts = [train_texts[i] for i in r_idx]
-        label_model = LabelClassifier(
+        model = label_model = LabelClassifier(
             ref_texts, ct[r_idx], y[r_idx], len(classes), list(prod_texts), lp
         )
-        comp_p["label_confidence"] = 1.0 - label_model.proba(list(prod_texts), cpr).max(axis=1)
+    elif labels is None and p.pseudo_labels != 0:
+        n_pseudo = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
+        if n_pseudo >= 2:
+            y_ref = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
+            lp_fit = replace(
+                lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol
+            )
+            model = LabelClassifier(ref_texts, ct[r_idx], y_ref, n_pseudo, list(prod_texts), lp_fit)
+        else:
+            n_pseudo = 0
+    if model is not None:
+        comp_p["label_confidence"] = 1.0 - model.proba(list(prod_texts), cpr).max(axis=1)
         hold_texts = [train_texts[i] for i in h_idx]
-        comp_h["label_confidence"] = 1.0 - label_model.proba(hold_texts, ct[h_idx]).max(axis=1)
+        comp_h["label_confidence"] = 1.0 - model.proba(hold_texts, ct[h_idx]).max(axis=1)
         if "label_confidence" not in components:
             components.append("label_confidence")
     components = [c for c in components if c in comp_p]
@@ -328,4 +360,5 @@ def coverage_scores(
         holdout_size=len(h_idx),
         holdout_nn_distance_q=nn_q,
         label_model=label_model,
+        pseudo_labels=n_pseudo,
     )

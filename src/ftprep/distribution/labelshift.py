@@ -58,6 +58,7 @@ class LabelShiftParams:
     max_fit: int = 10000  # training examples the classifier is fitted on (stratified)
     max_features: int | None = 20000  # most frequent words/bigrams kept (cost: labels x features)
     max_vocab_texts: int = 10000  # production texts the vocabulary is also fitted on (sample)
+    fit_tol: float = 1e-4  # the logistic regression's stopping tolerance
     iters: int = 1000
     tol: float = 1e-7
     seed: int = 0
@@ -159,7 +160,7 @@ class LabelClassifier:
             pick = rng.choice(len(vocab_texts), params.max_vocab_texts, replace=False)
             vocab_texts = [vocab_texts[i] for i in np.sort(pick)]
         self.vec.fit([texts[i] for i in fit] + vocab_texts)
-        self.clf = LogisticRegression(C=params.C, max_iter=1000)
+        self.clf = LogisticRegression(C=params.C, max_iter=1000, tol=params.fit_tol)
         self.clf.fit(self._features([texts[i] for i in fit], emb[fit]), y[fit])
         self.fit_prior = np.bincount(y[fit], minlength=n_classes) / len(fit)
 
