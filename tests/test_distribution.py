@@ -379,6 +379,7 @@ def test_clinc_missing_domains_are_found() -> None:
     assert cov.pseudo_labels > 0 and "label_confidence" in cov.components
     plain = coverage_scores(xt, xp, train, prod, CoverageParams(pseudo_labels=0))
     assert "label_confidence" not in plain.components
+    assert "label_confidence" in cov.combined and "label_confidence" not in plain.combined
     lab = coverage_scores(xt, xp, train, prod, labels=[y for _, y in kept])
     assert "label_confidence" in lab.components and lab.pseudo_labels == 0
     auc = {

@@ -209,7 +209,7 @@ class Coverage(Check):
             "score_threshold": cov.threshold,
             "target_fpr": cp.fpr,
             "holdout_size": cov.holdout_size,
-            "evidence": sorted(cov.components),
+            "evidence": cov.combined,
             "pseudo_labels": cov.pseudo_labels,  # k-means stand-ins for absent labels (0: none)
             "nn_distance_median": float(np.median(cov.nn_distance)),
             "holdout_nn_distance": cov.holdout_nn_distance_q,

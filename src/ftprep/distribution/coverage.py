@@ -107,6 +107,7 @@ class CoverageScores:
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
     label_model: Any = None  # LabelClassifier fitted on the reference part of training, if any
     pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
+    combined: list[str] = field(default_factory=list)  # the components the score combines
 
 
 def _split_holdout(n: int, p: CoverageParams) -> tuple[np.ndarray, np.ndarray]:
@@ -361,4 +362,5 @@ def coverage_scores(
         holdout_nn_distance_q=nn_q,
         label_model=label_model,
         pseudo_labels=n_pseudo,
+        combined=components,
     )
