@@ -402,6 +402,22 @@ def test_pseudo_labels_recover_clusters_from_a_sample() -> None:
         assert np.bincount(a[truth == c]).max() >= 0.95 * (truth == c).sum()
 
 
+def test_label_evidence_survives_degenerate_training() -> None:
+    rng = np.random.default_rng(0)
+    xp = rng.standard_normal((50, 16)).astype(np.float32)
+    pt = [f"w{i}" for i in range(50)]
+    # two distinct inputs repeated: k-means finds fewer clusters than asked
+    xt = np.repeat(rng.standard_normal((2, 16)).astype(np.float32), 100, axis=0)
+    cov = coverage_scores(xt, xp, ["alpha beta"] * 100 + ["gamma delta"] * 100, pt)
+    assert "label_confidence" in cov.combined and cov.flagged.shape == (50,)
+    # no word occurs twice (ids): the label classifier falls back to the embedding
+    xt = rng.standard_normal((200, 16)).astype(np.float32)
+    tt = [f"t{i}" for i in range(200)]
+    for labels in (None, [f"l{i % 4}" for i in range(200)]):
+        cov = coverage_scores(xt, xp, tt, pt, labels=labels)
+        assert "label_confidence" in cov.combined and np.isfinite(cov.score).all()
+
+
 def test_is_label_set_accepts_class_names_only() -> None:
     from ftprep.distribution.labelshift import is_label_set
 

@@ -37,6 +37,7 @@ by construction, with no labels.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -237,11 +238,17 @@ def pseudo_labels(x: np.ndarray, k: int, max_fit: int, seed: int) -> np.ndarray:
     training has none, so the label-confidence evidence still sees inputs that fall between
     training's topics."""
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
 
     xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     rng = np.random.default_rng(seed)
     fit = xn if len(xn) <= max_fit else xn[np.sort(rng.choice(len(xn), max_fit, replace=False))]
-    km = KMeans(n_clusters=min(k, len(fit)), n_init=1, max_iter=100, random_state=seed).fit(fit)
+    if k < 2 or len(fit) < 2:
+        return np.zeros(len(xn), dtype=np.int64)
+    with warnings.catch_warnings():  # duplicate inputs: fewer distinct clusters than asked
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters=min(k, len(fit)), n_init=1, max_iter=100, random_state=seed)
+        km.fit(fit)
     return np.asarray(km.predict(xn), dtype=np.int64)
 
 
@@ -324,8 +331,8 @@ def coverage_scores(
         )
     elif labels is None and p.pseudo_labels != 0:
         n_pseudo = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
-        if n_pseudo >= 2:
-            y_ref = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
+        y_ref = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
+        if n_pseudo >= 2 and len(np.unique(y_ref)) >= 2:  # duplicates can leave one cluster
             lp_fit = replace(
                 lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol
             )

@@ -148,7 +148,7 @@ class LabelClassifier:
     ) -> None:
         fit = _stratified(y, params.max_fit, np.random.default_rng(params.seed))
         self.n_classes = n_classes
-        self.vec = TfidfVectorizer(
+        self.vec: TfidfVectorizer | None = TfidfVectorizer(
             ngram_range=(1, 2),
             min_df=2,
             sublinear_tf=True,
@@ -159,12 +159,17 @@ class LabelClassifier:
         if len(vocab_texts) > params.max_vocab_texts:
             pick = rng.choice(len(vocab_texts), params.max_vocab_texts, replace=False)
             vocab_texts = [vocab_texts[i] for i in np.sort(pick)]
-        self.vec.fit([texts[i] for i in fit] + vocab_texts)
+        try:
+            self.vec.fit([texts[i] for i in fit] + vocab_texts)
+        except ValueError:  # no word occurs twice (ids, codes): the embedding alone
+            self.vec = None
         self.clf = LogisticRegression(C=params.C, max_iter=1000, tol=params.fit_tol)
         self.clf.fit(self._features([texts[i] for i in fit], emb[fit]), y[fit])
         self.fit_prior = np.bincount(y[fit], minlength=n_classes) / len(fit)
 
     def _features(self, texts: list[str], emb: np.ndarray) -> sp.csr_matrix:
+        if self.vec is None:
+            return sp.csr_matrix(emb)
         return sp.hstack([self.vec.transform(texts), sp.csr_matrix(emb)]).tocsr()
 
     def proba(self, texts: list[str], emb: np.ndarray) -> np.ndarray:
