@@ -416,6 +416,9 @@ def test_label_evidence_survives_degenerate_training() -> None:
     for labels in (None, [f"l{i % 4}" for i in range(200)]):
         cov = coverage_scores(xt, xp, tt, pt, labels=labels)
         assert "label_confidence" in cov.combined and np.isfinite(cov.score).all()
+    # a single label outside the held-out slice: no label evidence, no crash
+    cov = coverage_scores(xt, xp, tt, pt, CoverageParams(holdout=0.5), labels=["a"] * 200)
+    assert "label_confidence" not in cov.combined
 
 
 def test_is_label_set_accepts_class_names_only() -> None:

@@ -326,9 +326,10 @@ def coverage_scores(
     ref_texts = [train_texts[i] for i in r_idx]
     if labels is not None and p.use_labels:
         classes, y = encode_labels(labels)
-        model = label_model = LabelClassifier(
-            ref_texts, ct[r_idx], y[r_idx], len(classes), list(prod_texts), lp
-        )
+        if len(np.unique(y[r_idx])) >= 2:  # else every label but one is held out: no evidence
+            model = label_model = LabelClassifier(
+                ref_texts, ct[r_idx], y[r_idx], len(classes), list(prod_texts), lp
+            )
     elif labels is None and p.pseudo_labels != 0:
         n_pseudo = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
         y_ref = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
