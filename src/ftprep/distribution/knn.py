@@ -100,17 +100,21 @@ def knn_ivf(
     cand_idx = np.zeros((nq, nprobe, kk), dtype=np.int64)
     members = np.argsort(ref_cell, kind="stable")
     bounds = np.searchsorted(ref_cell[members], np.arange(n_cells + 1))
+    # (query, slot) pairs grouped by probed cell with one sort, not a scan per cell
+    probes = np.argsort(q_cells.ravel(), kind="stable")
+    p_bounds = np.searchsorted(q_cells.ravel()[probes], np.arange(n_cells + 1))
     for c in range(n_cells):
         mem = members[bounds[c] : bounds[c + 1]]
-        qi, slot = np.nonzero(q_cells == c)
+        pr = probes[p_bounds[c] : p_bounds[c + 1]]
+        qi, slot = pr // nprobe, pr % nprobe
         if len(mem) == 0 or len(qi) == 0:
             continue
         sim = queries[qi] @ reference[mem].T
         if exclude_self:
             sim[qi[:, None] == mem[None, :]] = -np.inf
         m = min(kk, len(mem))
-        top = (
-            np.argpartition(-sim, m - 1, axis=1)[:, :m]
+        top = (  # the m largest, without negating a copy of the block
+            np.argpartition(sim, len(mem) - m, axis=1)[:, len(mem) - m :]
             if m < len(mem)
             else np.tile(np.arange(m), (len(qi), 1))
         )
