@@ -37,7 +37,6 @@ by construction, with no labels.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,7 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 
-from ftprep.distribution.knn import knn
+from ftprep.distribution.knn import assign, knn, spherical_kmeans
 from ftprep.distribution.text import doc_freq, token_sets
 from ftprep.signals.embeddings import l2_normalise
 
@@ -233,23 +232,15 @@ def upper_pvalue(values: np.ndarray, null: np.ndarray) -> np.ndarray:
 
 
 def pseudo_labels(x: np.ndarray, k: int, max_fit: int, seed: int) -> np.ndarray:
-    """Cluster ids (0..k-1) of ``x`` by k-means on the unit-normalised rows, fitted on at most
-    ``max_fit`` of them (a seeded sample) and then assigned to all: stand-in labels when
-    training has none, so the label-confidence evidence still sees inputs that fall between
-    training's topics."""
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
-
-    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    rng = np.random.default_rng(seed)
-    fit = xn if len(xn) <= max_fit else xn[np.sort(rng.choice(len(xn), max_fit, replace=False))]
-    if k < 2 or len(fit) < 2:
+    """Cluster ids (0..k-1) of ``x``: spherical k-means (the regions' and the IVF index's,
+    ``knn.spherical_kmeans``) fitted on at most ``max_fit`` rows, then assigned to all. Stand-in
+    labels when training has none, so the label-confidence evidence still sees inputs that fall
+    between training's topics."""
+    xn = l2_normalise(np.array(x, dtype=np.float32))
+    k = min(k, len(xn))
+    if k < 2:
         return np.zeros(len(xn), dtype=np.int64)
-    with warnings.catch_warnings():  # duplicate inputs: fewer distinct clusters than asked
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        km = KMeans(n_clusters=min(k, len(fit)), n_init=1, max_iter=100, random_state=seed)
-        km.fit(fit)
-    return np.asarray(km.predict(xn), dtype=np.int64)
+    return assign(xn, spherical_kmeans(xn, k, iters=15, seed=seed, sample=max_fit))
 
 
 def coverage_scores(
@@ -320,26 +311,28 @@ def coverage_scores(
         )
 
     components = list(p.components)
-    label_model, model, n_pseudo = None, None, 0
+    # label_confidence: a classifier of the training labels, or of k-means stand-ins without them
+    ct, cpr = train_emb, prod_emb
+    if not p.center and (p.use_labels if labels is not None else p.pseudo_labels != 0):
+        ct, cpr = center_embeddings(raw_t, raw_p)
     lp = label_params or LabelShiftParams(seed=p.seed)
-    ct, cpr = (train_emb, prod_emb) if p.center else center_embeddings(raw_t, raw_p)
-    ref_texts = [train_texts[i] for i in r_idx]
+    y_ref, n_classes, n_pseudo = None, 0, 0
     if labels is not None and p.use_labels:
         classes, y = encode_labels(labels)
-        if len(np.unique(y[r_idx])) >= 2:  # else every label but one is held out: no evidence
-            model = label_model = LabelClassifier(
-                ref_texts, ct[r_idx], y[r_idx], len(classes), list(prod_texts), lp
-            )
+        y_ref, n_classes = y[r_idx], len(classes)
     elif labels is None and p.pseudo_labels != 0:
-        n_pseudo = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
-        y_ref = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
-        if n_pseudo >= 2 and len(np.unique(y_ref)) >= 2:  # duplicates can leave one cluster
-            lp_fit = replace(
-                lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol
-            )
-            model = LabelClassifier(ref_texts, ct[r_idx], y_ref, n_pseudo, list(prod_texts), lp_fit)
-        else:
-            n_pseudo = 0
+        n_classes = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
+        y_ref = pseudo_labels(ct[r_idx], n_classes, p.max_cluster_fit, p.seed)
+        n_pseudo = n_classes
+        lp = replace(lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol)
+    model = None
+    # one label left (all others held out, or duplicate inputs in one cluster): no evidence
+    if y_ref is not None and len(np.unique(y_ref)) >= 2:
+        ref_texts = [train_texts[i] for i in r_idx]
+        model = LabelClassifier(ref_texts, ct[r_idx], y_ref, n_classes, list(prod_texts), lp)
+    else:
+        n_pseudo = 0
+    label_model = model if labels is not None else None  # reused by the label-shift estimate
     if model is not None:
         comp_p["label_confidence"] = 1.0 - model.proba(list(prod_texts), cpr).max(axis=1)
         hold_texts = [train_texts[i] for i in h_idx]

@@ -74,6 +74,14 @@ def spherical_kmeans(
     return cent
 
 
+def assign(x: np.ndarray, cent: np.ndarray) -> np.ndarray:
+    """Index of the most similar centroid for each row (blocked matrix products)."""
+    out = np.empty(len(x), dtype=np.int64)
+    for s in range(0, len(x), 8192):
+        out[s : s + 8192] = np.argmax(x[s : s + 8192] @ cent.T, axis=1)
+    return out
+
+
 def knn_ivf(
     queries: np.ndarray,
     reference: np.ndarray,
@@ -88,9 +96,7 @@ def knn_ivf(
     n_cells = max(8, int(np.sqrt(nr)))
     nprobe = min(nprobe, n_cells)
     cent = spherical_kmeans(reference, n_cells, seed=seed)
-    ref_cell = np.empty(nr, dtype=np.int64)
-    for s in range(0, nr, 8192):
-        ref_cell[s : s + 8192] = np.argmax(reference[s : s + 8192] @ cent.T, axis=1)
+    ref_cell = assign(reference, cent)
     q_cells = np.empty((nq, nprobe), dtype=np.int64)
     for s in range(0, nq, 8192):
         cs = queries[s : s + 8192] @ cent.T
@@ -101,8 +107,9 @@ def knn_ivf(
     members = np.argsort(ref_cell, kind="stable")
     bounds = np.searchsorted(ref_cell[members], np.arange(n_cells + 1))
     # (query, slot) pairs grouped by probed cell with one sort, not a scan per cell
-    probes = np.argsort(q_cells.ravel(), kind="stable")
-    p_bounds = np.searchsorted(q_cells.ravel()[probes], np.arange(n_cells + 1))
+    flat_cells = q_cells.ravel()
+    probes = np.argsort(flat_cells, kind="stable")
+    p_bounds = np.searchsorted(flat_cells[probes], np.arange(n_cells + 1))
     for c in range(n_cells):
         mem = members[bounds[c] : bounds[c + 1]]
         pr = probes[p_bounds[c] : p_bounds[c + 1]]

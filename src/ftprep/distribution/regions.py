@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ftprep.distribution.knn import spherical_kmeans
+from ftprep.distribution.knn import assign, spherical_kmeans
 from ftprep.distribution.text import doc_freq
 
 
@@ -81,13 +81,6 @@ class Region:
         }
 
 
-def _assign(x: np.ndarray, cent: np.ndarray) -> np.ndarray:
-    out = np.empty(len(x), dtype=np.int64)
-    for s in range(0, len(x), 8192):
-        out[s : s + 8192] = np.argmax(x[s : s + 8192] @ cent.T, axis=1)
-    return out
-
-
 def distinguishing_terms(
     member_sets: list[set[str]], df_all: dict[str, int], n_all: int, top: int, min_prevalence: float
 ) -> list[str]:
@@ -132,8 +125,8 @@ def build_regions(
     n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, 150))
     n_c = max(1, min(n_c, n_p))
     cent = spherical_kmeans(prod_emb, n_c, iters=15, seed=p.seed, sample=50000)
-    pc = _assign(prod_emb, cent)
-    tc = _assign(train_emb, cent)
+    pc = assign(prod_emb, cent)
+    tc = assign(train_emb, cent)
     t_counts = np.bincount(tc, minlength=n_c)
     w_sums = np.bincount(tc, weights=weights, minlength=n_c)
     df_all = doc_freq(prod_sets)
@@ -190,7 +183,7 @@ def build_regions(
         pk = np.array(sorted(pocket))
         n_sub = max(1, len(pk) // max(p.min_region_size * 4, 1))
         sub_cent = spherical_kmeans(prod_emb[pk], min(n_sub, len(pk)), iters=15, seed=p.seed)
-        sub = _assign(prod_emb[pk], sub_cent)
+        sub = assign(prod_emb[pk], sub_cent)
         for j in range(len(sub_cent)):
             members = pk[sub == j]
             if len(members) < p.min_region_size:
