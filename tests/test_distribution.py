@@ -516,3 +516,26 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     assert thin > 5
     check, art = audit("none")
     assert art["label_shift"]["field"] is None and check["values"]["n_labels"] == 0
+
+
+def test_calibration_undoes_overconfidence_and_label_bias() -> None:
+    """Posteriors distorted by a temperature and a per-label bias (the miscalibration of a
+    classifier fitted with few examples of a label) are mapped back close to the true ones."""
+    from ftprep.distribution.labelshift import Calibration, _fold_ids
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4000, 4)) * 1.5
+    true = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=p) for p in true])
+    dz = 2.0 * np.log(true) + np.array([0.0, 1.0, -0.5, 0.0])
+    post = np.exp(dz) / np.exp(dz).sum(axis=1, keepdims=True)
+    cal = Calibration.fit(post, y)
+    assert 0.4 < cal.a < 0.6  # undoes the temperature of 2
+    err_before = np.abs(post - true).mean()
+    err_after = np.abs(cal(post) - true).mean()
+    assert err_after < 0.3 * err_before, (err_before, err_after)
+    assert np.allclose(cal(post).sum(axis=1), 1)
+    folds = _fold_ids(np.repeat(np.arange(3), [10, 3, 7]), 5, rng)
+    for c, n in enumerate([10, 3, 7]):  # each label spread over the folds as evenly as it can be
+        counts = np.bincount(folds[np.repeat(np.arange(3), [10, 3, 7]) == c], minlength=5)
+        assert counts.max() - counts.min() <= 1 and counts.sum() == n

@@ -170,7 +170,7 @@ class Coverage(Check):
                 xp, xt, cov.flagged, weights, token_sets(p_texts), token_sets(t_texts), rp
             )
             ls: LabelShift | None = None
-            if labels is not None:  # average with the label-shift weights (labelshift.py)
+            if labels is not None:  # label-shift weights (labelshift.py)
                 absent = np.zeros(len(p_texts), dtype=bool)
                 for r in regions:  # regions without any training input: no label
                     if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
@@ -185,7 +185,9 @@ class Coverage(Check):
                     lp,
                     cov.label_model,
                 )
-                weights = (weights + ls.weights) / 2
+                # calibrated (the default): the label-shift weights alone; uncalibrated: their
+                # mean with the kNN weights (the two err in opposite directions)
+                weights = ls.weights if lp.calib_folds >= 2 else (weights + ls.weights) / 2
                 weights = weights / weights.mean()
                 for r in regions:
                     r.reweight(weights)
