@@ -183,7 +183,9 @@ class Coverage(Check):
                     xp,
                     ~absent,
                     lp,
-                    cov.label_model,
+                    # calibrated: a classifier of all training, like the out-of-fold ones the
+                    # calibration is fitted on (the coverage's sees only its reference part)
+                    None if lp.calib_folds >= 2 else cov.label_model,
                 )
                 # calibrated (the default): the label-shift weights alone; uncalibrated: their
                 # mean with the kNN weights (the two err in opposite directions)
