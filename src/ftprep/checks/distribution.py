@@ -117,8 +117,8 @@ class Coverage(Check):
         "confidence of a classifier of the training labels, or of k-means clusters of training "
         "where it has none), production regions with their "
         "production vs training share, uncovered, under-covered and tail regions with labels and "
-        "examples, importance weights toward production proportions (kNN density ratio, averaged "
-        "with a label-shift estimate when training carries labels) with their effective sample "
+        "examples, importance weights toward production proportions (kNN density ratio; a calibrated "
+        "label-shift estimate when training carries labels) with their effective sample "
         "size, per-label production share estimates, and a data-collection list. FAIL when more "
         "than 5% of production falls in uncovered regions."
     )
@@ -226,7 +226,13 @@ class Coverage(Check):
             "embeddings": model or ctx.project.embeddings,
             "label_field": label_field,
             "n_labels": len(ls.labels) if ls is not None else 0,
-            "weights": "knn density ratio + label shift" if ls is not None else "knn density ratio",
+            "weights": (
+                "knn density ratio"
+                if ls is None
+                else "calibrated label shift"
+                if lp.calib_folds >= 2
+                else "knn density ratio + label shift"
+            ),
         }
         label_rows = ls.table() if ls is not None else []
         under_labels = [
