@@ -165,7 +165,11 @@ class Coverage(Check):
                 train, str(self.param("labels", "auto")), lp
             )
             cov = coverage_scores(xt, xp, t_texts, p_texts, cp, labels, lp)
-            weights = density_ratio_weights(xt, xp, wp)
+            # with training labels and calibration on (the default) the label-shift weights are
+            # the importance weights, so the kNN density ratio is not computed at all
+            calibrated = labels is not None and lp.calib_folds >= 2
+            knn_w = None if calibrated else density_ratio_weights(xt, xp, wp)
+            weights = np.ones(len(t_texts)) if knn_w is None else knn_w
             regions, _ = build_regions(
                 xp, xt, cov.flagged, weights, token_sets(p_texts), token_sets(t_texts), rp
             )
@@ -185,11 +189,10 @@ class Coverage(Check):
                     lp,
                     # calibrated: a classifier of all training, like the out-of-fold ones the
                     # calibration is fitted on (the coverage's sees only its reference part)
-                    None if lp.calib_folds >= 2 else cov.label_model,
+                    None if calibrated else cov.label_model,
                 )
-                # calibrated (the default): the label-shift weights alone; uncalibrated: their
-                # mean with the kNN weights (the two err in opposite directions)
-                weights = ls.weights if lp.calib_folds >= 2 else (weights + ls.weights) / 2
+                # uncalibrated: the mean with the kNN weights (the two err in opposite directions)
+                weights = ls.weights if knn_w is None else (knn_w + ls.weights) / 2
                 weights = weights / weights.mean()
                 for r in regions:
                     r.reweight(weights)
@@ -226,13 +229,11 @@ class Coverage(Check):
             "embeddings": model or ctx.project.embeddings,
             "label_field": label_field,
             "n_labels": len(ls.labels) if ls is not None else 0,
-            "weights": (
-                "knn density ratio"
-                if ls is None
-                else "calibrated label shift"
-                if lp.calib_folds >= 2
-                else "knn density ratio + label shift"
-            ),
+            "weights": "calibrated label shift"
+            if calibrated
+            else "knn density ratio + label shift"
+            if ls is not None
+            else "knn density ratio",
         }
         label_rows = ls.table() if ls is not None else []
         under_labels = [

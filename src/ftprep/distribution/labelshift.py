@@ -60,9 +60,7 @@ class LabelShiftParams:
     max_features: int | None = 20000  # most frequent words/bigrams kept (cost: labels x features)
     max_vocab_texts: int = 10000  # production texts the vocabulary is also fitted on (sample)
     fit_tol: float = 1e-4  # the logistic regression's stopping tolerance
-    calib_folds: int = (
-        5  # folds of the out-of-fold posteriors the calibration is fitted on (0: off)
-    )
+    calib_folds: int = 5  # folds of the out-of-fold calibration posteriors (0: off)
     iters: int = 1000
     tol: float = 1e-7
     seed: int = 0
@@ -236,24 +234,26 @@ class Calibration:
         onehot[np.arange(n), y] = 1.0
 
         def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            z = theta[0] * logp + theta[1:]
-            z -= z.max(axis=1, keepdims=True)
-            lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
-            g = np.exp(z - lse) - onehot  # d nll / d z, per item
-            value = float(-(z - lse)[np.arange(n), y].mean())
+            ls = _scaled_log_softmax(logp, theta[0], theta[1:])
+            g = np.exp(ls) - onehot  # d nll / d logits, per item
             grad = np.concatenate([[float((g * logp).sum() / n)], g.sum(axis=0) / n])
-            return value, grad
+            return float(-ls[np.arange(n), y].mean()), grad
 
         bounds = [(0.05, 20.0)] + [(-20.0, 20.0)] * nc
         r = minimize(nll, np.r_[1.0, np.zeros(nc)], jac=True, method="L-BFGS-B", bounds=bounds)
         return cls(float(r.x[0]), np.asarray(r.x[1:]))
 
     def __call__(self, post: np.ndarray) -> np.ndarray:
-        z = self.a * np.log(np.maximum(post, 1e-12)) + self.b
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+        logp = np.log(np.maximum(post, 1e-12))
+        out: np.ndarray = np.exp(_scaled_log_softmax(logp, self.a, self.b))
         return out
+
+
+def _scaled_log_softmax(logp: np.ndarray, a: float, b: np.ndarray) -> np.ndarray:
+    z = a * logp + b
+    z -= z.max(axis=1, keepdims=True)
+    out: np.ndarray = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return out
 
 
 def encode_labels(labels: list[str]) -> tuple[list[str], np.ndarray]:
@@ -284,12 +284,13 @@ def label_shift(
         w = np.ones(len(y))
         return LabelShift(classes, train_share, train_share, np.ones(nc), w, len(pi), 0)
     xt, xp = center_embeddings(train_emb, prod_emb)
+    used = [prod_texts[i] for i in pi]
     if model is None:
-        model = LabelClassifier(train_texts, xt, y, nc, [prod_texts[i] for i in pi], p)
-    post = model.proba([prod_texts[i] for i in pi], xp[pi])
+        model = LabelClassifier(train_texts, xt, y, nc, used, p)
+    post = model.proba(used, xp[pi])
     prior = model.fit_prior
     if p.calib_folds >= 2:
-        sub, oof = out_of_fold(train_texts, xt, y, nc, [prod_texts[i] for i in pi], p)
+        sub, oof = out_of_fold(train_texts, xt, y, nc, used, p)
         cal = Calibration.fit(oof, y[sub])
         post, prior = cal(post), cal(oof).mean(axis=0)
     prod_share, iters = em_priors(post, prior, p.iters, p.tol)
