@@ -1,6 +1,6 @@
 """Benchmark: production distribution match (issue 7) on the intent datasets in ../shared/data.
 
-    PYTHONPATH=src python bench/bench_distribution.py [--minilm] [--scale 100000] [--quick]
+    PYTHONPATH=src python bench/bench_distribution.py [--minilm] [--scale 100000] [--scale-only] [--quick]
 
 1. Uncovered regions: training from 7 of 10 CLINC150 domains, production = test split of all
    domains + out-of-scope queries (uncovered = missing domains + out-of-scope). ftprep's coverage
@@ -41,6 +41,7 @@ from sklearn.model_selection import cross_val_predict
 
 from ftprep.distribution.coverage import CoverageParams, coverage_scores
 from ftprep.distribution.knn import knn, spherical_kmeans
+from ftprep.distribution.labelshift import label_shift
 from ftprep.distribution.regions import build_regions
 from ftprep.distribution.shift import ShiftParams, _design, _oof_scores, classifier_test
 from ftprep.distribution.text import token_sets
@@ -322,28 +323,48 @@ def previous_pvalue(
     return (exceed + 1) / 20, time.perf_counter() - t0
 
 
-def scale(n: int, model: str) -> dict:
+def scale(n: int, model: str, labels: bool = False) -> dict:
+    """Embedding + coverage + weights + regions for n training and n production inputs, as the
+    check runs them. ``labels``: training carries a 150-intent label (the first spliced query's
+    intent), so the check's label path runs too: the label evidence, the label-shift estimate
+    with its out-of-fold calibration; the kNN density-ratio weights are then not computed."""
     tr, te = clinc()
-    vocab = [t for t, _ in tr + te]
+    pool = tr + te
     rng = np.random.default_rng(0)
 
-    def synth(m: int) -> list[str]:  # distinct inputs: two CLINC queries spliced together
-        a, b = rng.integers(0, len(vocab), m), rng.integers(0, len(vocab), m)
-        return [
-            f"{vocab[i]} and also {vocab[j]} #{k}"
+    def synth(m: int) -> tuple[list[str], list[str]]:  # distinct: two CLINC queries spliced
+        a, b = rng.integers(0, len(pool), m), rng.integers(0, len(pool), m)
+        texts = [
+            f"{pool[i][0]} and also {pool[j][0]} #{k}"
             for k, (i, j) in enumerate(zip(a, b, strict=True))
         ]
+        return texts, [pool[i][1] for i in a]
 
-    train, prod = synth(n), synth(n)
+    (train, y), (prod, _) = synth(n), synth(n)
     emb = get_embedder(model)
     t0 = time.perf_counter()
     xt, xp = emb.encode(train), emb.encode(prod)
     t1 = time.perf_counter()
-    cov = coverage_scores(xt, xp, train, prod)
-    w = density_ratio_weights(xt, xp)
-    build_regions(xp, xt, cov.flagged, w, token_sets(prod), token_sets(train))
+    cov = coverage_scores(xt, xp, train, prod, None, y if labels else None)
     t2 = time.perf_counter()
-    return {"n": n, "embed_s": t1 - t0, "coverage_s": t2 - t1, "total_s": t2 - t0}
+    w = np.ones(n) if labels else density_ratio_weights(xt, xp)
+    regions, _ = build_regions(xp, xt, cov.flagged, w, token_sets(prod), token_sets(train))
+    t3 = time.perf_counter()
+    if labels:
+        ls = label_shift(train, xt, y, prod, xp)
+        for r in regions:
+            r.reweight(ls.weights)
+    t4 = time.perf_counter()
+    return {
+        "n": n,
+        "labels": labels,
+        "embed_s": t1 - t0,
+        "scores_s": t2 - t1,
+        "weights_regions_s": t3 - t2,
+        "label_shift_s": t4 - t3,
+        "coverage_s": t4 - t1,
+        "total_s": t4 - t0,
+    }
 
 
 def summary(label: str, values: list[float], fmt: str = ".3f", worst: str = "min") -> str:
@@ -358,6 +379,7 @@ def main() -> None:
     )
     ap.add_argument("--scale", type=int, default=0, help="run the scale case with N + N inputs")
     ap.add_argument("--quick", action="store_true", help="CLINC cases only")
+    ap.add_argument("--scale-only", action="store_true", help="only the scale case")
     ap.add_argument("--choices", type=int, default=5, help="CLINC domain choices per case")
     a = ap.parse_args()
     if not DATA.exists():
@@ -369,6 +391,9 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git "
         f"{subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}"
     )
+    if a.scale_only:
+        run_scale(a.scale or 100000)
+        return
     models = ["static"] + (["minilm"] if a.minilm else [])
     clinc_domains = sorted({d for _, d in clinc()[0]})
     cases = [
@@ -496,11 +521,19 @@ def main() -> None:
             flush=True,
         )
     if a.scale:
-        r = scale(a.scale, "static")
+        run_scale(a.scale)
+
+
+def run_scale(n: int) -> None:
+    for with_labels in (False, True):
+        r = scale(n, "static", with_labels)
         print(
-            f"\n## scale: {r['n']:,} + {r['n']:,} inputs, static embeddings: embed {r['embed_s']:.1f} s, "
-            f"coverage + weights + regions {r['coverage_s']:.1f} s, total {r['total_s']:.1f} s "
-            f"({math.ceil(r['total_s'] / 60)} min)"
+            f"\n## scale: {r['n']:,} + {r['n']:,} inputs, static embeddings, "
+            f"{'150 training labels' if with_labels else 'no labels'}: embed "
+            f"{r['embed_s']:.1f} s, scores {r['scores_s']:.1f} s, weights + regions "
+            f"{r['weights_regions_s']:.1f} s, label shift {r['label_shift_s']:.1f} s, "
+            f"total {r['total_s']:.1f} s ({math.ceil(r['total_s'] / 60)} min)",
+            flush=True,
         )
 
 

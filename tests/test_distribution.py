@@ -329,6 +329,14 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     flagged = set(art["uncovered_production_ids"])
     novel_ids = {f"p{i}" for i in range(150, len(prod))}
     assert len(flagged & novel_ids) >= 0.9 * len(novel_ids)
+    # every production input has a score; the flagged ones are exactly those above the threshold
+    scores = art["uncovered_scores"]
+    assert set(scores) == {f"p{i}" for i in range(len(prod))}
+    thr = art["coverage"]["score_threshold"]
+    assert {i for i, v in scores.items() if v > thr} == flagged
+    novel = [scores[i] for i in novel_ids]
+    covered = [v for i, v in scores.items() if i not in novel_ids]
+    assert np.mean([n > c for n in novel for c in covered]) > 0.9  # AUROC
     assert "shift" in art and art["shift"]["auc"] > 0.5
     # without a production sample the checks are reported as not run
     (tmp_path / "ftprep.yaml").write_text(

@@ -318,6 +318,9 @@ class Coverage(Check):
             "counts": {i: int(c) for i, c in zip(t_ids, plan, strict=True) if c != 1},
         }
         art["uncovered_production_ids"] = [p_ids[i] for i in np.nonzero(cov.flagged)[0]]
+        # every production input's uncovered score (flagged above ``score_threshold``), so a
+        # user can rank inputs or choose another operating point without re-running
+        art["uncovered_scores"] = {i: float(v) for i, v in zip(p_ids, cov.score, strict=True)}
         res.sections.extend(self._sections(cov, xt, xp, regions, region_dicts, values, cp.seed))
         if label_rows:
             res.sections.append(

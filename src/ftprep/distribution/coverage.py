@@ -329,7 +329,9 @@ def coverage_scores(
     # one label left (all others held out, or duplicate inputs in one cluster): no evidence
     if y_ref is not None and len(np.unique(y_ref)) >= 2:
         ref_texts = [train_texts[i] for i in r_idx]
-        model = LabelClassifier(ref_texts, ct[r_idx], y_ref, n_classes, list(prod_texts), lp)
+        model = LabelClassifier.fit_texts(
+            ref_texts, ct[r_idx], y_ref, n_classes, list(prod_texts), lp
+        )
     else:
         n_pseudo = 0
     label_model = model if labels is not None else None  # reused by the label-shift estimate
