@@ -18,7 +18,7 @@ split's utterances (inputs only). 3 domains (CLINC150 domains, hwu64 scenarios, 
 grouped at random into 10 "domains") are kept at 10% in training. Each case runs the real
 ``ftprep.audit`` (``distribution.coverage`` only) twice, with ``labels: none`` (kNN density-ratio
 weights only) and the default ``labels: auto`` (the completions are detected as a closed label
-set; weights = mean of the kNN and label-shift weights), and reads the importance weights from
+set; weights = the calibrated label-shift weights), and reads the importance weights from
 ``artifacts/distribution.json``. Estimated ratio of a domain = mean weight of its training
 examples; factor = max(est/truth, truth/est), worst over the 3 downsampled domains.
 """
@@ -187,7 +187,10 @@ def main() -> None:
                 f"{secs['none']:.0f} / {secs['auto']:.0f} |",
                 flush=True,
             )
-        summary[name] = {m: (float(np.mean(v)), float(np.max(v))) for m, v in facs.items()}
+        summary[name] = {
+            m: (float(np.mean(v)), float(np.max(v)), int(np.sum(np.array(v) <= 1.25)), len(v))
+            for m, v in facs.items()
+        }
     print()
     print(
         "| dataset | labels: none, mean / worst | labels: auto, mean / worst | auto within 1.25 |"
@@ -196,7 +199,7 @@ def main() -> None:
     for name, s in summary.items():
         print(
             f"| {name} | {s['none'][0]:.2f} / {s['none'][1]:.2f} | "
-            f"**{s['auto'][0]:.2f} / {s['auto'][1]:.2f}** |"
+            f"**{s['auto'][0]:.2f} / {s['auto'][1]:.2f}** | {s['auto'][2]} of {s['auto'][3]} |"
         )
 
 

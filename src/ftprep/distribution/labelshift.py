@@ -23,9 +23,11 @@ Classifier: multinomial logistic regression (``C`` = 10, chosen on the benchmark
 posteriors and EM runs away, C ≥ 100 is over-confident and under-estimates) over binary-TF TF-IDF
 words and bigrams plus the centred sentence embedding. It is fitted on at most ``max_fit`` (10,000)
 training examples (a per-label stratified subsample that keeps every label), over the
-``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: 100k training
-+ 100k production inputs with 150 labels, embedding + coverage with the label evidence + weights +
-regions + this estimate, 97 s on 2 cores before the calibration was added (session 4; it adds ``calib_folds`` fits of at most ``max_fit`` examples, see ``docs/benchmarks.md``). Production inputs of uncovered clusters without a single training input are left out of
+``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: one feature
+space for all the estimate's classifiers, ``calib_folds`` + 1 fits of at most ``max_fit``
+examples. 100k training + 100k production inputs with 150 labels, embedding + coverage with the
+label evidence + regions + this estimate: 105 s on 2 cores, 33 s of it this estimate (session 7,
+``bench/bench_distribution.py --scale-only``). Production inputs of uncovered clusters without a single training input are left out of
 the EM: they belong to no training label and would inflate whichever label is nearest. Every other
 production input stays in, flagged or not: regions that are merely thin in training (a topic kept
 at 10 %) are often flagged as uncovered too, and leaving them out removes exactly the production
