@@ -187,8 +187,8 @@ class Coverage(Check):
                     xp,
                     ~absent,
                     lp,
-                    # calibrated: a classifier of all training, like the out-of-fold ones the
-                    # calibration is fitted on (the coverage's sees only its reference part)
+                    # calibrated: the estimate fits its own classifiers on one sample of all
+                    # training (the coverage's sees only its reference part)
                     None if calibrated else cov.label_model,
                 )
                 # uncalibrated: the mean with the kNN weights (the two err in opposite directions)

@@ -27,8 +27,10 @@ training examples (a per-label stratified subsample that keeps every label), ove
 space for all the estimate's classifiers, ``calib_folds`` + 1 fits of at most ``max_fit``
 examples. 100k training + 100k production inputs with 150 labels, embedding + coverage with the
 label evidence + regions + this estimate: 105 s on 2 cores, 33 s of it this estimate (session 7,
-``bench/bench_distribution.py --scale-only``). Production inputs of uncovered clusters without a single training input are left out of
-the EM: they belong to no training label and would inflate whichever label is nearest. Every other
+``bench/bench_distribution.py --scale-only``).
+
+Production inputs of uncovered clusters without a single training input are left out of the EM:
+they belong to no training label and would inflate whichever label is nearest. Every other
 production input stays in, flagged or not: regions that are merely thin in training (a topic kept
 at 10 %) are often flagged as uncovered too, and leaving them out removes exactly the production
 mass of the under-represented labels (CLINC150, 3 domains at 10 %: worst factor 1.94 when all
@@ -298,9 +300,11 @@ def label_shift(
     model: LabelClassifier | None = None,
 ) -> LabelShift:
     """Estimated production share and production/training ratio of each training label.
-    ``use``: boolean mask of the production inputs to estimate from (default all). ``model``: a
-    classifier already fitted on (part of) these training labels over centred embeddings (the
-    coverage check's), else one is fitted here."""
+    ``use``: boolean mask of the production inputs to estimate from (default all). ``model``:
+    with calibration off (``calib_folds`` < 2), a classifier already fitted on (part of) these
+    training labels over centred embeddings (the coverage check's), else one is fitted here;
+    with calibration on it is not used (the calibration must be fitted on classifiers of the
+    same sample as the one it is applied to)."""
     p = params or LabelShiftParams()
     classes, y = encode_labels(labels)
     nc = len(classes)
