@@ -44,7 +44,6 @@ from ftprep.distribution.knn import knn, spherical_kmeans
 from ftprep.distribution.labelshift import label_shift
 from ftprep.distribution.regions import build_regions
 from ftprep.distribution.shift import ShiftParams, _design, _oof_scores, classifier_test
-from ftprep.distribution.text import token_sets
 from ftprep.distribution.weights import WeightParams, density_ratio_weights
 from ftprep.signals.embeddings import get_embedder
 
@@ -141,9 +140,7 @@ def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
     secs = time.perf_counter() - t0
     prev = coverage_scores(xt, xp, train, prod, PREVIOUS_COVERAGE)
     nn_dist = knn(xp, xt, 1)[0][:, 0]  # plain baseline: raw embeddings
-    regions, _ = build_regions(
-        xp, xt, cov.flagged, np.ones(len(xt)), token_sets(prod), token_sets(train)
-    )
+    regions, _ = build_regions(xp, xt, cov.flagged, np.ones(len(xt)), cov.prod_sets, cov.train_sets)
     found = set()
     for r in regions:
         if r.status == "uncovered":
@@ -348,7 +345,7 @@ def scale(n: int, model: str, labels: bool = False) -> dict:
     cov = coverage_scores(xt, xp, train, prod, None, y if labels else None)
     t2 = time.perf_counter()
     w = np.ones(n) if labels else density_ratio_weights(xt, xp)
-    regions, _ = build_regions(xp, xt, cov.flagged, w, token_sets(prod), token_sets(train))
+    regions, _ = build_regions(xp, xt, cov.flagged, w, cov.prod_sets, cov.train_sets)
     t3 = time.perf_counter()
     if labels:
         ls = label_shift(train, xt, y, prod, xp)

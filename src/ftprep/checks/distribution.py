@@ -21,7 +21,6 @@ from ftprep.distribution.coverage import CoverageParams, coverage_scores
 from ftprep.distribution.labelshift import LabelShift, LabelShiftParams, is_label_set, label_shift
 from ftprep.distribution.regions import RegionParams, build_regions
 from ftprep.distribution.shift import ShiftParams, classifier_test
-from ftprep.distribution.text import token_sets
 from ftprep.distribution.weights import (
     WeightParams,
     density_ratio_weights,
@@ -171,7 +170,7 @@ class Coverage(Check):
             knn_w = None if calibrated else density_ratio_weights(xt, xp, wp)
             weights = np.ones(len(t_texts)) if knn_w is None else knn_w
             regions, _ = build_regions(
-                xp, xt, cov.flagged, weights, token_sets(p_texts), token_sets(t_texts), rp
+                xp, xt, cov.flagged, weights, cov.prod_sets, cov.train_sets, rp
             )
             ls: LabelShift | None = None
             if labels is not None:  # label-shift weights (labelshift.py)

@@ -108,6 +108,9 @@ class CoverageScores:
     label_model: Any = None  # LabelClassifier fitted on the reference part of training, if any
     pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
     combined: list[str] = field(default_factory=list)  # the components the score combines
+    # word sets of every training and production input (text.token_sets), for the regions
+    train_sets: list[set[str]] = field(default_factory=list)
+    prod_sets: list[set[str]] = field(default_factory=list)
 
 
 def _split_holdout(n: int, p: CoverageParams) -> tuple[np.ndarray, np.ndarray]:
@@ -280,9 +283,9 @@ def coverage_scores(
     comp_h: dict[str, np.ndarray] = {"nn_distance": d_hr[:, 0]}
     comp_p["density_ratio"] = _pool_log_ratio(d_pr, d_pp, kp, len(r_idx), n_p)
     comp_h["density_ratio"] = _pool_log_ratio(d_hr, d_hp, kp, len(r_idx), n_p)
-    ref_sets = token_sets([train_texts[i] for i in r_idx])
-    prod_sets = token_sets(prod_texts)
-    hold_sets = token_sets([train_texts[i] for i in h_idx])
+    train_sets, prod_sets = token_sets(train_texts), token_sets(prod_texts)
+    ref_sets = [train_sets[i] for i in r_idx]
+    hold_sets = [train_sets[i] for i in h_idx]
     if "token_ratio" in p.components or "novel_tokens" in p.components:
         df_ref, df_prod = doc_freq(ref_sets), doc_freq(prod_sets)
         comp_p["token_ratio"], comp_p["novel_tokens"] = _token_evidence(
@@ -366,4 +369,6 @@ def coverage_scores(
         label_model=label_model,
         pseudo_labels=n_pseudo,
         combined=components,
+        train_sets=train_sets,
+        prod_sets=prod_sets,
     )
