@@ -26,7 +26,7 @@ training examples (a per-label stratified subsample that keeps every label), ove
 ``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: one feature
 space for all the estimate's classifiers, ``calib_folds`` + 1 fits of at most ``max_fit``
 examples. 100k training + 100k production inputs with 150 labels, embedding + coverage with the
-label evidence + regions + this estimate: 105 s on 2 cores, 33 s of it this estimate (session 7,
+label evidence + regions + this estimate: 97 s on 2 cores, 34 s of it this estimate (session 7,
 ``bench/bench_distribution.py --scale-only``).
 
 Production inputs of uncovered clusters without a single training input are left out of the EM:
