@@ -547,3 +547,29 @@ def test_calibration_undoes_overconfidence_and_label_bias() -> None:
     for c, n in enumerate([10, 3, 7]):  # each label spread over the folds as evenly as it can be
         counts = np.bincount(folds[np.repeat(np.arange(3), [10, 3, 7]) == c], minlength=5)
         assert counts.max() - counts.min() <= 1 and counts.sum() == n
+
+
+def test_out_of_fold_posteriors_do_not_see_their_own_labels() -> None:
+    """The fold classifiers share one feature space (vocabulary + IDF, fitted on all texts):
+    with labels that are pure noise, the out-of-fold posteriors must be at chance while a
+    classifier fitted on the same rows memorises them (random embeddings of many dimensions)."""
+    from ftprep.distribution.labelshift import (
+        LabelClassifier,
+        LabelShiftParams,
+        TextFeatures,
+        out_of_fold,
+    )
+
+    rng = np.random.default_rng(0)
+    n, nc = 600, 3
+    texts = [f"some common words {w}" for w in rng.choice(["alpha", "beta", "gamma"], n)]
+    emb = l2_normalise(rng.standard_normal((n, 400)).astype(np.float32)) * 4
+    y = rng.integers(0, nc, n)  # labels unrelated to the inputs
+    p = LabelShiftParams(calib_folds=3)
+    feats = TextFeatures(texts, [], p)
+    x = feats(texts, emb)
+    oof = out_of_fold(x, y, nc, feats, p)
+    in_sample = LabelClassifier(feats, x, y, nc, p).proba_x(x)
+    assert (in_sample.argmax(axis=1) == y).mean() > 0.9  # memorised
+    assert abs((oof.argmax(axis=1) == y).mean() - 1 / nc) < 0.08  # chance: nothing leaked
+    assert np.allclose(oof.sum(axis=1), 1)
