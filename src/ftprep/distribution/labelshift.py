@@ -253,10 +253,12 @@ class Calibration:
     """Bias-corrected temperature scaling (Alexandari et al., 2020): ``softmax(a * log p + b)``
     with one inverse temperature ``a`` and one bias per label, fitted by maximum likelihood on
     out-of-fold posteriors of the training labels. A label without any row in the fit keeps a
-    bias of 0: fitted on rows whose classifier never saw the label (posterior 0), its bias would
-    run to the bound and make it swallow production mass wherever the final classifier, which
-    did see it, gives it any posterior (hwu64 with three labels cut to one example: those labels
-    estimated at 0, 0.4 and 21 against a true 80-127, domain factor 1.52 against 1.11)."""
+    bias of 0: it carries no information about that label's calibration (the rows of a
+    one-example label are left out, their fold classifier never saw it). This keeps the fit
+    well-posed; it does not make one example enough to estimate the label's production share
+    (hwu64 with three labels cut to one example: 0, 0 and 19 against a true 80-127; the
+    downsampled domains' worst factor 1.49 with this, 1.52 without, 1.11 with the labels
+    intact; docs/distribution.md)."""
 
     a: float
     b: np.ndarray
