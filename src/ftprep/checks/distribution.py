@@ -17,13 +17,13 @@ import orjson
 
 from ftprep.checks.base import Check, CheckResult, Condition, Finding, Section, Status
 from ftprep.checks.registry import register
-from ftprep.distribution.coverage import CoverageParams, coverage_scores
-from ftprep.distribution.labelshift import LabelShift, LabelShiftParams, is_label_set, label_shift
-from ftprep.distribution.regions import RegionParams, build_regions
+from ftprep.distribution.coverage import CoverageParams
+from ftprep.distribution.estimate import estimate_coverage
+from ftprep.distribution.labelshift import LabelShiftParams, is_label_set
+from ftprep.distribution.regions import RegionParams
 from ftprep.distribution.shift import ShiftParams, classifier_test
 from ftprep.distribution.weights import (
     WeightParams,
-    density_ratio_weights,
     effective_sample_size,
     resampling_plan,
 )
@@ -163,38 +163,8 @@ class Coverage(Check):
             label_field, labels, label_note = training_labels(
                 train, str(self.param("labels", "auto")), lp
             )
-            cov = coverage_scores(xt, xp, t_texts, p_texts, cp, labels, lp)
-            # with training labels and calibration on (the default) the label-shift weights are
-            # the importance weights, so the kNN density ratio is not computed at all
-            calibrated = labels is not None and lp.calib_folds >= 2
-            knn_w = None if calibrated else density_ratio_weights(xt, xp, wp)
-            weights = np.ones(len(t_texts)) if knn_w is None else knn_w
-            regions, _ = build_regions(
-                xp, xt, cov.flagged, weights, cov.prod_sets, cov.train_sets, rp
-            )
-            ls: LabelShift | None = None
-            if labels is not None:  # label-shift weights (labelshift.py)
-                absent = np.zeros(len(p_texts), dtype=bool)
-                for r in regions:  # regions without any training input: no label
-                    if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
-                        absent[r.prod_items] = True
-                ls = label_shift(
-                    t_texts,
-                    xt,
-                    labels,
-                    p_texts,
-                    xp,
-                    ~absent,
-                    lp,
-                    # calibrated: the estimate fits its own classifiers on one sample of all
-                    # training (the coverage's sees only its reference part)
-                    None if calibrated else cov.label_model,
-                )
-                # uncalibrated: the mean with the kNN weights (the two err in opposite directions)
-                weights = ls.weights if knn_w is None else (knn_w + ls.weights) / 2
-                weights = weights / weights.mean()
-                for r in regions:
-                    r.reweight(weights)
+            est = estimate_coverage(xt, xp, t_texts, p_texts, labels, cp, rp, wp, lp)
+        cov, regions, weights, ls = est.cov, est.regions, est.weights, est.label_shift
         p_ids, t_ids = prod.ids, train.ids
         n_p = len(p_ids)
         unc_regions = [r for r in regions if r.status == "uncovered"]
@@ -229,7 +199,7 @@ class Coverage(Check):
             "label_field": label_field,
             "n_labels": len(ls.labels) if ls is not None else 0,
             "weights": "calibrated label shift"
-            if calibrated
+            if est.calibrated
             else "knn density ratio + label shift"
             if ls is not None
             else "knn density ratio",

@@ -26,7 +26,7 @@ training examples (a per-label stratified subsample that keeps every label), ove
 ``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: one feature
 space for all the estimate's classifiers, ``calib_folds`` + 1 fits of at most ``max_fit``
 examples. 100k training + 100k production inputs with 150 labels, embedding + coverage with the
-label evidence + regions + this estimate: 97 s on 2 cores, 34 s of it this estimate (session 7,
+label evidence + regions + this estimate: 97-101 s on 2 cores, 34 s of it this estimate (session 7,
 ``bench/bench_distribution.py --scale-only``).
 
 Production inputs of uncovered clusters without a single training input are left out of the EM:
@@ -199,22 +199,36 @@ class LabelClassifier:
     ) -> LabelClassifier:
         """Fitted on at most ``max_fit`` of the examples (stratified, every label kept), in a
         feature space fitted on them and ``vocab_texts``."""
-        fit = _stratified(y, params.max_fit, np.random.default_rng(params.seed))
-        fit_texts = [texts[i] for i in fit]
-        features = TextFeatures(fit_texts, vocab_texts, params)
-        return cls(features, features(fit_texts, emb[fit]), y[fit], n_classes, params)
+        fit, features, x = _featurised_sample(texts, emb, y, vocab_texts, params, params.seed)
+        return cls(features, x, y[fit], n_classes, params)
 
     def proba(self, texts: list[str], emb: np.ndarray) -> np.ndarray:
         """Posteriors over all ``n_classes`` labels (0 for labels absent from the fit)."""
-        return self.proba_x(self.features(texts, emb) if len(texts) else None)
+        if not texts:
+            return np.zeros((0, self.n_classes))
+        return self.proba_x(self.features(texts, emb))
 
-    def proba_x(self, x: sp.csr_matrix | None) -> np.ndarray:
+    def proba_x(self, x: sp.csr_matrix) -> np.ndarray:
         """``proba`` for rows already in this classifier's feature space."""
-        n = 0 if x is None else x.shape[0]
-        out = np.zeros((n, self.n_classes))
-        if n:
-            out[:, self.clf.classes_] = self.clf.predict_proba(x)
+        out = np.zeros((x.shape[0], self.n_classes))
+        out[:, self.clf.classes_] = self.clf.predict_proba(x)
         return out
+
+
+def _featurised_sample(
+    texts: list[str],
+    emb: np.ndarray,
+    y: np.ndarray,
+    vocab_texts: list[str],
+    params: LabelShiftParams,
+    seed: int,
+) -> tuple[np.ndarray, TextFeatures, sp.csr_matrix]:
+    """A stratified sample of at most ``max_fit`` examples (every label kept), a feature space
+    fitted on it and ``vocab_texts``, and the sample's rows in it."""
+    fit = _stratified(y, params.max_fit, np.random.default_rng(seed))
+    fit_texts = [texts[i] for i in fit]
+    features = TextFeatures(fit_texts, vocab_texts, params)
+    return fit, features, features(fit_texts, emb[fit])
 
 
 def _fold_ids(y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -334,10 +348,7 @@ def label_shift(
         # calibration, which is applied to a classifier of the whole sample. (Averaging the fold
         # classifiers' calibrated production posteriors instead saves that fit but was worse on
         # hwu64: within 1.25 in 3 of 6 domain choices against 5 of 6, docs/benchmarks.md.)
-        sub = _stratified(y, p.max_fit, np.random.default_rng(p.seed + 1))
-        sub_texts = [train_texts[i] for i in sub]
-        features = TextFeatures(sub_texts, used, p)
-        x_sub = features(sub_texts, xt[sub])
+        sub, features, x_sub = _featurised_sample(train_texts, xt, y, used, p, p.seed + 1)
         oof, seen = out_of_fold(x_sub, y[sub], nc, features, p)
         # only rows whose label their fold classifier knew (one-example labels are not)
         cal = Calibration.fit(oof[seen], y[sub][seen])

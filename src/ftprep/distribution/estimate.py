@@ -1,0 +1,64 @@
+"""The coverage estimate as ``distribution.coverage`` runs it, in one place for the check and the
+benchmarks: per-item coverage scores, production regions, and importance weights of the training
+inputs (the kNN density ratio; with training labels the calibrated label-shift estimate, which
+then replaces it, see ``labelshift.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ftprep.distribution.coverage import CoverageParams, CoverageScores, coverage_scores
+from ftprep.distribution.labelshift import LabelShift, LabelShiftParams, label_shift
+from ftprep.distribution.regions import Region, RegionParams, build_regions
+from ftprep.distribution.weights import WeightParams, density_ratio_weights
+
+
+@dataclass(slots=True)
+class CoverageEstimate:
+    cov: CoverageScores
+    regions: list[Region]  # weighted ratios from ``weights``
+    weights: np.ndarray  # importance weight per training input, mean 1
+    label_shift: LabelShift | None  # with training labels
+    calibrated: bool  # the weights are the calibrated label-shift estimate alone
+
+
+def estimate_coverage(
+    train_emb: np.ndarray,
+    prod_emb: np.ndarray,
+    train_texts: list[str],
+    prod_texts: list[str],
+    labels: list[str] | None = None,
+    cp: CoverageParams | None = None,
+    rp: RegionParams | None = None,
+    wp: WeightParams | None = None,
+    lp: LabelShiftParams | None = None,
+) -> CoverageEstimate:
+    cp, rp, wp = cp or CoverageParams(), rp or RegionParams(), wp or WeightParams()
+    lp = lp or LabelShiftParams(seed=cp.seed)
+    cov = coverage_scores(train_emb, prod_emb, train_texts, prod_texts, cp, labels, lp)
+    # with training labels and calibration on (the default) the label-shift weights are the
+    # importance weights, so the kNN density ratio is not computed at all
+    calibrated = labels is not None and lp.calib_folds >= 2
+    knn_w = None if calibrated else density_ratio_weights(train_emb, prod_emb, wp)
+    weights = np.ones(len(train_texts)) if knn_w is None else knn_w
+    regions, _ = build_regions(
+        prod_emb, train_emb, cov.flagged, weights, cov.prod_sets, cov.train_sets, rp
+    )
+    ls: LabelShift | None = None
+    if labels is not None:
+        absent = np.zeros(len(prod_texts), dtype=bool)
+        for r in regions:  # regions without any training input: no label
+            if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
+                absent[r.prod_items] = True
+        # (calibrated, the estimate fits its own classifiers and ignores the coverage's)
+        ls = label_shift(
+            train_texts, train_emb, labels, prod_texts, prod_emb, ~absent, lp, cov.label_model
+        )
+        # uncalibrated: the mean with the kNN weights (the two err in opposite directions)
+        weights = ls.weights if knn_w is None else (knn_w + ls.weights) / 2
+        weights = weights / weights.mean()
+        for r in regions:
+            r.reweight(weights)
+    return CoverageEstimate(cov, regions, weights, ls, calibrated)
