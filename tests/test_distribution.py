@@ -473,6 +473,28 @@ def test_label_shift_resolves_overlapping_topics() -> None:
     knn_thin = density_ratio_weights(xt, xp)[yt == 1].mean()
     w = (density_ratio_weights(xt, xp) + ls.weights) / 2
     assert abs(w[yt == 1].mean() / w.mean() - 5) < abs(knn_thin - 5)  # the mix is closer
+    assert ls.usable and ls.information > 0.5  # the words give the topic away
+
+
+def test_label_shift_is_not_used_when_labels_are_unpredictable() -> None:
+    """Labels unrelated to the inputs: the out-of-fold posteriors explain none of their entropy,
+    so no estimate is made (the EM on such posteriors is arbitrary) and every weight stays 1."""
+    from ftprep.distribution.labelshift import explained_entropy, label_shift
+
+    xt, yt, tt = _clusters({0: 300, 1: 300, 2: 300}, seed=1)
+    xp, _, tp = _clusters({0: 100, 1: 100, 2: 400}, seed=2)
+    noise = [f"label{c}" for c in np.random.default_rng(3).integers(0, 4, len(yt))]
+    ls = label_shift(tt, xt, noise, tp, xp)
+    assert not ls.usable and ls.information < 0.05, ls.information
+    assert np.all(ls.weights == 1) and np.all(ls.ratio == 1)
+    real = label_shift(tt, xt, [f"topic{c}" for c in yt], tp, xp)
+    assert real.usable and real.information > 0.5
+    assert real.ratio[real.labels.index("topic2")] > 2  # 2/3 of production, 1/3 of training
+    # the measure itself: 0 for the label shares, 1 for certain and right, < 0 when worse
+    y = np.array([0, 0, 1, 1])
+    assert abs(explained_entropy(np.full((4, 2), 0.5), y)) < 1e-9
+    assert explained_entropy(np.eye(2)[y], y) > 0.99
+    assert explained_entropy(np.eye(2)[1 - y] * 0.98 + 0.01, y) < 0
 
 
 def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path) -> None:
@@ -522,8 +544,22 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     w = art["importance_weights"]
     thin = np.mean([w[f"t{i}"] for i, (_, y) in enumerate(train) if y == "password"])
     assert thin > 5
+    assert art["label_shift"]["used"] and art["label_shift"]["information"] > 0.5
     check, art = audit("none")
     assert art["label_shift"]["field"] is None and check["values"]["n_labels"] == 0
+    # answers that look like labels but say nothing about the input: kNN weights, and a finding
+    noise = rng.choice(["yes", "no", "maybe"], len(train))
+    _write(
+        tmp_path / "data/train.jsonl",
+        [
+            {"id": f"t{i}", "prompt": x, "completion": y}
+            for i, ((x, _), y) in enumerate(zip(train, noise, strict=True))
+        ],
+    )
+    check, art = audit("auto")
+    assert art["label_shift"]["field"] == "response" and not art["label_shift"]["used"]
+    assert art["label_shift"]["labels"] == [] and check["values"]["weights"] == "knn density ratio"
+    assert [x["code"] for x in check["findings"]].count("labels_not_predictable") == 1
 
 
 def test_calibration_undoes_overconfidence_and_label_bias() -> None:

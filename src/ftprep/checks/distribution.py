@@ -10,6 +10,7 @@ and words that explain the shift. Method and parameters: ``docs/distribution.md`
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -201,10 +202,10 @@ class Coverage(Check):
             "weights": "calibrated label shift"
             if est.calibrated
             else "knn density ratio + label shift"
-            if ls is not None
+            if ls is not None and ls.usable
             else "knn density ratio",
         }
-        label_rows = ls.table() if ls is not None else []
+        label_rows = ls.table() if ls is not None and ls.usable else []
         under_labels = [
             r for r in label_rows if r["ratio"] >= rp.under_ratio and r["production_share"] >= 0.001
         ]
@@ -237,6 +238,21 @@ class Coverage(Check):
                     action=f"collect about {r.needed} training examples like these",
                 )
             )
+        if ls is not None and not ls.usable:
+            res.findings.append(
+                Finding(
+                    severity="info",
+                    code="labels_not_predictable",
+                    message=(
+                        f"training labels ({label_field}) are not predictable from the inputs "
+                        f"(a classifier explains {ls.information:.1%} of their entropy out of "
+                        f"fold): no label-shift estimate, kNN density-ratio weights instead"
+                    ),
+                    metrics={"information": ls.information},
+                    threshold=lp.min_information,
+                    action="declare another label field (labels: meta.<field>) or labels: none",
+                )
+            )
         labels_arr = np.asarray(labels, dtype=object) if labels is not None else None
         for row in under_labels:
             assert labels_arr is not None
@@ -262,6 +278,12 @@ class Coverage(Check):
             "note": label_note,
             "production_inputs_used": ls.n_production if ls is not None else 0,
             "em_iterations": ls.iterations if ls is not None else 0,
+            # share of the labels' entropy the classifier explains out of fold (None: not
+            # measured); the estimate is used only when it reaches label_shift_min_information
+            "information": None
+            if ls is None or math.isnan(ls.information)
+            else round(ls.information, 4),
+            "used": ls is not None and ls.usable,
             "labels": label_rows,
         }
         art["coverage"] = {k: v for k, v in values.items()}

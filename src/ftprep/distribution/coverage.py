@@ -104,6 +104,7 @@ class CoverageScores:
     prod_neighbors: np.ndarray  # (n_prod, k) indices of nearest other production items
     components: dict[str, np.ndarray] = field(default_factory=dict)
     holdout_size: int = 0
+    holdout_score: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the null's scores
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
     label_model: Any = None  # LabelClassifier fitted on the reference part of training, if any
     pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
@@ -365,6 +366,7 @@ def coverage_scores(
         prod_neighbors=i_pp[:, :ks],
         components=comp_p,
         holdout_size=len(h_idx),
+        holdout_score=s_h,
         holdout_nn_distance_q=nn_q,
         label_model=label_model,
         pseudo_labels=n_pseudo,

@@ -39,7 +39,8 @@ def estimate_coverage(
     lp = lp or LabelShiftParams(seed=cp.seed)
     cov = coverage_scores(train_emb, prod_emb, train_texts, prod_texts, cp, labels, lp)
     # with training labels and calibration on (the default) the label-shift weights are the
-    # importance weights, so the kNN density ratio is not computed at all
+    # importance weights, so the kNN density ratio is computed only if the labels turn out
+    # not to be predictable from the inputs
     calibrated = labels is not None and lp.calib_folds >= 2
     knn_w = None if calibrated else density_ratio_weights(train_emb, prod_emb, wp)
     weights = np.ones(len(train_texts)) if knn_w is None else knn_w
@@ -56,8 +57,14 @@ def estimate_coverage(
         ls = label_shift(
             train_texts, train_emb, labels, prod_texts, prod_emb, ~absent, lp, cov.label_model
         )
-        # uncalibrated: the mean with the kNN weights (the two err in opposite directions)
-        weights = ls.weights if knn_w is None else (knn_w + ls.weights) / 2
+        if not ls.usable:
+            calibrated = False
+            if knn_w is None:
+                knn_w = density_ratio_weights(train_emb, prod_emb, wp)
+            weights = knn_w
+        else:
+            # uncalibrated: the mean with the kNN weights (the two err in opposite directions)
+            weights = ls.weights if knn_w is None else (knn_w + ls.weights) / 2
         weights = weights / weights.mean()
         for r in regions:
             r.reweight(weights)

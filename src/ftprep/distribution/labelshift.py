@@ -37,6 +37,13 @@ mass of the under-represented labels (CLINC150, 3 domains at 10 %: worst factor 
 flagged inputs are left out, 1.21 when those of clusters 20x thinner in training are, 1.17 with
 none left out). So inputs of a missing topic that share clusters with covered ones still count
 toward their nearest labels.
+
+Predictable labels only: the estimate is identifiable only when the inputs say something about
+the label. The calibrated out-of-fold posteriors measure that for free (``explained_entropy``:
+one minus their log loss over the entropy of the label shares); below ``min_information`` (5 %)
+the EM is not run and the estimate is marked not usable, so the check keeps the kNN weights. On
+meaningless posteriors the maximum-likelihood EM can run to a corner (random labels: whole labels
+estimated at 0, their examples weighted 0).
 """
 
 from __future__ import annotations
@@ -65,6 +72,9 @@ class LabelShiftParams:
     max_vocab_texts: int = 10000  # production texts the vocabulary is also fitted on (sample)
     fit_tol: float = 1e-4  # the logistic regression's stopping tolerance
     calib_folds: int = 3  # folds of the out-of-fold calibration posteriors (0: off)
+    # the calibrated out-of-fold log loss must beat the label prior's entropy by this share,
+    # else the labels are not predictable from the inputs and the estimate is not used
+    min_information: float = 0.05
     iters: int = 1000
     tol: float = 1e-7
     seed: int = 0
@@ -83,6 +93,10 @@ class LabelShift:
     weights: np.ndarray  # per training example: ratio of its label, normalised to mean 1
     n_production: int  # production inputs the estimate used
     iterations: int
+    # share of the labels' entropy the calibrated out-of-fold posteriors explain (1 - log loss /
+    # entropy; NaN when not measured, i.e. calibration off)
+    information: float = math.nan
+    usable: bool = True  # information reached ``min_information`` (or was not measured)
 
     def table(self) -> list[dict[str, Any]]:
         order = np.argsort(-self.ratio, kind="stable")
@@ -339,6 +353,7 @@ def label_shift(
         return LabelShift(classes, train_share, train_share, np.ones(nc), w, len(pi), 0)
     xt, xp = center_embeddings(train_emb, prod_emb)
     used = [prod_texts[i] for i in pi]
+    information = math.nan  # measured on the calibration's out-of-fold posteriors
     if p.calib_folds < 2:
         if model is None:
             model = LabelClassifier.fit_texts(train_texts, xt, y, nc, used, p)
@@ -352,10 +367,33 @@ def label_shift(
         oof, seen = out_of_fold(x_sub, y[sub], nc, features, p)
         # only rows whose label their fold classifier knew (one-example labels are not)
         cal = Calibration.fit(oof[seen], y[sub][seen])
+        information = explained_entropy(cal(oof[seen]), y[sub][seen])
+        if information < p.min_information:
+            # posteriors that say nothing about the label make the EM's answer arbitrary (it
+            # can run to a corner and give whole labels weight 0): no estimate
+            w = np.ones(len(y))
+            return LabelShift(
+                classes, train_share, train_share, np.ones(nc), w, len(pi), 0, information, False
+            )
         model = LabelClassifier(features, x_sub, y[sub], nc, p)
         post, prior = cal(model.proba(used, xp[pi])), cal(oof).mean(axis=0)
     prod_share, iters = em_priors(post, prior, p.iters, p.tol)
     ratio = prod_share / np.maximum(train_share, 1e-12)
     w = ratio[y]
     w = w / w.mean() if w.mean() > 0 else np.ones(len(y))
-    return LabelShift(classes, train_share, prod_share, ratio, w, len(pi), iters)
+    return LabelShift(classes, train_share, prod_share, ratio, w, len(pi), iters, information)
+
+
+def explained_entropy(post: np.ndarray, y: np.ndarray) -> float:
+    """``1 - log loss / entropy`` of the labels ``y`` under the posteriors ``post``: 0 when they
+    are no better than the label shares, 1 when they are certain and right, below 0 when worse
+    than the shares."""
+    if len(y) == 0:
+        return 0.0
+    share = np.bincount(y, minlength=post.shape[1]) / len(y)
+    nz = share[share > 0]
+    entropy = float(-(nz * np.log(nz)).sum())
+    if entropy <= 0:
+        return 0.0
+    loss = float(-np.log(np.maximum(post[np.arange(len(y)), y], 1e-12)).mean())
+    return 1.0 - loss / entropy
