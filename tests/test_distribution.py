@@ -424,8 +424,12 @@ def test_label_evidence_survives_degenerate_training() -> None:
     for labels in (None, [f"l{i % 4}" for i in range(200)]):
         cov = coverage_scores(xt, xp, tt, pt, labels=labels)
         assert "label_confidence" in cov.combined and np.isfinite(cov.score).all()
-    # a single label outside the held-out slice: no label evidence, no crash
+    # a single label outside the held-out slice says nothing: the k-means stand-ins, no crash
     cov = coverage_scores(xt, xp, tt, pt, CoverageParams(holdout=0.5), labels=["a"] * 200)
+    assert cov.pseudo_labels > 0 and cov.label_model is None
+    cov = coverage_scores(
+        xt, xp, tt, pt, CoverageParams(holdout=0.5, pseudo_labels=0), labels=["a"] * 200
+    )
     assert "label_confidence" not in cov.combined
 
 
@@ -490,6 +494,11 @@ def test_label_shift_is_not_used_when_labels_are_unpredictable() -> None:
     real = label_shift(tt, xt, [f"topic{c}" for c in yt], tp, xp)
     assert real.usable and real.information > 0.5
     assert real.ratio[real.labels.index("topic2")] > 2  # 2/3 of production, 1/3 of training
+    # the uncovered score's label evidence: k-means stand-ins replace such labels
+    cov = coverage_scores(xt, xp, tt, tp, labels=noise)
+    assert cov.label_information < 0.05 and cov.pseudo_labels > 0 and cov.label_model is None
+    cov = coverage_scores(xt, xp, tt, tp, labels=[f"topic{c}" for c in yt])
+    assert cov.label_information > 0.5 and cov.pseudo_labels == 0 and cov.label_model is not None
     # the measure itself: 0 for the label shares, 1 for certain and right, < 0 when worse
     y = np.array([0, 0, 1, 1])
     assert abs(explained_entropy(np.full((4, 2), 0.5), y)) < 1e-9
@@ -560,6 +569,7 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     assert art["label_shift"]["field"] == "response" and not art["label_shift"]["used"]
     assert art["label_shift"]["labels"] == [] and check["values"]["weights"] == "knn density ratio"
     assert [x["code"] for x in check["findings"]].count("labels_not_predictable") == 1
+    assert check["values"]["label_information"] < 0.05 and check["values"]["pseudo_labels"] > 0
 
 
 def test_calibration_undoes_overconfidence_and_label_bias() -> None:

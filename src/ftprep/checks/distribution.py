@@ -188,6 +188,11 @@ class Coverage(Check):
             "holdout_size": cov.holdout_size,
             "evidence": cov.combined,
             "pseudo_labels": cov.pseudo_labels,  # k-means stand-ins for absent labels (0: none)
+            # with labels: the share of their entropy a classifier explains on held-out training
+            # (below label_shift_min_information they are replaced by the stand-ins)
+            "label_information": None
+            if math.isnan(cov.label_information)
+            else round(cov.label_information, 4),
             "nn_distance_median": float(np.median(cov.nn_distance)),
             "holdout_nn_distance": cov.holdout_nn_distance_q,
             "effective_sample_size": ess,
@@ -246,7 +251,8 @@ class Coverage(Check):
                     message=(
                         f"training labels ({label_field}) are not predictable from the inputs "
                         f"(a classifier explains {ls.information:.1%} of their entropy out of "
-                        f"fold): no label-shift estimate, kNN density-ratio weights instead"
+                        f"fold): no label-shift estimate, kNN density-ratio weights instead, "
+                        f"k-means stand-ins for the label evidence of the uncovered score"
                     ),
                     metrics={"information": ls.information},
                     threshold=lp.min_information,

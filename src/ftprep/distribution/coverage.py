@@ -37,6 +37,7 @@ by construction, with no labels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -108,6 +109,9 @@ class CoverageScores:
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
     label_model: Any = None  # LabelClassifier fitted on the reference part of training, if any
     pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
+    # with training labels: the share of their entropy the classifier explains on the held-out
+    # slice (below LabelShiftParams.min_information the labels are replaced by stand-ins)
+    label_information: float = math.nan
     combined: list[str] = field(default_factory=list)  # the components the score combines
     # word sets of every training and production input (text.token_sets), for the regions
     train_sets: list[set[str]] = field(default_factory=list)
@@ -259,7 +263,12 @@ def coverage_scores(
     """``labels``: the training inputs' labels when training is classification-style; adds the
     ``label_confidence`` evidence (one minus the largest posterior of a classifier of the labels,
     fitted on the non-held-out training: inputs of no training label get flat posteriors)."""
-    from ftprep.distribution.labelshift import LabelClassifier, LabelShiftParams, encode_labels
+    from ftprep.distribution.labelshift import (
+        LabelClassifier,
+        LabelShiftParams,
+        encode_labels,
+        explained_entropy,
+    )
 
     p = params or CoverageParams()
     n_t, n_p = len(train_emb), len(prod_emb)
@@ -316,33 +325,47 @@ def coverage_scores(
 
     components = list(p.components)
     # label_confidence: a classifier of the training labels, or of k-means stand-ins without them
+    # (or when the labels turn out not to be predictable from the inputs)
     ct, cpr = train_emb, prod_emb
-    if not p.center and (p.use_labels if labels is not None else p.pseudo_labels != 0):
+    if not p.center and (p.use_labels or p.pseudo_labels != 0):
         ct, cpr = center_embeddings(raw_t, raw_p)
     lp = label_params or LabelShiftParams(seed=p.seed)
-    y_ref, n_classes, n_pseudo = None, 0, 0
-    if labels is not None and p.use_labels:
-        classes, y = encode_labels(labels)
-        y_ref, n_classes = y[r_idx], len(classes)
-    elif labels is None and p.pseudo_labels != 0:
-        n_classes = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
-        y_ref = pseudo_labels(ct[r_idx], n_classes, p.max_cluster_fit, p.seed)
-        n_pseudo = n_classes
-        lp = replace(lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol)
-    model = None
-    # one label left (all others held out, or duplicate inputs in one cluster): no evidence
-    if y_ref is not None and len(np.unique(y_ref)) >= 2:
-        ref_texts = [train_texts[i] for i in r_idx]
-        model = LabelClassifier.fit_texts(
+    ref_texts = [train_texts[i] for i in r_idx]
+    hold_texts = [train_texts[i] for i in h_idx]
+
+    def fit(y_ref: np.ndarray, n_classes: int, lp: LabelShiftParams) -> LabelClassifier | None:
+        # one label left (all others held out, or duplicate inputs in one cluster): no evidence
+        if len(np.unique(y_ref)) < 2:
+            return None
+        return LabelClassifier.fit_texts(
             ref_texts, ct[r_idx], y_ref, n_classes, list(prod_texts), lp
         )
-    else:
-        n_pseudo = 0
-    label_model = model if labels is not None else None  # reused by the label-shift estimate
+
+    model, n_pseudo, label_info = None, 0, math.nan
+    post_h: np.ndarray | None = None
+    if labels is not None and p.use_labels:
+        classes, y = encode_labels(labels)
+        model = fit(y[r_idx], len(classes), lp)
+        if model is not None:
+            # the held-out slice is out of sample for this classifier: how much of the labels'
+            # entropy it explains there says whether the inputs predict the labels at all
+            post_h = model.proba(hold_texts, ct[h_idx])
+            known = np.isin(y[h_idx], model.clf.classes_)
+            label_info = explained_entropy(post_h[known], y[h_idx][known])
+            if label_info < lp.min_information:
+                model, post_h = None, None
+    label_model = model  # reused by the label-shift estimate (uncalibrated)
+    if model is None and (labels is None or p.use_labels) and p.pseudo_labels != 0:
+        n_pseudo = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
+        y_ref = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
+        lp = replace(lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol)
+        model = fit(y_ref, n_pseudo, lp)
+        n_pseudo = n_pseudo if model is not None else 0
     if model is not None:
         comp_p["label_confidence"] = 1.0 - model.proba(list(prod_texts), cpr).max(axis=1)
-        hold_texts = [train_texts[i] for i in h_idx]
-        comp_h["label_confidence"] = 1.0 - model.proba(hold_texts, ct[h_idx]).max(axis=1)
+        if post_h is None:
+            post_h = model.proba(hold_texts, ct[h_idx])
+        comp_h["label_confidence"] = 1.0 - post_h.max(axis=1)
         if "label_confidence" not in components:
             components.append("label_confidence")
     components = [c for c in components if c in comp_p]
@@ -370,6 +393,7 @@ def coverage_scores(
         holdout_nn_distance_q=nn_q,
         label_model=label_model,
         pseudo_labels=n_pseudo,
+        label_information=label_info,
         combined=components,
         train_sets=train_sets,
         prod_sets=prod_sets,
