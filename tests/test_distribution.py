@@ -192,6 +192,14 @@ def test_distinguishing_terms_respect_prevalence() -> None:
     terms = distinguishing_terms(members, df, len(members) + len(others), top=3, min_prevalence=0.5)
     assert terms[0] == "refund"
     assert "rareword" not in terms
+    # function words rank after content words, and still name a region with nothing else
+    members = [{"the", "gym", "open"}, {"the", "gym", "when"}, {"the", "pool", "open"}] * 3
+    df = doc_freq(members + others)
+    terms = distinguishing_terms(members, df, len(members) + len(others), top=4, min_prevalence=0.2)
+    assert terms == ["gym", "open", "pool", "the"]
+    members = [{"what", "is", "it"}] * 5
+    df = doc_freq(members + others)
+    assert distinguishing_terms(members, df, 45, top=2, min_prevalence=0.2) == ["is", "it"]
 
 
 def test_surface_features_detect_forms() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ftprep.contamination.semantic import STOP_WORDS
 from ftprep.distribution.knn import assign, spherical_kmeans
 from ftprep.distribution.text import doc_freq
 
@@ -84,7 +85,11 @@ class Region:
 def distinguishing_terms(
     member_sets: list[set[str]], df_all: dict[str, int], n_all: int, top: int, min_prevalence: float
 ) -> list[str]:
-    """Words frequent in the region and rare elsewhere: prevalence x log lift."""
+    """Words frequent in the region and rare elsewhere: prevalence x log lift. Common English
+    function words ("the", "my", "what") come after every content word that qualifies: they are
+    often over-represented in a region of questions or requests, but say little about its topic
+    ("the, gym, from, app" reads "gym, app, ..."); they still name a region that has nothing
+    else."""
     n = len(member_sets)
     if n == 0:
         return []
@@ -97,8 +102,9 @@ def distinguishing_terms(
         prev = c / n
         rest = (df_all.get(w, 0) - c + 1) / (n_all - n + 2)
         scored.append((prev * math.log(prev / rest), w))
-    scored.sort(key=lambda t: (-t[0], t[1]))
-    return [w for s, w in scored[:top] if s > 0]
+    scored = [t for t in scored if t[0] > 0]
+    scored.sort(key=lambda t: (t[1] in STOP_WORDS, -t[0], t[1]))
+    return [w for _, w in scored[:top]]
 
 
 def _representatives(emb: np.ndarray, members: np.ndarray, k: int) -> list[int]:
