@@ -107,7 +107,10 @@ class CoverageScores:
     holdout_size: int = 0
     holdout_score: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the null's scores
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
-    label_model: Any = None  # LabelClassifier fitted on the reference part of training, if any
+    # with training labels: their LabelModel, fitted on the reference part of training (reused
+    # by the label-shift estimate), and its uncalibrated posteriors of every production input
+    label_model: Any = None
+    prod_posteriors: np.ndarray | None = None
     pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
     # with training labels: the share of their entropy the classifier explains on the held-out
     # slice (below LabelShiftParams.min_information the labels are replaced by stand-ins)
@@ -264,10 +267,11 @@ def coverage_scores(
     ``label_confidence`` evidence (one minus the largest posterior of a classifier of the labels,
     fitted on the non-held-out training: inputs of no training label get flat posteriors)."""
     from ftprep.distribution.labelshift import (
-        LabelClassifier,
+        LabelModel,
         LabelShiftParams,
         encode_labels,
         explained_entropy,
+        fit_label_model,
     )
 
     p = params or CoverageParams()
@@ -330,39 +334,45 @@ def coverage_scores(
     if not p.center and (p.use_labels or p.pseudo_labels != 0):
         ct, cpr = center_embeddings(raw_t, raw_p)
     lp = label_params or LabelShiftParams(seed=p.seed)
-    ref_texts = [train_texts[i] for i in r_idx]
     hold_texts = [train_texts[i] for i in h_idx]
-
-    def fit(y_ref: np.ndarray, n_classes: int, lp: LabelShiftParams) -> LabelClassifier | None:
-        # one label left (all others held out, or duplicate inputs in one cluster): no evidence
-        if len(np.unique(y_ref)) < 2:
-            return None
-        return LabelClassifier.fit_texts(
-            ref_texts, ct[r_idx], y_ref, n_classes, list(prod_texts), lp
-        )
-
-    model, n_pseudo, label_info = None, 0, math.nan
+    n_pseudo, label_info = 0, math.nan
+    lm: LabelModel | None = None
     post_h: np.ndarray | None = None
     if labels is not None and p.use_labels:
+        # the one classifier of the labels this run fits (the label-shift estimate reuses it),
+        # on the training outside the held-out slice, so the slice is out of sample for it
         classes, y = encode_labels(labels)
-        model = fit(y[r_idx], len(classes), lp)
-        if model is not None:
-            # the held-out slice is out of sample for this classifier: how much of the labels'
-            # entropy it explains there says whether the inputs predict the labels at all
-            post_h = model.proba(hold_texts, ct[h_idx])
-            known = np.isin(y[h_idx], model.clf.classes_)
-            label_info = explained_entropy(post_h[known], y[h_idx][known])
-            if label_info < lp.min_information:
-                model, post_h = None, None
-    label_model = model  # reused by the label-shift estimate (uncalibrated)
+        lm = fit_label_model(train_texts, ct, y, len(classes), list(prod_texts), lp, r_idx)
+        if lm is not None and lm.classifier is not None:
+            post_h = lm.classifier.proba(hold_texts, ct[h_idx])
+            if math.isnan(lm.information):  # calibration off: measured on the held-out slice
+                known = np.isin(y[h_idx], lm.classifier.clf.classes_)
+                info = explained_entropy(post_h[known], y[h_idx][known])
+                if info < lp.min_information:
+                    lm = replace(lm, classifier=None)
+                lm.information = info
+        label_info = lm.information if lm is not None else math.nan
+    model = lm.classifier if lm is not None else None
     if model is None and (labels is None or p.use_labels) and p.pseudo_labels != 0:
+        # no labels, or labels the inputs do not predict: k-means clusters stand in for them
         n_pseudo = p.pseudo_labels if p.pseudo_labels > 0 else min(150, len(r_idx) // 40)
-        y_ref = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
-        lp = replace(lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol)
-        model = fit(y_ref, n_pseudo, lp)
+        y_ref = np.zeros(n_t, dtype=np.int64)
+        y_ref[r_idx] = pseudo_labels(ct[r_idx], n_pseudo, p.max_cluster_fit, p.seed)
+        plp = replace(
+            lp, max_fit=min(lp.max_fit, p.pseudo_max_fit), fit_tol=p.pseudo_fit_tol, calib_folds=0
+        )
+        stand_in = fit_label_model(
+            train_texts, ct, y_ref, n_pseudo, list(prod_texts), plp, r_idx, seed=p.seed
+        )
+        model = stand_in.classifier if stand_in is not None else None
+        post_h = None
         n_pseudo = n_pseudo if model is not None else 0
+    prod_post = None
     if model is not None:
-        comp_p["label_confidence"] = 1.0 - model.proba(list(prod_texts), cpr).max(axis=1)
+        post_p = model.proba(list(prod_texts), cpr)
+        if lm is not None and model is lm.classifier:
+            prod_post = post_p  # reused by the label-shift estimate
+        comp_p["label_confidence"] = 1.0 - post_p.max(axis=1)
         if post_h is None:
             post_h = model.proba(hold_texts, ct[h_idx])
         comp_h["label_confidence"] = 1.0 - post_h.max(axis=1)
@@ -391,7 +401,8 @@ def coverage_scores(
         holdout_size=len(h_idx),
         holdout_score=s_h,
         holdout_nn_distance_q=nn_q,
-        label_model=label_model,
+        label_model=lm,
+        prod_posteriors=prod_post,
         pseudo_labels=n_pseudo,
         label_information=label_info,
         combined=components,

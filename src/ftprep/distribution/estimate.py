@@ -53,9 +53,17 @@ def estimate_coverage(
         for r in regions:  # regions without any training input: no label
             if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
                 absent[r.prod_items] = True
-        # (calibrated, the estimate fits its own classifiers and ignores the coverage's)
+        # the coverage score's classifier of the labels and its production posteriors
         ls = label_shift(
-            train_texts, train_emb, labels, prod_texts, prod_emb, ~absent, lp, cov.label_model
+            train_texts,
+            train_emb,
+            labels,
+            prod_texts,
+            prod_emb,
+            ~absent,
+            lp,
+            cov.label_model,
+            cov.prod_posteriors,
         )
         if not ls.usable:
             calibrated = False

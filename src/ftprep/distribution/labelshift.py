@@ -184,8 +184,8 @@ class TextFeatures:
 
 class LabelClassifier:
     """Multinomial logistic regression of the training labels over ``TextFeatures``: ``x`` are
-    the fitted examples' rows in ``features``' space (``fit_texts`` samples and featurises them).
-    ``fit_prior``: the label shares of the examples it was fitted on."""
+    the fitted examples' rows in ``features``' space (``fit_label_model`` samples and featurises
+    them). ``fit_prior``: the label shares of the examples it was fitted on."""
 
     def __init__(
         self,
@@ -194,27 +194,32 @@ class LabelClassifier:
         y: np.ndarray,
         n_classes: int,
         params: LabelShiftParams,
+        init: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``init``: starting coefficients and intercepts over all ``n_classes`` labels (rows
+        ``(n_classes, n_features)`` and ``(n_classes,)``; ``full_coef``), e.g. those of a
+        classifier of most of the same rows: the fit converges to the same optimum in fewer
+        iterations."""
         self.n_classes = n_classes
         self.features = features
         self.clf = LogisticRegression(C=params.C, max_iter=1000, tol=params.fit_tol)
+        classes = np.unique(y)
+        if init is not None and len(classes) > 2:  # (binary: one coefficient row, not two)
+            self.clf.set_params(warm_start=True)
+            self.clf.coef_ = np.ascontiguousarray(init[0][classes], dtype=np.float64)
+            self.clf.intercept_ = np.asarray(init[1][classes], dtype=np.float64)
         self.clf.fit(x, y)
         self.fit_prior = np.bincount(y, minlength=n_classes) / len(y)
 
-    @classmethod
-    def fit_texts(
-        cls,
-        texts: list[str],
-        emb: np.ndarray,
-        y: np.ndarray,
-        n_classes: int,
-        vocab_texts: list[str],
-        params: LabelShiftParams,
-    ) -> LabelClassifier:
-        """Fitted on at most ``max_fit`` of the examples (stratified, every label kept), in a
-        feature space fitted on them and ``vocab_texts``."""
-        fit, features, x = _featurised_sample(texts, emb, y, vocab_texts, params, params.seed)
-        return cls(features, x, y[fit], n_classes, params)
+    def full_coef(self) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients and intercepts with one row per label of all ``n_classes`` (zeros for
+        labels absent from the fit)."""
+        coef = np.zeros((self.n_classes, self.clf.coef_.shape[1]))
+        icpt = np.zeros(self.n_classes)
+        if len(self.clf.classes_) > 2:
+            coef[self.clf.classes_] = self.clf.coef_
+            icpt[self.clf.classes_] = self.clf.intercept_
+        return coef, icpt
 
     def proba(self, texts: list[str], emb: np.ndarray) -> np.ndarray:
         """Posteriors over all ``n_classes`` labels (0 for labels absent from the fit)."""
@@ -260,20 +265,31 @@ def out_of_fold(
     n_classes: int,
     features: TextFeatures,
     params: LabelShiftParams,
-) -> tuple[np.ndarray, np.ndarray]:
+    seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Out-of-fold posteriors of every row of ``x`` (``calib_folds`` folds, labels spread
     evenly; each fold predicted by a classifier fitted on the others), and which rows' labels
-    their fold classifier knew (a label with one example never is: its posterior is 0)."""
-    fold = _fold_ids(y, params.calib_folds, np.random.default_rng(params.seed + 1))
+    their fold classifier knew (a label with one example never is: its posterior is 0), and
+    the fold classifiers' mean coefficients (``LabelClassifier.full_coef``; None without any
+    fold classifier): a start for a classifier of all the rows. The folds themselves start
+    from zero: a start fitted on a fold's held-out rows would leak their labels into its
+    out-of-fold posteriors wherever the fit stops short of the optimum."""
+    seed = params.seed + 1 if seed is None else seed
+    fold = _fold_ids(y, params.calib_folds, np.random.default_rng(seed))
     post = np.zeros((len(y), n_classes))
     seen = np.zeros(len(y), dtype=bool)
+    coefs: list[tuple[np.ndarray, np.ndarray]] = []
     for f in range(params.calib_folds):
         fit, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
         if len(held) and len(np.unique(y[fit])) >= 2:
             m = LabelClassifier(features, x[fit], y[fit], n_classes, params)
             post[held] = m.proba_x(x[held])
             seen[held] = np.isin(y[held], m.clf.classes_)
-    return post, seen
+            coefs.append(m.full_coef())
+    if not coefs:
+        return post, seen, None
+    mean = (np.mean([c for c, _ in coefs], axis=0), np.mean([b for _, b in coefs], axis=0))
+    return post, seen, mean
 
 
 @dataclass(slots=True)
@@ -327,6 +343,75 @@ def encode_labels(labels: list[str]) -> tuple[list[str], np.ndarray]:
     return [str(c) for c in classes], y.astype(np.int64)
 
 
+@dataclass(slots=True)
+class LabelModel:
+    """The classifier of the training labels, fitted once per run and shared by the coverage
+    score's label evidence and the label-shift estimate (``fit_label_model``).
+
+    ``classifier``: of a stratified sample of the rows it was allowed (None when the labels are
+    not predictable: no final fit); ``calibration``: fitted on the sample's out-of-fold
+    posteriors (None with ``calib_folds`` < 2); ``prior``: the calibrated mean out-of-fold
+    posterior (without calibration the classifier's fit prior); ``information``: the share of
+    the labels' entropy the calibrated out-of-fold posteriors explain (NaN when not measured)."""
+
+    classifier: LabelClassifier | None
+    calibration: Calibration | None
+    prior: np.ndarray
+    information: float
+
+    @property
+    def usable(self) -> bool:
+        return self.classifier is not None
+
+    def calibrated(self, post: np.ndarray) -> np.ndarray:
+        return self.calibration(post) if self.calibration is not None else post
+
+
+def fit_label_model(
+    texts: list[str],
+    emb: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    vocab_texts: list[str],
+    params: LabelShiftParams,
+    rows: np.ndarray | None = None,
+    seed: int | None = None,
+) -> LabelModel | None:
+    """The ``LabelModel`` of labels ``y`` (encoded, one per text) over ``emb`` (centred),
+    fitted on at most ``max_fit`` of ``rows`` (default all; stratified, every label kept) in a
+    feature space fitted on them and ``vocab_texts``. ``seed``: of the sample and the folds
+    (default ``params.seed + 1``). None when the rows hold fewer than two labels.
+
+    With calibration (``calib_folds`` >= 2): one stratified sample in one feature space; its
+    out-of-fold posteriors fit the calibration, which is applied to a classifier of the whole
+    sample, started from the fold classifiers' mean coefficients (the same optimum, ~10 s less
+    at 100k inputs and 151 labels). (Averaging the fold classifiers' calibrated production
+    posteriors instead saves that fit but was worse on hwu64: within 1.25 in 3 of 6 domain
+    choices against 5 of 6, docs/benchmarks.md.)"""
+    p = params
+    seed = p.seed + 1 if seed is None else seed
+    if rows is not None:
+        texts, emb, y = [texts[i] for i in rows], emb[rows], y[rows]
+    if len(np.unique(y)) < 2:
+        return None
+    sub, features, x_sub = _featurised_sample(texts, emb, y, vocab_texts, p, seed)
+    y_sub = y[sub]
+    if p.calib_folds < 2:
+        clf = LabelClassifier(features, x_sub, y_sub, n_classes, p)
+        return LabelModel(clf, None, clf.fit_prior, math.nan)
+    oof, seen, start = out_of_fold(x_sub, y_sub, n_classes, features, p, seed)
+    # only rows whose label their fold classifier knew (one-example labels are not)
+    cal = Calibration.fit(oof[seen], y_sub[seen])
+    prior = cal(oof).mean(axis=0)
+    information = explained_entropy(cal(oof[seen]), y_sub[seen])
+    if information < p.min_information:
+        # posteriors that say nothing about the label make the EM's answer arbitrary (it can
+        # run to a corner and give whole labels weight 0): no classifier, no estimate
+        return LabelModel(None, cal, prior, information)
+    clf = LabelClassifier(features, x_sub, y_sub, n_classes, p, start)
+    return LabelModel(clf, cal, prior, information)
+
+
 def label_shift(
     train_texts: list[str],
     train_emb: np.ndarray,
@@ -335,14 +420,14 @@ def label_shift(
     prod_emb: np.ndarray,
     use: np.ndarray | None = None,
     params: LabelShiftParams | None = None,
-    model: LabelClassifier | None = None,
+    model: LabelModel | None = None,
+    prod_post: np.ndarray | None = None,
 ) -> LabelShift:
     """Estimated production share and production/training ratio of each training label.
     ``use``: boolean mask of the production inputs to estimate from (default all). ``model``:
-    with calibration off (``calib_folds`` < 2), a classifier already fitted on (part of) these
-    training labels over centred embeddings (the coverage check's), else one is fitted here;
-    with calibration on it is not used (the calibration must be fitted on classifiers of the
-    same sample as the one it is applied to)."""
+    the ``LabelModel`` of these labels already fitted (the coverage check's, on the training
+    inputs outside its held-out slice), else one is fitted here on all of them; ``prod_post``:
+    its uncalibrated posteriors of every production input, if already computed."""
     p = params or LabelShiftParams()
     classes, y = encode_labels(labels)
     nc = len(classes)
@@ -353,35 +438,20 @@ def label_shift(
         return LabelShift(classes, train_share, train_share, np.ones(nc), w, len(pi), 0)
     xt, xp = center_embeddings(train_emb, prod_emb)
     used = [prod_texts[i] for i in pi]
-    information = math.nan  # measured on the calibration's out-of-fold posteriors
-    if p.calib_folds < 2:
-        if model is None:
-            model = LabelClassifier.fit_texts(train_texts, xt, y, nc, used, p)
-        post, prior = model.proba(used, xp[pi]), model.fit_prior
-    else:
-        # one stratified sample in one feature space: its out-of-fold posteriors fit the
-        # calibration, which is applied to a classifier of the whole sample. (Averaging the fold
-        # classifiers' calibrated production posteriors instead saves that fit but was worse on
-        # hwu64: within 1.25 in 3 of 6 domain choices against 5 of 6, docs/benchmarks.md.)
-        sub, features, x_sub = _featurised_sample(train_texts, xt, y, used, p, p.seed + 1)
-        oof, seen = out_of_fold(x_sub, y[sub], nc, features, p)
-        # only rows whose label their fold classifier knew (one-example labels are not)
-        cal = Calibration.fit(oof[seen], y[sub][seen])
-        information = explained_entropy(cal(oof[seen]), y[sub][seen])
-        if information < p.min_information:
-            # posteriors that say nothing about the label make the EM's answer arbitrary (it
-            # can run to a corner and give whole labels weight 0): no estimate
-            w = np.ones(len(y))
-            return LabelShift(
-                classes, train_share, train_share, np.ones(nc), w, len(pi), 0, information, False
-            )
-        model = LabelClassifier(features, x_sub, y[sub], nc, p)
-        post, prior = cal(model.proba(used, xp[pi])), cal(oof).mean(axis=0)
-    prod_share, iters = em_priors(post, prior, p.iters, p.tol)
+    if model is None:
+        model = fit_label_model(train_texts, xt, y, nc, used, p)
+    if model is None or model.classifier is None:
+        info = model.information if model is not None else math.nan
+        w = np.ones(len(y))
+        return LabelShift(
+            classes, train_share, train_share, np.ones(nc), w, len(pi), 0, info, False
+        )
+    post = prod_post[pi] if prod_post is not None else model.classifier.proba(used, xp[pi])
+    prod_share, iters = em_priors(model.calibrated(post), model.prior, p.iters, p.tol)
     ratio = prod_share / np.maximum(train_share, 1e-12)
     w = ratio[y]
     w = w / w.mean() if w.mean() > 0 else np.ones(len(y))
-    return LabelShift(classes, train_share, prod_share, ratio, w, len(pi), iters, information)
+    return LabelShift(classes, train_share, prod_share, ratio, w, len(pi), iters, model.information)
 
 
 def explained_entropy(post: np.ndarray, y: np.ndarray) -> float:
