@@ -623,7 +623,7 @@ def test_out_of_fold_posteriors_do_not_see_their_own_labels() -> None:
     p = LabelShiftParams(calib_folds=3)
     feats = TextFeatures(texts, [], p)
     x = feats(texts, emb)
-    oof, seen, _ = out_of_fold(x, y, nc, feats, p)
+    oof, seen = out_of_fold(x, y, nc, feats, p)
     assert seen.all()  # every label has ~200 examples: every fold classifier knew it
     in_sample = LabelClassifier(feats, x, y, nc, p).proba_x(x)
     assert (in_sample.argmax(axis=1) == y).mean() > 0.9  # memorised

@@ -107,8 +107,9 @@ class CoverageScores:
     holdout_size: int = 0
     holdout_score: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the null's scores
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
-    # with training labels: their LabelModel, fitted on the reference part of training (reused
-    # by the label-shift estimate), and its uncalibrated posteriors of every production input
+    # with training labels: their (uncalibrated) LabelModel, fitted on the reference part of
+    # training, and its posteriors of every production input (the label-shift estimate reuses
+    # both only with its calibration off)
     label_model: Any = None
     prod_posteriors: np.ndarray | None = None
     pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
@@ -339,18 +340,25 @@ def coverage_scores(
     lm: LabelModel | None = None
     post_h: np.ndarray | None = None
     if labels is not None and p.use_labels:
-        # the one classifier of the labels this run fits (the label-shift estimate reuses it),
-        # on the training outside the held-out slice, so the slice is out of sample for it
+        # a classifier of the labels on the training outside the held-out slice, so the slice
+        # is out of sample for it (uncalibrated: the evidence is a rank, calibrated per item)
         classes, y = encode_labels(labels)
-        lm = fit_label_model(train_texts, ct, y, len(classes), list(prod_texts), lp, r_idx)
+        lm = fit_label_model(
+            train_texts,
+            ct,
+            y,
+            len(classes),
+            list(prod_texts),
+            replace(lp, calib_folds=0),
+            r_idx,
+            seed=p.seed,
+        )
         if lm is not None and lm.classifier is not None:
             post_h = lm.classifier.proba(hold_texts, ct[h_idx])
-            if math.isnan(lm.information):  # calibration off: measured on the held-out slice
-                known = np.isin(y[h_idx], lm.classifier.clf.classes_)
-                info = explained_entropy(post_h[known], y[h_idx][known])
-                if info < lp.min_information:
-                    lm = replace(lm, classifier=None)
-                lm.information = info
+            known = np.isin(y[h_idx], lm.classifier.clf.classes_)
+            lm.information = explained_entropy(post_h[known], y[h_idx][known])
+            if lm.information < lp.min_information:
+                lm, post_h = replace(lm, classifier=None), None
         label_info = lm.information if lm is not None else math.nan
     model = lm.classifier if lm is not None else None
     if model is None and (labels is None or p.use_labels) and p.pseudo_labels != 0:

@@ -53,7 +53,9 @@ def estimate_coverage(
         for r in regions:  # regions without any training input: no label
             if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
                 absent[r.prod_items] = True
-        # the coverage score's classifier of the labels and its production posteriors
+        # uncalibrated, the coverage score's classifier of the labels and its production
+        # posteriors; calibrated, the estimate fits its own on all of training
+        reuse = not calibrated
         ls = label_shift(
             train_texts,
             train_emb,
@@ -62,8 +64,8 @@ def estimate_coverage(
             prod_emb,
             ~absent,
             lp,
-            cov.label_model,
-            cov.prod_posteriors,
+            cov.label_model if reuse else None,
+            cov.prod_posteriors if reuse else None,
         )
         if not ls.usable:
             calibrated = False

@@ -25,9 +25,10 @@ words and bigrams plus the centred sentence embedding. It is fitted on at most `
 training examples (a per-label stratified subsample that keeps every label), over the
 ``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: one feature
 space for all the estimate's classifiers, ``calib_folds`` + 1 fits of at most ``max_fit``
-examples. 100k training + 100k production inputs with 150 labels, embedding + coverage with the
-label evidence + regions + this estimate: 97-101 s on 2 cores, 34 s of it this estimate (session 7,
-``bench/bench_distribution.py --scale-only``).
+examples. 100k training + 100k production inputs with 151 labels, embedding + coverage with the
+label evidence + regions + this estimate: 107 s on session 8's 2 cores, most of it in the
+logistic-regression fits, whose cost grows with the number of labels
+(``bench/bench_distribution.py --scale-only``).
 
 Production inputs of uncovered clusters without a single training input are left out of the EM:
 they belong to no training label and would inflate whichever label is nearest. Every other
@@ -194,32 +195,12 @@ class LabelClassifier:
         y: np.ndarray,
         n_classes: int,
         params: LabelShiftParams,
-        init: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """``init``: starting coefficients and intercepts over all ``n_classes`` labels (rows
-        ``(n_classes, n_features)`` and ``(n_classes,)``; ``full_coef``), e.g. those of a
-        classifier of most of the same rows: the fit converges to the same optimum in fewer
-        iterations."""
         self.n_classes = n_classes
         self.features = features
         self.clf = LogisticRegression(C=params.C, max_iter=1000, tol=params.fit_tol)
-        classes = np.unique(y)
-        if init is not None and len(classes) > 2:  # (binary: one coefficient row, not two)
-            self.clf.set_params(warm_start=True)
-            self.clf.coef_ = np.ascontiguousarray(init[0][classes], dtype=np.float64)
-            self.clf.intercept_ = np.asarray(init[1][classes], dtype=np.float64)
         self.clf.fit(x, y)
         self.fit_prior = np.bincount(y, minlength=n_classes) / len(y)
-
-    def full_coef(self) -> tuple[np.ndarray, np.ndarray]:
-        """Coefficients and intercepts with one row per label of all ``n_classes`` (zeros for
-        labels absent from the fit)."""
-        coef = np.zeros((self.n_classes, self.clf.coef_.shape[1]))
-        icpt = np.zeros(self.n_classes)
-        if len(self.clf.classes_) > 2:
-            coef[self.clf.classes_] = self.clf.coef_
-            icpt[self.clf.classes_] = self.clf.intercept_
-        return coef, icpt
 
     def proba(self, texts: list[str], emb: np.ndarray) -> np.ndarray:
         """Posteriors over all ``n_classes`` labels (0 for labels absent from the fit)."""
@@ -266,30 +247,21 @@ def out_of_fold(
     features: TextFeatures,
     params: LabelShiftParams,
     seed: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold posteriors of every row of ``x`` (``calib_folds`` folds, labels spread
     evenly; each fold predicted by a classifier fitted on the others), and which rows' labels
-    their fold classifier knew (a label with one example never is: its posterior is 0), and
-    the fold classifiers' mean coefficients (``LabelClassifier.full_coef``; None without any
-    fold classifier): a start for a classifier of all the rows. The folds themselves start
-    from zero: a start fitted on a fold's held-out rows would leak their labels into its
-    out-of-fold posteriors wherever the fit stops short of the optimum."""
+    their fold classifier knew (a label with one example never is: its posterior is 0)."""
     seed = params.seed + 1 if seed is None else seed
     fold = _fold_ids(y, params.calib_folds, np.random.default_rng(seed))
     post = np.zeros((len(y), n_classes))
     seen = np.zeros(len(y), dtype=bool)
-    coefs: list[tuple[np.ndarray, np.ndarray]] = []
     for f in range(params.calib_folds):
         fit, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
         if len(held) and len(np.unique(y[fit])) >= 2:
             m = LabelClassifier(features, x[fit], y[fit], n_classes, params)
             post[held] = m.proba_x(x[held])
             seen[held] = np.isin(y[held], m.clf.classes_)
-            coefs.append(m.full_coef())
-    if not coefs:
-        return post, seen, None
-    mean = (np.mean([c for c, _ in coefs], axis=0), np.mean([b for _, b in coefs], axis=0))
-    return post, seen, mean
+    return post, seen
 
 
 @dataclass(slots=True)
@@ -384,10 +356,11 @@ def fit_label_model(
 
     With calibration (``calib_folds`` >= 2): one stratified sample in one feature space; its
     out-of-fold posteriors fit the calibration, which is applied to a classifier of the whole
-    sample, started from the fold classifiers' mean coefficients (the same optimum, ~10 s less
-    at 100k inputs and 151 labels). (Averaging the fold classifiers' calibrated production
-    posteriors instead saves that fit but was worse on hwu64: within 1.25 in 3 of 6 domain
-    choices against 5 of 6, docs/benchmarks.md.)"""
+    sample. (Averaging the fold classifiers' calibrated production posteriors instead saves
+    that fit but was worse on hwu64: within 1.25 in 3 of 6 domain choices against 5 of 6;
+    starting that fit from the folds' mean coefficients saves ~10 s at 100k inputs and 151
+    labels but stops at another point within the tolerance, and moved hwu64's worst factor
+    from 1.11 to 1.98 in one choice: docs/benchmarks.md.)"""
     p = params
     seed = p.seed + 1 if seed is None else seed
     if rows is not None:
@@ -399,7 +372,7 @@ def fit_label_model(
     if p.calib_folds < 2:
         clf = LabelClassifier(features, x_sub, y_sub, n_classes, p)
         return LabelModel(clf, None, clf.fit_prior, math.nan)
-    oof, seen, start = out_of_fold(x_sub, y_sub, n_classes, features, p, seed)
+    oof, seen = out_of_fold(x_sub, y_sub, n_classes, features, p, seed)
     # only rows whose label their fold classifier knew (one-example labels are not)
     cal = Calibration.fit(oof[seen], y_sub[seen])
     prior = cal(oof).mean(axis=0)
@@ -408,7 +381,7 @@ def fit_label_model(
         # posteriors that say nothing about the label make the EM's answer arbitrary (it can
         # run to a corner and give whole labels weight 0): no classifier, no estimate
         return LabelModel(None, cal, prior, information)
-    clf = LabelClassifier(features, x_sub, y_sub, n_classes, p, start)
+    clf = LabelClassifier(features, x_sub, y_sub, n_classes, p)
     return LabelModel(clf, cal, prior, information)
 
 
@@ -425,9 +398,11 @@ def label_shift(
 ) -> LabelShift:
     """Estimated production share and production/training ratio of each training label.
     ``use``: boolean mask of the production inputs to estimate from (default all). ``model``:
-    the ``LabelModel`` of these labels already fitted (the coverage check's, on the training
-    inputs outside its held-out slice), else one is fitted here on all of them; ``prod_post``:
-    its uncalibrated posteriors of every production input, if already computed."""
+    a ``LabelModel`` of these labels already fitted, else one is fitted here on all of them
+    (with calibration on, the estimate fits its own: the coverage score's is fitted without its
+    held-out slice, and that sample change alone moved CLINC150's worst factor from 1.11 to 1.36
+    in one domain choice); ``prod_post``: its uncalibrated posteriors of every production
+    input, if already computed."""
     p = params or LabelShiftParams()
     classes, y = encode_labels(labels)
     nc = len(classes)
