@@ -629,3 +629,27 @@ def test_out_of_fold_posteriors_do_not_see_their_own_labels() -> None:
     assert (in_sample.argmax(axis=1) == y).mean() > 0.9  # memorised
     assert abs((oof.argmax(axis=1) == y).mean() - 1 / nc) < 0.08  # chance: nothing leaked
     assert np.allclose(oof.sum(axis=1), 1)
+
+
+@given(
+    st.lists(st.integers(1, 60), min_size=2, max_size=12),
+    st.integers(20, 400),
+    st.integers(0, 5),
+)
+def test_stratified_sample_keeps_thin_labels_whole(
+    counts: list[int], max_n: int, seed: int
+) -> None:
+    from ftprep.distribution.labelshift import _stratified
+
+    y = np.repeat(np.arange(len(counts)), counts)
+    ys = np.random.default_rng(seed).permutation(y)  # labels in any order
+    sub = _stratified(ys, max_n, np.random.default_rng(seed))
+    assert len(np.unique(sub)) == len(sub)  # no row twice
+    got = np.bincount(ys[sub], minlength=len(counts))
+    if len(y) <= max_n:
+        assert len(sub) == len(y)
+        return
+    assert len(sub) <= max(max_n, len(counts))  # at most max_n (one per label at the least)
+    cap = got.max()
+    for n, g in zip(counts, got, strict=True):
+        assert g == min(n, cap)  # thin labels whole, the others at one cap

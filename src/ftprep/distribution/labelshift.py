@@ -125,14 +125,26 @@ def is_label_set(values: list[str], params: LabelShiftParams | None = None) -> b
 
 
 def _stratified(y: np.ndarray, max_n: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``max_n`` rows, every label kept: labels of at most ``cap`` examples whole, the
+    others sampled down to ``cap`` (the largest cap that fits). A thin label keeps every example
+    it has (the estimate of a thin label's share needs them most; a proportional sample kept 7 of
+    10, and CLINC150's worst factor over 4 choices of 3 thin domains went from 1.05-1.15, mean
+    1.10, to 1.04-1.09, mean 1.06). The classifier's label shares are then not training's; the
+    calibration's prior and the EM start from the sample's, so the estimate stays consistent."""
     if len(y) <= max_n:
         return np.arange(len(y))
-    frac = max_n / len(y)
+    labels, counts = np.unique(y, return_counts=True)
+    lo, hi = 1, int(counts.max())
+    while lo < hi:  # the largest cap with sum(min(count, cap)) <= max_n
+        mid = (lo + hi + 1) // 2
+        if int(np.minimum(counts, mid).sum()) <= max_n:
+            lo = mid
+        else:
+            hi = mid - 1
     keep = []
-    for c in np.unique(y):
+    for c, n in zip(labels, counts, strict=True):
         idx = np.nonzero(y == c)[0]
-        m = min(len(idx), max(math.ceil(len(idx) * frac), 5))
-        keep.append(rng.choice(idx, size=m, replace=False))
+        keep.append(idx if n <= lo else rng.choice(idx, size=lo, replace=False))
     return np.sort(np.concatenate(keep))
 
 
