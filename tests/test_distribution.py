@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -609,7 +610,6 @@ def test_out_of_fold_posteriors_do_not_see_their_own_labels() -> None:
     with labels that are pure noise, the out-of-fold posteriors must be at chance while a
     classifier fitted on the same rows memorises them (random embeddings of many dimensions)."""
     from ftprep.distribution.labelshift import (
-        LabelClassifier,
         LabelShiftParams,
         TextFeatures,
         out_of_fold,
@@ -623,9 +623,9 @@ def test_out_of_fold_posteriors_do_not_see_their_own_labels() -> None:
     p = LabelShiftParams(calib_folds=3)
     feats = TextFeatures(texts, [], p)
     x = feats(texts, emb)
-    oof, seen = out_of_fold(x, y, nc, feats, p)
+    oof, seen, full = out_of_fold(x, y, nc, feats, p)
     assert seen.all()  # every label has ~200 examples: every fold classifier knew it
-    in_sample = LabelClassifier(feats, x, y, nc, p).proba_x(x)
+    in_sample = full.proba_x(x)
     assert (in_sample.argmax(axis=1) == y).mean() > 0.9  # memorised
     assert abs((oof.argmax(axis=1) == y).mean() - 1 / nc) < 0.08  # chance: nothing leaked
     assert np.allclose(oof.sum(axis=1), 1)
@@ -653,3 +653,15 @@ def test_stratified_sample_keeps_thin_labels_whole(
     cap = got.max()
     for n, g in zip(counts, got, strict=True):
         assert g == min(n, cap)  # thin labels whole, the others at one cap
+
+
+def test_fits_in_worker_processes_equal_fits_in_turn() -> None:
+    from ftprep.distribution.labelshift import LabelShiftParams, fit_many
+
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix(rng.standard_normal((300, 20)))
+    jobs = [(x[:200], rng.integers(0, 4, 200)), (x, rng.integers(0, 3, 300))]
+    seq = fit_many(jobs, LabelShiftParams(n_jobs=1))
+    par = fit_many(jobs, LabelShiftParams(n_jobs=2, parallel_min_work=0))
+    for a, b in zip(seq, par, strict=True):
+        assert np.allclose(a.coef_, b.coef_, atol=1e-8) and list(a.classes_) == list(b.classes_)

@@ -50,6 +50,7 @@ estimated at 0, their examples weighted 0).
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,11 @@ class LabelShiftParams:
     # the calibrated out-of-fold log loss must beat the label prior's entropy by this share,
     # else the labels are not predictable from the inputs and the estimate is not used
     min_information: float = 0.05
+    # the calibration folds and the classifier of the whole sample are independent fits: run
+    # them in up to n_jobs processes (0: one per CPU) when rows x labels over all of them reach
+    # parallel_min_work (below it, worker start-up costs more than it saves)
+    n_jobs: int = 0
+    parallel_min_work: int = 2_000_000
     iters: int = 1000
     tol: float = 1e-7
     seed: int = 0
@@ -195,6 +201,30 @@ class TextFeatures:
         return sp.hstack([self.vec.transform(texts), sp.csr_matrix(emb)]).tocsr()
 
 
+def _logreg(x: sp.csr_matrix, y: np.ndarray, c: float, tol: float) -> LogisticRegression:
+    return LogisticRegression(C=c, max_iter=1000, tol=tol).fit(x, y)
+
+
+def fit_many(
+    jobs: list[tuple[sp.csr_matrix, np.ndarray]], params: LabelShiftParams
+) -> list[LogisticRegression]:
+    """Logistic regressions of independent ``(x, y)`` problems, in ``n_jobs`` worker processes
+    when they are big enough to pay for them (rows x labels summed over the jobs at least
+    ``parallel_min_work``): each fit is single-threaded and holds the GIL, so threads do not
+    help. The fits are the same as one after another (measured: identical estimates)."""
+    work = sum(x.shape[0] * len(np.unique(y)) for x, y in jobs)
+    n_jobs = params.n_jobs if params.n_jobs > 0 else (os.cpu_count() or 1)
+    n_jobs = min(n_jobs, len(jobs))
+    if n_jobs < 2 or work < params.parallel_min_work:
+        return [_logreg(x, y, params.C, params.fit_tol) for x, y in jobs]
+    from joblib import Parallel, delayed
+
+    out = Parallel(n_jobs=n_jobs, backend="loky")(
+        delayed(_logreg)(x, y, params.C, params.fit_tol) for x, y in jobs
+    )
+    return list(out)
+
+
 class LabelClassifier:
     """Multinomial logistic regression of the training labels over ``TextFeatures``: ``x`` are
     the fitted examples' rows in ``features``' space (``fit_label_model`` samples and featurises
@@ -207,11 +237,12 @@ class LabelClassifier:
         y: np.ndarray,
         n_classes: int,
         params: LabelShiftParams,
+        clf: LogisticRegression | None = None,
     ) -> None:
+        """``clf``: the logistic regression of ``x`` and ``y`` already fitted (``fit_many``)."""
         self.n_classes = n_classes
         self.features = features
-        self.clf = LogisticRegression(C=params.C, max_iter=1000, tol=params.fit_tol)
-        self.clf.fit(x, y)
+        self.clf = clf if clf is not None else _logreg(x, y, params.C, params.fit_tol)
         self.fit_prior = np.bincount(y, minlength=n_classes) / len(y)
 
     def proba(self, texts: list[str], emb: np.ndarray) -> np.ndarray:
@@ -259,21 +290,27 @@ def out_of_fold(
     features: TextFeatures,
     params: LabelShiftParams,
     seed: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, LabelClassifier]:
     """Out-of-fold posteriors of every row of ``x`` (``calib_folds`` folds, labels spread
-    evenly; each fold predicted by a classifier fitted on the others), and which rows' labels
-    their fold classifier knew (a label with one example never is: its posterior is 0)."""
+    evenly; each fold predicted by a classifier fitted on the others), which rows' labels
+    their fold classifier knew (a label with one example never is: its posterior is 0), and a
+    classifier of all the rows, fitted alongside the folds (``fit_many``)."""
     seed = params.seed + 1 if seed is None else seed
     fold = _fold_ids(y, params.calib_folds, np.random.default_rng(seed))
-    post = np.zeros((len(y), n_classes))
-    seen = np.zeros(len(y), dtype=bool)
+    splits = []
     for f in range(params.calib_folds):
         fit, held = np.nonzero(fold != f)[0], np.nonzero(fold == f)[0]
         if len(held) and len(np.unique(y[fit])) >= 2:
-            m = LabelClassifier(features, x[fit], y[fit], n_classes, params)
-            post[held] = m.proba_x(x[held])
-            seen[held] = np.isin(y[held], m.clf.classes_)
-    return post, seen
+            splits.append((fit, held))
+    fitted = fit_many([(x[fit], y[fit]) for fit, _ in splits] + [(x, y)], params)
+    post = np.zeros((len(y), n_classes))
+    seen = np.zeros(len(y), dtype=bool)
+    for (fit, held), clf in zip(splits, fitted, strict=False):
+        m = LabelClassifier(features, x[fit], y[fit], n_classes, params, clf)
+        post[held] = m.proba_x(x[held])
+        seen[held] = np.isin(y[held], m.clf.classes_)
+    full = LabelClassifier(features, x, y, n_classes, params, fitted[-1])
+    return post, seen, full
 
 
 @dataclass(slots=True)
@@ -384,7 +421,7 @@ def fit_label_model(
     if p.calib_folds < 2:
         clf = LabelClassifier(features, x_sub, y_sub, n_classes, p)
         return LabelModel(clf, None, clf.fit_prior, math.nan)
-    oof, seen = out_of_fold(x_sub, y_sub, n_classes, features, p, seed)
+    oof, seen, clf = out_of_fold(x_sub, y_sub, n_classes, features, p, seed)
     # only rows whose label their fold classifier knew (one-example labels are not)
     cal = Calibration.fit(oof[seen], y_sub[seen])
     prior = cal(oof).mean(axis=0)
@@ -393,7 +430,6 @@ def fit_label_model(
         # posteriors that say nothing about the label make the EM's answer arbitrary (it can
         # run to a corner and give whole labels weight 0): no classifier, no estimate
         return LabelModel(None, cal, prior, information)
-    clf = LabelClassifier(features, x_sub, y_sub, n_classes, p)
     return LabelModel(clf, cal, prior, information)
 
 
