@@ -26,9 +26,9 @@ training examples (a per-label stratified subsample that keeps every label), ove
 ``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: one feature
 space for all the estimate's classifiers, ``calib_folds`` + 1 fits of at most ``max_fit``
 examples. 100k training + 100k production inputs with 151 labels, embedding + coverage with the
-label evidence + regions + this estimate: 107 s on session 8's 2 cores, most of it in the
-logistic-regression fits, whose cost grows with the number of labels
-(``bench/bench_distribution.py --scale-only``).
+label evidence + regions + this estimate: 79 s on session 8's 2 cores with the folds and the
+final fit in worker processes (107 s in turn), most of it in the logistic-regression fits, whose
+cost grows with the number of labels (``bench/bench_distribution.py --scale-only``).
 
 Production inputs of uncovered clusters without a single training input are left out of the EM:
 they belong to no training label and would inflate whichever label is nearest. Every other
