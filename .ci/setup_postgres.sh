@@ -53,6 +53,10 @@ _ftprep_pg_setup() {
       || { echo "setup_postgres: initdb failed" >&2; return 1; }
   fi
   if ! "${as[@]}" "$bindir/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    # started here: FTPREP_PG_STOP is the command that stops it again (.ci/run runs it on exit;
+    # a server that was already running is left alone)
+    FTPREP_PG_STOP="${as[*]} $bindir/pg_ctl -D $dir -m fast -w stop"
+    export FTPREP_PG_STOP
     "${as[@]}" "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
       >/dev/null || { echo "setup_postgres: the server did not start; see $dir/server.log" >&2; tail -n 20 "$dir/server.log" >&2; return 1; }
