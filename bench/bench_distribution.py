@@ -53,20 +53,29 @@ from _machine import cpu_model
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "intents"
 
 
-def clinc() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def clinc_rows() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """CLINC150 (text, intent, domain): the train split, and the test split followed by the
+    out-of-scope test queries (intent and domain "oos")."""
     d = json.loads((DATA / "clinc150/data_full.json").read_text())
     dm = json.loads((DATA / "clinc150/domains.json").read_text())
     i2d = {i: k for k, v in dm.items() for i in v}
-    tr = [(t, i2d[lab]) for t, lab in d["train"]]
-    te = [(t, i2d[lab]) for t, lab in d["test"]] + [(t, "oos") for t, _ in d["oos_test"]]
+    tr = [(t, lab, i2d[lab]) for t, lab in d["train"]]
+    te = [(t, lab, i2d[lab]) for t, lab in d["test"]] + [
+        (t, "oos", "oos") for t, _ in d["oos_test"]
+    ]
     return tr, te
 
 
+def clinc() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(text, domain) pairs of ``clinc_rows``."""
+    tr, te = clinc_rows()
+    return [(t, dom) for t, _, dom in tr], [(t, dom) for t, _, dom in te]
+
+
 def clinc_intents() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """CLINC150 with its 150 intents as labels (out-of-scope queries: "oos")."""
-    d = json.loads((DATA / "clinc150/data_full.json").read_text())
-    te = [(t, lab) for t, lab in d["test"]] + [(t, "oos") for t, _ in d["oos_test"]]
-    return [(t, lab) for t, lab in d["train"]], te
+    """(text, intent) pairs of ``clinc_rows``: the 150 intents, out-of-scope queries "oos"."""
+    tr, te = clinc_rows()
+    return [(t, lab) for t, lab, _ in tr], [(t, lab) for t, lab, _ in te]
 
 
 def hwu() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sklearn.metrics import roc_auc_score
 
 import ftprep
-from bench_distribution import DATA, Embeds, banking_intents, domain_choices
+from bench_distribution import DATA, Embeds, banking_intents, clinc_rows, domain_choices
 from ftprep.distribution.coverage import CoverageParams, coverage_scores
 
 MISSING = {
@@ -62,13 +62,9 @@ FIXED = {
 
 
 def clinc() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
-    d = json.loads((DATA / "clinc150/data_full.json").read_text())
-    dm = json.loads((DATA / "clinc150/domains.json").read_text())
-    i2d = {i: k for k, v in dm.items() for i in v}
-    return (
-        [(t, lab, i2d[lab]) for t, lab in d["train"]],
-        [(t, lab, i2d[lab]) for t, lab in d["test"]],
-    )
+    """CLINC150 (text, intent, domain), in-scope test queries only."""
+    tr, te = clinc_rows()
+    return tr, [r for r in te if r[2] != "oos"]
 
 
 def hwu() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
@@ -114,10 +110,8 @@ def uncovered(names: list[str]) -> None:
     )
     print("|---|---|---|---|---|---|")
     for name in names:
-        tr, te = LOADERS[name]()
-        if name == "clinc":
-            d = json.loads((DATA / "clinc150/data_full.json").read_text())
-            te = te + [(t, "oos", "oos") for t, _ in d["oos_test"]]
+        # CLINC150's production includes its out-of-scope queries
+        tr, te = clinc_rows() if name == "clinc" else LOADERS[name]()
         for missing in MISSING[name]:
             t = [r for r in tr if r[2] not in missing]
             tt, pt = [r[0] for r in t], [r[0] for r in te]

@@ -166,6 +166,7 @@ class Coverage(Check):
             )
             est = estimate_coverage(xt, xp, t_texts, p_texts, labels, cp, rp, wp, lp)
         cov, regions, weights, ls = est.cov, est.regions, est.weights, est.label_shift
+        shift = ls if ls is not None and ls.usable else None  # the estimate, when it was made
         p_ids, t_ids = prod.ids, train.ids
         n_p = len(p_ids)
         unc_regions = [r for r in regions if r.status == "uncovered"]
@@ -207,10 +208,10 @@ class Coverage(Check):
             "weights": "calibrated label shift"
             if est.calibrated
             else "knn density ratio + label shift"
-            if ls is not None and ls.usable
+            if shift is not None
             else "knn density ratio",
         }
-        label_rows = ls.table() if ls is not None and ls.usable else []
+        label_rows = shift.table() if shift is not None else []
         under_labels = [
             r for r in label_rows if r["ratio"] >= rp.under_ratio and r["production_share"] >= 0.001
         ]
@@ -250,8 +251,8 @@ class Coverage(Check):
                     code="labels_not_predictable",
                     message=(
                         f"training labels ({label_field}) are not predictable from the inputs "
-                        f"(a classifier explains {ls.information:.1%} of their entropy out of "
-                        f"fold): no label-shift estimate, kNN density-ratio weights instead, "
+                        f"(a classifier explains {ls.information:.1%} of their entropy on "
+                        f"examples it was not fitted on): no label-shift estimate, kNN density-ratio weights instead, "
                         f"k-means stand-ins for the label evidence of the uncovered score"
                     ),
                     metrics={"information": ls.information},
@@ -289,7 +290,7 @@ class Coverage(Check):
             "information": None
             if ls is None or math.isnan(ls.information)
             else round(ls.information, 4),
-            "used": ls is not None and ls.usable,
+            "used": shift is not None,
             "labels": label_rows,
         }
         art["coverage"] = {k: v for k, v in values.items()}

@@ -105,13 +105,10 @@ class CoverageScores:
     prod_neighbors: np.ndarray  # (n_prod, k) indices of nearest other production items
     components: dict[str, np.ndarray] = field(default_factory=dict)
     holdout_size: int = 0
-    holdout_score: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the null's scores
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
     # with training labels: their (uncalibrated) LabelModel, fitted on the reference part of
-    # training, and its posteriors of every production input (the label-shift estimate reuses
-    # both only with its calibration off)
+    # training (the label-shift estimate reuses it only with its calibration off)
     label_model: Any = None
-    prod_posteriors: np.ndarray | None = None
     pseudo_labels: int = 0  # clusters used as stand-in labels (0: real labels or none)
     # with training labels: the share of their entropy the classifier explains on the held-out
     # slice (below LabelShiftParams.min_information the labels are replaced by stand-ins)
@@ -356,8 +353,9 @@ def coverage_scores(
         if lm is not None and lm.classifier is not None:
             post_h = lm.classifier.proba(hold_texts, ct[h_idx])
             known = np.isin(y[h_idx], lm.classifier.clf.classes_)
-            lm.information = explained_entropy(post_h[known], y[h_idx][known])
-            if lm.information < lp.min_information:
+            info = explained_entropy(post_h[known], y[h_idx][known])
+            lm = replace(lm, information=info)
+            if info < lp.min_information:
                 lm, post_h = replace(lm, classifier=None), None
         label_info = lm.information if lm is not None else math.nan
     model = lm.classifier if lm is not None else None
@@ -375,12 +373,8 @@ def coverage_scores(
         model = stand_in.classifier if stand_in is not None else None
         post_h = None
         n_pseudo = n_pseudo if model is not None else 0
-    prod_post = None
     if model is not None:
-        post_p = model.proba(list(prod_texts), cpr)
-        if lm is not None and model is lm.classifier:
-            prod_post = post_p  # reused by the label-shift estimate
-        comp_p["label_confidence"] = 1.0 - post_p.max(axis=1)
+        comp_p["label_confidence"] = 1.0 - model.proba(list(prod_texts), cpr).max(axis=1)
         if post_h is None:
             post_h = model.proba(hold_texts, ct[h_idx])
         comp_h["label_confidence"] = 1.0 - post_h.max(axis=1)
@@ -407,10 +401,8 @@ def coverage_scores(
         prod_neighbors=i_pp[:, :ks],
         components=comp_p,
         holdout_size=len(h_idx),
-        holdout_score=s_h,
         holdout_nn_distance_q=nn_q,
         label_model=lm,
-        prod_posteriors=prod_post,
         pseudo_labels=n_pseudo,
         label_information=label_info,
         combined=components,

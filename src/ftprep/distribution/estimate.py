@@ -53,20 +53,10 @@ def estimate_coverage(
         for r in regions:  # regions without any training input: no label
             if r.kind == "cluster" and r.status == "uncovered" and r.n_train == 0:
                 absent[r.prod_items] = True
-        # uncalibrated, the coverage score's classifier of the labels and its production
-        # posteriors; calibrated, the estimate fits its own on all of training
-        reuse = not calibrated
-        ls = label_shift(
-            train_texts,
-            train_emb,
-            labels,
-            prod_texts,
-            prod_emb,
-            ~absent,
-            lp,
-            cov.label_model if reuse else None,
-            cov.prod_posteriors if reuse else None,
-        )
+        # uncalibrated, the coverage score's classifier of the labels; calibrated, the estimate
+        # fits its own on all of training
+        model = None if calibrated else cov.label_model
+        ls = label_shift(train_texts, train_emb, labels, prod_texts, prod_emb, ~absent, lp, model)
         if not ls.usable:
             calibrated = False
             if knn_w is None:

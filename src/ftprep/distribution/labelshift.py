@@ -25,10 +25,12 @@ words and bigrams plus the centred sentence embedding. It is fitted on at most `
 training examples (a per-label stratified subsample that keeps every label), over the
 ``max_features`` (20,000) most frequent words and bigrams, so the cost stays bounded: one feature
 space for all the estimate's classifiers, ``calib_folds`` + 1 fits of at most ``max_fit``
-examples. 100k training + 100k production inputs with 151 labels, embedding + coverage with the
-label evidence + regions + this estimate: 79 s on session 8's 2 cores with the folds and the
-final fit in worker processes (107 s in turn), most of it in the logistic-regression fits, whose
-cost grows with the number of labels (``bench/bench_distribution.py --scale-only``).
+examples; the folds and that fit run in worker processes when large (``fit_many``). 100k
+training + 100k production inputs with 151 labels, embedding + coverage with the label evidence +
+regions + this estimate: 79 s on session 8's 2 cores (107 s before that session's changes; the
+estimate alone 36 s with the fits in workers, 49 s in turn), most of it in the
+logistic-regression fits, whose cost grows with the number of labels
+(``bench/bench_distribution.py --scale-only``).
 
 Production inputs of uncovered clusters without a single training input are left out of the EM:
 they belong to no training label and would inflate whichever label is nearest. Every other
@@ -211,7 +213,8 @@ def fit_many(
     """Logistic regressions of independent ``(x, y)`` problems, in ``n_jobs`` worker processes
     when they are big enough to pay for them (rows x labels summed over the jobs at least
     ``parallel_min_work``): each fit is single-threaded and holds the GIL, so threads do not
-    help. The fits are the same as one after another (measured: identical estimates)."""
+    help. The fits are those made one after another up to floating-point summation order
+    (label ratios equal to 3.4e-6 relative at 100k inputs and 151 labels)."""
     work = sum(x.shape[0] * len(np.unique(y)) for x, y in jobs)
     n_jobs = params.n_jobs if params.n_jobs > 0 else (os.cpu_count() or 1)
     n_jobs = min(n_jobs, len(jobs))
@@ -366,8 +369,10 @@ def encode_labels(labels: list[str]) -> tuple[list[str], np.ndarray]:
 
 @dataclass(slots=True)
 class LabelModel:
-    """The classifier of the training labels, fitted once per run and shared by the coverage
-    score's label evidence and the label-shift estimate (``fit_label_model``).
+    """A classifier of training labels (``fit_label_model``): the coverage score fits one
+    (uncalibrated, outside its held-out slice, also for its k-means stand-ins) and the label-shift
+    estimate its own (calibrated, on all of training); with calibration off the estimate reuses
+    the coverage score's.
 
     ``classifier``: of a stratified sample of the rows it was allowed (None when the labels are
     not predictable: no final fit); ``calibration``: fitted on the sample's out-of-fold
@@ -442,39 +447,48 @@ def label_shift(
     use: np.ndarray | None = None,
     params: LabelShiftParams | None = None,
     model: LabelModel | None = None,
-    prod_post: np.ndarray | None = None,
 ) -> LabelShift:
     """Estimated production share and production/training ratio of each training label.
     ``use``: boolean mask of the production inputs to estimate from (default all). ``model``:
     a ``LabelModel`` of these labels already fitted, else one is fitted here on all of them
     (with calibration on, the estimate fits its own: the coverage score's is fitted without its
     held-out slice, and that sample change alone moved CLINC150's worst factor from 1.11 to 1.36
-    in one domain choice); ``prod_post``: its uncalibrated posteriors of every production
-    input, if already computed."""
+    in one domain choice)."""
     p = params or LabelShiftParams()
     classes, y = encode_labels(labels)
     nc = len(classes)
     train_share = np.bincount(y, minlength=nc) / len(y)
     pi = np.arange(len(prod_texts)) if use is None else np.nonzero(use)[0]
     if nc < 2 or len(pi) == 0:
-        w = np.ones(len(y))
-        return LabelShift(classes, train_share, train_share, np.ones(nc), w, len(pi), 0)
+        return _no_estimate(classes, train_share, len(y), len(pi), math.nan, True)
     xt, xp = center_embeddings(train_emb, prod_emb)
     used = [prod_texts[i] for i in pi]
     if model is None:
         model = fit_label_model(train_texts, xt, y, nc, used, p)
     if model is None or model.classifier is None:
         info = model.information if model is not None else math.nan
-        w = np.ones(len(y))
-        return LabelShift(
-            classes, train_share, train_share, np.ones(nc), w, len(pi), 0, info, False
-        )
-    post = prod_post[pi] if prod_post is not None else model.classifier.proba(used, xp[pi])
+        return _no_estimate(classes, train_share, len(y), len(pi), info, False)
+    post = model.classifier.proba(used, xp[pi])
     prod_share, iters = em_priors(model.calibrated(post), model.prior, p.iters, p.tol)
     ratio = prod_share / np.maximum(train_share, 1e-12)
     w = ratio[y]
     w = w / w.mean() if w.mean() > 0 else np.ones(len(y))
     return LabelShift(classes, train_share, prod_share, ratio, w, len(pi), iters, model.information)
+
+
+def _no_estimate(
+    classes: list[str],
+    train_share: np.ndarray,
+    n_train: int,
+    n_prod: int,
+    info: float,
+    usable: bool,
+) -> LabelShift:
+    """Production shares = training's, every ratio and weight 1."""
+    ones = np.ones(len(classes))
+    return LabelShift(
+        classes, train_share, train_share, ones, np.ones(n_train), n_prod, 0, info, usable
+    )
 
 
 def explained_entropy(post: np.ndarray, y: np.ndarray) -> float:
