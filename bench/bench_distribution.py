@@ -254,9 +254,24 @@ def ratios(data: tuple, emb: Embeds, down: list[str], seed: int = 0) -> dict:
     return out
 
 
-def plant(texts: list[str], rng: np.random.Generator) -> list[str]:
-    alts = ["[asap/today]", "[card/account]", "(yes | no)", "[morning/evening]"]
-    slots = ["{customer_name}", "{order_id}", "<DATE>", "[AMOUNT]"]
+# planted surface changes: the forms of session 1, and legal-draft forms (title-case and blank
+# slots, alternatives in adjacent brackets) added with session 9's broader patterns
+PLANTS = {
+    "brackets/placeholders": (
+        ["[asap/today]", "[card/account]", "(yes | no)", "[morning/evening]"],
+        ["{customer_name}", "{order_id}", "<DATE>", "[AMOUNT]"],
+    ),
+    "legal-draft forms": (
+        ["[the Buyer] or [the Seller]", "[shall/may]", "[thirty or sixty]", "{now|later}"],
+        ["[Client Name]", "[\u25cf]", "<account number>", "[NAME OF PARTY]", "____"],
+    ),
+}
+
+
+def plant(
+    texts: list[str], rng: np.random.Generator, style: str = "brackets/placeholders"
+) -> list[str]:
+    alts, slots = PLANTS[style]
     out = []
     for t in texts:
         r = rng.random()
@@ -275,13 +290,11 @@ def surface(emb: Embeds) -> list[dict]:
     rng = np.random.default_rng(0)
     train = [t for t, _ in tr]
     prod = [t for t, d in te if d != "oos"]
-    planted = plant(prod, rng)
     xt = emb(train)
     rows = []
-    for name, p in (
-        ("CLINC test (no planted change)", prod),
-        ("CLINC test + brackets/placeholders", planted),
-    ):
+    cases = [("CLINC test (no planted change)", prod)]
+    cases += [(f"CLINC test + {style}", plant(prod, rng, style)) for style in PLANTS]
+    for name, p in cases:
         xp = emb(p)
         t0 = time.perf_counter()
         r = classifier_test(train, xt, p, xp, ShiftParams())

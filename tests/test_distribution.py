@@ -221,6 +221,59 @@ def test_surface_features_detect_forms() -> None:
     assert f["non_latin_script"].tolist() == [0, 0, 0, 0, 1]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "send it to {client_name}",
+        "Dear {{ first name }},",
+        "Hi <client name>, thanks",
+        "<<Party A>> agrees",
+        "The [Client Name] shall pay",
+        "[NAME OF PARTY] agrees",
+        "the [Name of the Buyer] shall",
+        "pay [\u25cf] dollars within [\u2022] days",
+        "sign here ____",
+        "due on [date]",
+        "hello %s",
+        "hi %(name)s",
+        "price ${amount}",
+        "amount [...]",
+        "see [TBD]",
+    ],
+)
+def test_placeholder_forms_of_templated_inputs(text: str) -> None:
+    assert surface_features([text])["placeholders"][0] == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what is my balance",
+        "use <b>bold</b> and <div class='x'> here",
+        "e.g. x < y > z",
+        "this is (really) good",
+        "it costs $5 at 50% off",
+        "see section [2]",
+        "I love {braces",
+    ],
+)
+def test_placeholders_not_markup_prices_or_references(text: str) -> None:
+    assert surface_features([text])["placeholders"][0] == 0
+
+
+def test_bracketed_alternatives_forms() -> None:
+    alt = [
+        "[draft/final] copy",
+        "(yes | no)",
+        "{a|b|c}",
+        "[the Buyer] or [the Seller]",
+        "[30 or 60] days",
+    ]
+    plain = ["[Client Name] shall", "(see above)", "a/b testing", "[1] and [2]"]
+    assert surface_features(alt)["bracketed_alternatives"].tolist() == [1] * len(alt)
+    assert surface_features(plain)["bracketed_alternatives"].tolist() == [0] * len(plain)
+
+
 def _requests(n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     verbs = ["cancel", "change", "check", "book", "pay", "update", "find", "track"]

@@ -14,17 +14,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ftprep.signals.patterns import PLACEHOLDER_PATTERNS, TEMPLATE_SLOT_PATTERNS, union_pattern
+
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 
-# [a/b], (a | b), {a or b}: two or more options inside one pair of brackets
+# [a/b], (a | b), {a or b}: two or more options inside one pair of brackets; [a] or [b],
+# [a]/[b]: options in adjacent brackets
 _BRACKET_ALT = re.compile(
-    r"[\[(\{][^\[\](){}]{1,60}?(?:/|\||\bor\b)[^\[\](){}]{1,60}?[\])\}]", re.I
+    r"[\[(\{][^\[\](){}]{1,60}?(?:/|\||\bor\b)[^\[\](){}]{1,60}?[\])\}]"
+    r"|\[[^\[\]]{1,60}\]\s*(?:/|\||\bor\b)\s*\[[^\[\]]{1,60}\]",
+    re.I,
 )
-# {name}, {{name}}, <NAME>, [NAME], [name], %s, $VAR, ___, XXX
-_PLACEHOLDER = re.compile(
-    r"\{\{?\s*[A-Za-z_][\w.]*\s*\}\}?|<[A-Z][A-Z0-9_]{1,30}>|\[[A-Za-z_]\w{0,30}\]"
-    r"|%[sd]\b|\$[A-Z_]{2,}\b|_{3,}|\bX{3,}\b"
-)
+# template slots: the quality check's forgotten placeholders and the slot forms of templated
+# or draft inputs ({name}, <client name>, [Party A], [●], ___, %s, $VAR…)
+_PLACEHOLDER = re.compile(union_pattern(PLACEHOLDER_PATTERNS + TEMPLATE_SLOT_PATTERNS))
 _CONDITIONAL = re.compile(
     r"\b(if|unless|provided that|in case|assuming|suppose|supposing|whether|otherwise|"
     r"would|could|should|might)\b",

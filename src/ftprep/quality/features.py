@@ -24,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ftprep.signals.patterns import PLACEHOLDER_PATTERNS, union_pattern
+
 __all__ = ["SCORERS", "Scored", "TextFrame", "dense_features"]
 
 TERMINAL = set(".!?\"'`)]}>*»”’…")
@@ -117,22 +119,6 @@ CODE_HINT = re.compile(
 )
 WORD_RE = re.compile(r"[A-Za-z\u00C0-\u024F]+(?:'[A-Za-z]+)?")
 
-# placeholders a writer forgot to fill in
-PLACEHOLDER_PATTERNS = (
-    r"\[[A-Z][A-Za-z' ]{0,30}(?:Name|Address|Date|Number|Email|Phone|Title|City)\]",
-    r"(?i)\[(?:insert|your|enter|add|name|company|date|placeholder|todo|tbd|link|url|email|phone|"
-    r"address|recipient|sender|product|customer|xx+)[^\]\n]{0,40}\]",
-    r"\{\{\s*[\w .-]{1,40}\s*\}\}",
-    r"(?i)<\s*(?:insert|your|placeholder|todo)[^<>\n]{0,40}>",
-    r"<[A-Z][A-Z_ ]{2,30}>",
-    r"\{(?:customer|first|last|full|user|company|product|recipient|sender)_?[a-z_]{0,20}\}",
-    r"(?i)\{(?:name|date|email|phone|address|company|product)\}",
-    r"(?i)\blorem ipsum\b",
-    r"\b(?:TODO|TBD|FIXME)\b",
-    r"\bX{3,}\b",
-    r"\[\s*\.\.\.\s*\]",
-    r"(?i:\bplaceholder\b)",
-)
 # text that is there because a template or a mail client put it there
 BOILERPLATE_PATTERNS = (
     r"(?i)\bas an ai(?: language)? model\b",
@@ -610,16 +596,6 @@ def _truncation_reason(
         if vocab is not None and seen <= rare_max and len(w) <= 12 and len(words) >= 3:
             return f"ends mid-word ({w!r})"
     return ""
-
-
-def union_pattern(patterns: Sequence[str]) -> str:
-    """One RE2 alternation of ``patterns`` (leading inline flags become scoped groups), so a
-    column is scanned once instead of once per pattern."""
-    out = []
-    for pat in patterns:
-        m = re.match(r"^\(\?([a-zA-Z]+)\)", pat)
-        out.append(f"(?{m.group(1)}:{pat[m.end() :]})" if m else f"(?:{pat})")
-    return "|".join(out)
 
 
 def _pattern_scorer(
