@@ -1,7 +1,7 @@
 """Benchmark: distribution.coverage when training carries labels (issue 7).
 
     PYTHONPATH=src python bench/bench_distribution_labels.py [--part ratios|uncovered|all]
-        [--choices 6] [--datasets clinc,hwu,banking]
+        [--choices 6] [--datasets clinc,hwu,banking] [--modes none,auto,closed] [--oos]
 
 Uncovered (``--part uncovered``): training = 7 of 10 domains with their intent labels,
 production = the test split of all domains (+ CLINC150's out-of-scope queries); the coverage
@@ -79,6 +79,15 @@ def hwu() -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
 LOADERS = {"clinc": clinc, "hwu": hwu, "banking": banking_intents}
 
 
+# audit modes: the check's labels setting, and extra check parameters
+MODES = {
+    "none": "labels: none",
+    "auto": "labels: auto",
+    # session 8's estimate: every production input in the EM
+    "closed": "labels: auto, label_shift_open_min_confidence: 0",
+}
+
+
 def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarray, float]:
     shutil.rmtree(root, ignore_errors=True)
     (root / "data").mkdir(parents=True)
@@ -91,7 +100,7 @@ def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarr
     (root / "ftprep.yaml").write_text(
         "name: bench\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
         "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
-        f"checks:\n  distribution.coverage: {{labels: {labels}}}\n",
+        f"checks:\n  distribution.coverage: {{{MODES[labels]}}}\n",
         encoding="utf-8",
     )
     t0 = time.perf_counter()
@@ -142,7 +151,14 @@ def main() -> None:
     ap.add_argument("--part", choices=("ratios", "uncovered", "all"), default="all")
     ap.add_argument("--choices", type=int, default=6)
     ap.add_argument("--datasets", default="clinc,hwu,banking")
+    ap.add_argument(
+        "--oos",
+        action="store_true",
+        help="CLINC150: production also holds the out-of-scope test queries (truth over in-scope)",
+    )
+    ap.add_argument("--modes", default="none,auto", help=f"audit modes among {', '.join(MODES)}")
     a = ap.parse_args()
+    modes = a.modes.split(",")
     if a.part in ("uncovered", "all"):
         uncovered(a.datasets.split(","))
         print()
@@ -150,22 +166,25 @@ def main() -> None:
         return
     summary = {}
     print(
-        "| dataset | downsampled | truth | labels: none | labels: auto | factor none / auto | seconds none / auto |"
+        f"| dataset | downsampled | truth | {' | '.join(modes)} | factor {' / '.join(modes)} "
+        f"| seconds {' / '.join(modes)} |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---" * (4 + len(modes)) + "|")
     for name in a.datasets.split(","):
         tr, te = LOADERS[name]()
+        if name == "clinc" and a.oos:
+            te = te + [r for r in clinc_rows()[1] if r[2] == "oos"]
         doms = sorted({r[2] for r in tr})
-        facs: dict[str, list[float]] = {"none": [], "auto": []}
+        facs: dict[str, list[float]] = {m: [] for m in modes}
         for down in domain_choices(doms, FIXED[name], a.choices, 7):
             rng = np.random.default_rng(0)
             train = [r for r in tr if r[2] not in down or rng.random() < 0.1]
             dt = np.array([r[2] for r in train])
-            dp = np.array([r[2] for r in te])
+            dp = np.array([r[2] for r in te if r[2] != "oos"])
             truth = {d: (dp == d).mean() / (dt == d).mean() for d in down}
             est, secs = {}, {}
             with tempfile.TemporaryDirectory() as tmp:
-                for mode in ("none", "auto"):
+                for mode in modes:
                     w, secs[mode] = run_case(Path(tmp) / mode, train, te, mode)
                     est[mode] = {d: float(w[dt == d].mean()) for d in down}
                     facs[mode].append(
@@ -176,9 +195,10 @@ def main() -> None:
                 return " / ".join(f"{v[d]:.2f}" for d in down)
 
             print(
-                f"| {name} | {', '.join(down)} | {fmt(truth)} | {fmt(est['none'])} | "
-                f"{fmt(est['auto'])} | {facs['none'][-1]:.2f} / **{facs['auto'][-1]:.2f}** | "
-                f"{secs['none']:.0f} / {secs['auto']:.0f} |",
+                f"| {name}{' + oos' if a.oos and name == 'clinc' else ''} | {', '.join(down)} | "
+                f"{fmt(truth)} | {' | '.join(fmt(est[m]) for m in modes)} | "
+                f"{' / '.join(f'{facs[m][-1]:.2f}' for m in modes)} | "
+                f"{' / '.join(f'{secs[m]:.0f}' for m in modes)} |",
                 flush=True,
             )
         summary[name] = {
@@ -186,15 +206,11 @@ def main() -> None:
             for m, v in facs.items()
         }
     print()
-    print(
-        "| dataset | labels: none, mean / worst | labels: auto, mean / worst | auto within 1.25 |"
-    )
+    print("| dataset | mode | factor mean / worst | within 1.25 |")
     print("|---|---|---|---|")
     for name, s in summary.items():
-        print(
-            f"| {name} | {s['none'][0]:.2f} / {s['none'][1]:.2f} | "
-            f"**{s['auto'][0]:.2f} / {s['auto'][1]:.2f}** | {s['auto'][2]} of {s['auto'][3]} |"
-        )
+        for m in modes:
+            print(f"| {name} | {m} | {s[m][0]:.2f} / {s[m][1]:.2f} | {s[m][2]} of {s[m][3]} |")
 
 
 if __name__ == "__main__":

@@ -521,6 +521,57 @@ def test_em_priors_is_a_distribution(prior: list[float], n: int, seed: int) -> N
     assert est.min() >= 0 and abs(est.sum() - 1) < 1e-9 and 1 <= iters <= 200
 
 
+def _posteriors(
+    true: np.ndarray, n_labels: int, sharp: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Calibrated-looking posteriors under a uniform training prior: mass ``sharp`` on the true
+    label, the rest spread at random."""
+    rest = rng.dirichlet(np.ones(n_labels), size=len(true)) * (1 - sharp)
+    rest[np.arange(len(true)), true] += sharp
+    return rest
+
+
+def test_open_set_priors_leave_out_inputs_of_no_training_label() -> None:
+    """Ten labels equally common in training; production: 100 of each, 300 of label 9 (half of
+    those flagged: thin in training), plus 400 out-of-scope inputs (flagged) whose posteriors
+    claim no label but lean toward label 0. Kept in the EM, their mass inflates label 0; left
+    out, the estimate is the one over the in-scope inputs alone."""
+    from ftprep.distribution.labelshift import LabelShiftParams, em_priors, open_set_priors
+
+    rng = np.random.default_rng(0)
+    prior = np.full(10, 0.1)
+    y = np.repeat(np.arange(10), [100] * 9 + [300])
+    inside = _posteriors(y, 10, 0.8, rng)
+    oos = rng.dirichlet(np.r_[3.0, np.ones(9)], size=400)
+    post = np.concatenate([inside, oos])
+    flagged = np.concatenate([(y == 9) & (np.arange(len(y)) % 2 == 0), np.ones(400, bool)])
+    in_scope, _ = em_priors(inside, prior, 1000, 1e-9)
+    closed, _ = em_priors(post, prior, 1000, 1e-9)
+    share, _, n_out = open_set_priors(post, prior, flagged, LabelShiftParams())
+    assert closed[0] > 1.5 * in_scope[0], (closed, in_scope)  # the out-of-scope mass
+    assert np.abs(share - in_scope).max() < 0.35 * np.abs(closed - in_scope).max(), share
+    assert 300 <= n_out <= 400  # most of the out-of-scope inputs (their confidence < 0.4)
+    off, _, none = open_set_priors(post, prior, flagged, LabelShiftParams(open_min_confidence=0))
+    assert none == 0 and np.allclose(off, closed)
+    same, _, zero = open_set_priors(post, prior, None, LabelShiftParams())
+    assert zero == 0 and np.allclose(same, closed)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 60), st.floats(0.0, 1.0), st.integers(0, 10_000))
+def test_open_set_priors_is_a_distribution(k: int, n: int, conf: float, seed: int) -> None:
+    from ftprep.distribution.labelshift import LabelShiftParams, open_set_priors
+
+    rng = np.random.default_rng(seed)
+    post = rng.dirichlet(np.ones(k), size=n)
+    flagged = rng.random(n) < 0.5
+    share, iters, n_out = open_set_priors(
+        post, np.full(k, 1 / k), flagged, LabelShiftParams(open_min_confidence=conf)
+    )
+    assert share.min() >= 0 and abs(share.sum() - 1) < 1e-9
+    assert 0 <= n_out < n and n_out <= flagged.sum() and iters >= 1
+
+
 def test_label_shift_resolves_overlapping_topics() -> None:
     """Two topics that overlap in embedding space but differ in words: 900 / 100 in training,
     500 / 500 in production (true ratios 0.556 and 5). The kNN density ratio is pulled toward 1

@@ -284,6 +284,8 @@ class Coverage(Check):
             "field": label_field,
             "note": label_note,
             "production_inputs_used": ls.n_production if ls is not None else 0,
+            # flagged uncovered inputs no training label claims (label_shift_open_min_confidence)
+            "production_inputs_unassigned": ls.n_unassigned if ls is not None else 0,
             "em_iterations": ls.iterations if ls is not None else 0,
             # share of the labels' entropy the classifier explains out of fold (None: not
             # measured); the estimate is used only when it reaches label_shift_min_information

@@ -56,7 +56,9 @@ def estimate_coverage(
         # uncalibrated, the coverage score's classifier of the labels; calibrated, the estimate
         # fits its own on all of training
         model = None if calibrated else cov.label_model
-        ls = label_shift(train_texts, train_emb, labels, prod_texts, prod_emb, ~absent, lp, model)
+        ls = label_shift(
+            train_texts, train_emb, labels, prod_texts, prod_emb, ~absent, lp, model, cov.flagged
+        )
         if not ls.usable:
             calibrated = False
             if knn_w is None:

@@ -84,6 +84,11 @@ class LabelShiftParams:
     # parallel_min_work (below it, worker start-up costs more than it saves)
     n_jobs: int = 0
     parallel_min_work: int = 2_000_000
+    # production inputs the coverage score flags as uncovered whose largest posterior under
+    # equal label priors stays below this are left out and the EM is run again: most likely
+    # inputs of no training label (out of scope, a missing topic), whose diffuse mass the EM
+    # would otherwise hand to the labels it up-weights (0: keep every input)
+    open_min_confidence: float = 0.4
     iters: int = 1000
     tol: float = 1e-7
     seed: int = 0
@@ -106,6 +111,9 @@ class LabelShift:
     # entropy; NaN when not measured, i.e. calibration off)
     information: float = math.nan
     usable: bool = True  # information reached ``min_information`` (or was not measured)
+    # flagged production inputs no training label claims confidently (open_min_confidence),
+    # left out of the estimate
+    n_unassigned: int = 0
 
     def table(self) -> list[dict[str, Any]]:
         order = np.argsort(-self.ratio, kind="stable")
@@ -156,21 +164,46 @@ def _stratified(y: np.ndarray, max_n: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
+def adjusted_posteriors(post: np.ndarray, train_prior: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Posteriors under the training prior moved to ``prior`` (Bayes' rule, renormalised)."""
+    a = post * (prior / np.maximum(train_prior, 1e-12))
+    return a / np.maximum(a.sum(axis=1, keepdims=True), 1e-300)
+
+
 def em_priors(
     post: np.ndarray, train_prior: np.ndarray, iters: int, tol: float
 ) -> tuple[np.ndarray, int]:
     """Saerens et al. (2002): the production prior that the adjusted posteriors reproduce."""
     prior = train_prior.copy()
-    safe = np.maximum(train_prior, 1e-12)
     for it in range(1, iters + 1):
-        a = post * (prior / safe)
-        a /= np.maximum(a.sum(axis=1, keepdims=True), 1e-300)
-        new = a.mean(axis=0)
+        new = adjusted_posteriors(post, train_prior, prior).mean(axis=0)
         step = float(np.abs(new - prior).max())
         prior = new
         if step < tol:
             return prior, it
     return prior, iters
+
+
+def open_set_priors(
+    post: np.ndarray, train_prior: np.ndarray, flagged: np.ndarray | None, p: LabelShiftParams
+) -> tuple[np.ndarray, int, int]:
+    """(production prior, EM iterations, inputs left out): ``em_priors`` over the inputs, then,
+    when some are ``flagged`` as uncovered and no label claims them with at least
+    ``p.open_min_confidence`` under equal label priors, again without those. Such inputs are
+    most likely of no training label (out of scope, a missing topic); kept, the EM hands their
+    diffuse mass to the labels it up-weights. Equal priors, not the EM's estimate: the estimate
+    piles that mass onto the up-weighted labels and would make the inputs look claimed."""
+    share, iters = em_priors(post, train_prior, p.iters, p.tol)
+    if flagged is None or p.open_min_confidence <= 0 or len(post) == 0:
+        return share, iters, 0
+    uniform = np.full(len(train_prior), 1.0 / len(train_prior))
+    conf = adjusted_posteriors(post, train_prior, uniform).max(axis=1)
+    keep = ~(flagged & (conf < p.open_min_confidence))
+    n_out = int((~keep).sum())
+    if n_out == 0 or n_out == len(post):
+        return share, iters, 0
+    share, more = em_priors(post[keep], train_prior, p.iters, p.tol)
+    return share, iters + more, n_out
 
 
 class TextFeatures:
@@ -447,9 +480,14 @@ def label_shift(
     use: np.ndarray | None = None,
     params: LabelShiftParams | None = None,
     model: LabelModel | None = None,
+    flagged: np.ndarray | None = None,
 ) -> LabelShift:
     """Estimated production share and production/training ratio of each training label.
-    ``use``: boolean mask of the production inputs to estimate from (default all). ``model``:
+    ``use``: boolean mask of the production inputs to estimate from (default all). ``flagged``:
+    the coverage score's uncovered flags; flagged inputs that no label claims with at least
+    ``open_min_confidence`` under equal label priors are left out and the EM is run again
+    (CLINC150 with its out-of-scope queries in production, 3 thin domains: worst factor
+    1.50–1.84 -> 1.13–1.19). ``model``:
     a ``LabelModel`` of these labels already fitted, else one is fitted here on all of them
     (with calibration on, the estimate fits its own: the coverage score's is fitted without its
     held-out slice, and that sample change alone moved CLINC150's worst factor from 1.11 to 1.36
@@ -468,12 +506,23 @@ def label_shift(
     if model is None or model.classifier is None:
         info = model.information if model is not None else math.nan
         return _no_estimate(classes, train_share, len(y), len(pi), info, False)
-    post = model.classifier.proba(used, xp[pi])
-    prod_share, iters = em_priors(model.calibrated(post), model.prior, p.iters, p.tol)
+    post = model.calibrated(model.classifier.proba(used, xp[pi]))
+    fl = flagged[pi] if flagged is not None else None
+    prod_share, iters, n_out = open_set_priors(post, model.prior, fl, p)
     ratio = prod_share / np.maximum(train_share, 1e-12)
     w = ratio[y]
     w = w / w.mean() if w.mean() > 0 else np.ones(len(y))
-    return LabelShift(classes, train_share, prod_share, ratio, w, len(pi), iters, model.information)
+    return LabelShift(
+        classes,
+        train_share,
+        prod_share,
+        ratio,
+        w,
+        len(pi) - n_out,
+        iters,
+        model.information,
+        n_unassigned=n_out,
+    )
 
 
 def _no_estimate(
