@@ -341,8 +341,11 @@ class Coverage(Check):
                     },
                     note=(
                         f"{label_note}. Production shares estimated without production labels "
-                        "(label-shift EM over a classifier of the training labels, production "
-                        "inputs flagged as uncovered left out); sorted by ratio, top 40."
+                        "(label-shift EM over a classifier of the training labels) over "
+                        f"{shift.n_production if shift is not None else 0} production inputs; "
+                        f"{shift.n_unassigned if shift is not None else 0} inputs flagged as "
+                        "uncovered that no training label claims were left out, with those of "
+                        "regions without any training input. Sorted by ratio, top 40."
                     ),
                 )
             )
