@@ -342,6 +342,40 @@ def _write(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
+def test_too_few_inputs_are_not_run_not_errors(tmp_path: Path) -> None:
+    """A production sample too small for a check says so (NOT_RUN with the counts), instead of
+    an ERROR that fails the audit."""
+    import ftprep
+
+    _write(
+        tmp_path / "data/train.jsonl",
+        [{"id": f"t{i}", "prompt": t, "completion": "ok"} for i, t in enumerate(_requests(60, 1))],
+    )
+    _write(tmp_path / "data/prod.jsonl", [{"text": t} for t in _requests(7, 2)])
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+        "production:\n  path: data/prod.jsonl\n  fields: {input: text}\n",
+        encoding="utf-8",
+    )
+    res = ftprep.audit(tmp_path, only=["distribution"])
+    checks = {r.check: r for r in res.results}
+    shift = checks["distribution.shift"]
+    assert str(shift.status) == "NOT_RUN" and "got 60 and 7" in shift.summary, shift.summary
+    assert str(checks["distribution.coverage"].status) != "ERROR"
+    assert res.exit_code == 0
+
+
+def test_identical_lengths_explain_nothing() -> None:
+    from ftprep.distribution.shift import ShiftParams, explain_features
+
+    rows = {
+        r["feature"]: r
+        for r in explain_features(["same question"] * 100, ["same question"] * 50, ShiftParams())
+    }
+    assert rows["chars"]["effect"] == 0 and not rows["chars"]["explains"]
+    assert not any(r["explains"] for r in rows.values())
+
+
 def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     import ftprep
 

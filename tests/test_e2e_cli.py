@@ -197,3 +197,7 @@ def test_totals_count_training_records_only(tmp_path: Path) -> None:
     assert sorted(r["source"] for r in f["rejects"]) == ["main", "production", "production"]
     (check,) = f["checks"]
     assert check["values"]["reject_rate"] == pytest.approx(1 / 7)
+    # the summary says so: the production sample's rejects are not silent
+    _, out = _run("audit", "-p", str(root), "--check", "format.rejects")
+    assert "7 records → 6 examples, 1 rejected" in out
+    assert "production (production): 11 records → 9 used, 2 rejected" in " ".join(out.split())

@@ -24,6 +24,7 @@ from ftprep.checks.base import (
     REQUIREMENTS,
     Action,
     CheckResult,
+    NotRun,
     Status,
     error_result,
     judge,
@@ -278,6 +279,13 @@ def run_checks(ctx: Context, only: list[str] | None = None) -> list[CheckResult]
                 f.check = name
             conds = check.conditions(ctx)
             judge(res, conds)
+        except NotRun as e:
+            res = CheckResult(
+                check=name,
+                failure_mode=cls.failure_mode,
+                status=Status.NOT_RUN,
+                summary=f"not run: {e}",
+            )
         except Exception as e:
             res = error_result(check, e)
         res.seconds = time.perf_counter() - t0

@@ -263,6 +263,12 @@ def _print_summary(res: Any) -> None:
         f"{f['totals']['rejects']} rejected; decisions: "
         + ", ".join(f"{k} {v}" for k, v in f["decisions"]["counts"].items())
     )
+    for inp in f["inputs"]:  # production, benchmarks…: their rejects are not in the totals
+        if inp["role"] != "train" and inp["rejects"]:
+            console.print(
+                f"{escape(inp['name'])} ({inp['role']}): {inp['records']} records → "
+                f"{inp['examples']} used, {inp['rejects']} rejected (see rejects in findings.json)"
+            )
     if res.report_path:
         console.print(f"report: {res.report_path}\nfindings: {res.findings_path}", markup=False)
     s = str(res.status)

@@ -291,6 +291,11 @@ def judge(result: CheckResult, conditions: list[Condition]) -> None:
     result.status = worst
 
 
+class NotRun(Exception):
+    """Raised by ``Check.run`` when its inputs are there but cannot support it (too few
+    examples): the check is reported as NOT_RUN with this message, not as an ERROR."""
+
+
 def error_result(check: Check, exc: BaseException) -> CheckResult:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3))
     return CheckResult(

@@ -16,13 +16,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from ftprep.checks.base import Check, CheckResult, Condition, Finding, Section, Status
+from ftprep.checks.base import (
+    Check,
+    CheckResult,
+    Condition,
+    Finding,
+    NotRun,
+    Section,
+    Status,
+)
 from ftprep.checks.registry import register
-from ftprep.distribution.coverage import CoverageParams
+from ftprep.distribution.coverage import MIN_PROD, MIN_TRAIN, CoverageParams
 from ftprep.distribution.estimate import estimate_coverage
 from ftprep.distribution.labelshift import LabelShiftParams, is_label_set
 from ftprep.distribution.regions import RegionParams
-from ftprep.distribution.shift import ShiftParams, classifier_test
+from ftprep.distribution.shift import MIN_PER_SIDE, ShiftParams, classifier_test
 from ftprep.distribution.weights import (
     WeightParams,
     effective_sample_size,
@@ -35,6 +43,14 @@ if TYPE_CHECKING:
 
 ARTIFACT = "distribution"
 ARTIFACT_VERSION = 1
+
+
+def _require(n_train: int, n_prod: int, min_train: int, min_prod: int, what: str) -> None:
+    if n_train < min_train or n_prod < min_prod:
+        raise NotRun(
+            f"{what} needs at least {min_train} training and {min_prod} production inputs "
+            f"(got {n_train} and {n_prod})"
+        )
 
 
 def _embed(ctx: Context, ds: Dataset, model: str | None) -> np.ndarray:
@@ -150,6 +166,7 @@ class Coverage(Check):
             | {"seed": cp.seed}
         )
         train, prod = ctx.train, ctx.production
+        _require(len(train), len(prod), MIN_TRAIN, MIN_PROD, "the coverage estimate")
         t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
         xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
         with ctx.progress("distribution: coverage", None):
@@ -489,6 +506,7 @@ class Shift(Check):
         sp_ = ShiftParams.from_dict(self.params)
         alpha = float(self.param("alpha", 0.05))
         train, prod = ctx.train, ctx.production
+        _require(len(train), len(prod), MIN_PER_SIDE, MIN_PER_SIDE, "the shift test")
         t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
         xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
         with ctx.progress("distribution: shift test", None):

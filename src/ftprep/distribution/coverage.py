@@ -58,6 +58,7 @@ COMPONENTS = (
     "label_confidence",
 )
 DEFAULT_COMPONENTS = ("nn_distance", "density_ratio", "token_ratio", "lexical_distance")
+MIN_TRAIN, MIN_PROD = 20, 5  # fewer inputs than this: no coverage estimate
 
 
 @dataclass(slots=True)
@@ -274,9 +275,10 @@ def coverage_scores(
 
     p = params or CoverageParams()
     n_t, n_p = len(train_emb), len(prod_emb)
-    if n_t < 20 or n_p < 5:
+    if n_t < MIN_TRAIN or n_p < MIN_PROD:
         raise ValueError(
-            f"coverage needs at least 20 training and 5 production inputs (got {n_t}, {n_p})"
+            f"coverage needs at least {MIN_TRAIN} training and {MIN_PROD} production inputs "
+            f"(got {n_t}, {n_p})"
         )
     raw_t, raw_p = train_emb, prod_emb
     if p.center:

@@ -32,6 +32,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from ftprep.distribution.text import SURFACE_FEATURES, doc_freq, surface_features, token_sets
 
+MIN_PER_SIDE = 10  # fewer inputs on a side than this: no shift test
+
 
 @dataclass(slots=True)
 class ShiftParams:
@@ -140,8 +142,11 @@ def classifier_test(
 ) -> ShiftResult:
     p = params or ShiftParams()
     rng = np.random.default_rng(p.seed)
-    if len(train_texts) < 10 or len(prod_texts) < 10:
-        raise ValueError("the shift test needs at least 10 inputs on each side")
+    if len(train_texts) < MIN_PER_SIDE or len(prod_texts) < MIN_PER_SIDE:
+        raise ValueError(
+            f"the shift test needs at least {MIN_PER_SIDE} training and {MIN_PER_SIDE} "
+            f"production inputs (got {len(train_texts)}, {len(prod_texts)})"
+        )
     ti = _sample(len(train_texts), p.max_per_side, rng)
     pi = _sample(len(prod_texts), p.max_per_side, rng)
     x = _design(
@@ -205,8 +210,10 @@ def explain_features(
             }
         else:
             la, lb = np.log1p(a), np.log1p(b)
-            sd = math.sqrt((la.var() + lb.var()) / 2) or 1.0
-            eff = float((lb.mean() - la.mean()) / sd)
+            # identical lengths leave a rounding-level variance (1e-31), not a spread to divide by
+            sd = math.sqrt((la.var() + lb.var()) / 2)
+            diff = float(lb.mean() - la.mean())
+            eff = 0.0 if abs(diff) < 1e-9 else diff / (sd if sd > 1e-9 else 1.0)
             prevalent = True
             row = {
                 "feature": name,
