@@ -714,6 +714,30 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     assert check["values"]["label_information"] < 0.05 and check["values"]["pseudo_labels"] > 0
 
 
+def test_auto_labels_take_a_declared_domain_when_answers_are_free_text() -> None:
+    """``labels: auto``: free-text answers are not a label set; a declared ``meta.domain`` is."""
+    from ftprep.checks.distribution import training_labels
+    from ftprep.distribution.labelshift import LabelShiftParams
+    from ftprep.examples import Dataset, Example
+
+    doms = ["billing", "travel", "weather"]
+    ds = Dataset.from_examples(
+        [
+            Example(
+                id=f"e{i}",
+                messages=[
+                    {"role": "user", "content": f"question {i} about {doms[i % 3]}"},
+                    {"role": "assistant", "content": f"a long free-text answer number {i}"},
+                ],
+                meta={"domain": doms[i % 3], "note": f"n{i}"},
+            )
+            for i in range(60)
+        ]
+    )
+    field, labels, note = training_labels(ds, "auto", LabelShiftParams())
+    assert field == "meta.domain" and labels is not None and set(labels) == set(doms), note
+
+
 def test_calibration_undoes_overconfidence_and_label_bias() -> None:
     """Posteriors distorted by a temperature and a per-label bias (the miscalibration of a
     classifier fitted with few examples of a label) are mapped back close to the true ones."""

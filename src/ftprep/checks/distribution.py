@@ -64,6 +64,9 @@ AUTO_LABEL_FIELDS = (
     "meta.intent",
     "meta.category",
     "meta.class",
+    "meta.topic",
+    "meta.domain",
+    "meta.task",
 )
 
 
