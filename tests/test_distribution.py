@@ -255,6 +255,19 @@ def test_placeholder_forms(text: str, slot: int) -> None:
     assert surface_features([text])["placeholders"][0] == slot
 
 
+def test_code_is_syntax_not_borrowed_words() -> None:
+    code = ["def f(x): return x", "class Foo(Base):", "import numpy", "SELECT a FROM t", "x = y;"]
+    prose = [
+        "how do i return this item",
+        "what is the import tax on cars",
+        "WHERE IS MY CAR",
+        "which class is my flight",
+        "what is the function of the liver",
+    ]
+    assert surface_features(code)["code"].tolist() == [1] * len(code)
+    assert surface_features(prose)["code"].tolist() == [0] * len(prose)
+
+
 def test_bracketed_alternatives_forms() -> None:
     alt = [
         "[draft/final] copy",

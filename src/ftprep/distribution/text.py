@@ -38,8 +38,11 @@ _QUESTION_START = re.compile(
     r"could|will|would|should|shall|may|might|have|has|had)\b",
     re.I,
 )
+# code syntax, not the English words it borrows ("return this item", "import tax", "WHERE IS")
 _CODE = re.compile(
-    r"```|`[^`\n]+`|\b(def|class|function|return|import|SELECT|FROM|WHERE)\b|[{};]\s*$|=>|==|\(\)",
+    r"```|`[^`\n]+`|\bdef\s+\w+\s*\(|\bclass\s+\w+\s*[:(]|\bfunction\s*\w*\s*\("
+    r"|^\s*(?:import\s+[\w.]+\s*$|from\s+[\w.]+\s+import\b)|\breturn\b[^\n]*;"
+    r"|\bSELECT\b[^\n]*\bFROM\b|[{};]\s*$|=>|==|\(\)",
     re.M,
 )
 _URL = re.compile(r"https?://|www\.\S+|\S+@\S+\.\w+")
@@ -84,7 +87,7 @@ SURFACE_FEATURES: dict[str, tuple[str, str]] = {
         "more than 20% of letters outside ASCII (accents, other languages)",
     ),
     "non_latin_script": ("binary", "more than 20% of letters outside Latin scripts"),
-    "code": ("binary", "code or markup (backticks, keywords, braces, operators)"),
+    "code": ("binary", "code (backticks, def / class / import syntax, SELECT … FROM, braces, ==)"),
     "digits": ("binary", "contains digits"),
     "upper_case": ("binary", "more than 30% of letters upper case"),
     "url_or_email": ("binary", "contains a URL or an e-mail address"),
