@@ -156,7 +156,16 @@ def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
     secs = time.perf_counter() - t0
     prev = coverage_scores(xt, xp, train, prod, PREVIOUS_COVERAGE)
     nn_dist = knn(xp, xt, 1)[0][:, 0]  # plain baseline: raw embeddings
-    regions, _ = build_regions(xp, xt, cov.flagged, np.ones(len(xt)), cov.prod_sets, cov.train_sets)
+    regions, _ = build_regions(
+        xp,
+        xt,
+        cov.flagged,
+        np.ones(len(xt)),
+        cov.prod_sets,
+        cov.train_sets,
+        None,
+        cov.prod_neighbors,
+    )
     found = set()
     for r in regions:
         if r.status == "uncovered":

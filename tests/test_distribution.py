@@ -355,6 +355,31 @@ def _write(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
+def test_scattered_false_alarms_form_no_tail_regions() -> None:
+    """Flagged inputs scattered over covered production (batch differences) are item flags, not
+    uncovered regions; a tight flagged pocket still is one. Without the neighbourhoods every
+    group of 5 flagged inputs became a 'tail' region, so a fully covered set could FAIL."""
+    xt, _, tt = _clusters({c: 120 for c in range(5)}, seed=1)
+    xc, _, tc = _clusters({c: 80 for c in range(5)}, seed=2)
+    xn, _, tn = _clusters({9: 20}, spread=0.1, seed=3)  # a small topic training lacks
+    xp, tp = np.concatenate([xc, xn]), tc + tn
+    rng = np.random.default_rng(0)
+    flagged = np.r_[rng.random(len(xc)) < 0.1, np.ones(len(xn), dtype=bool)]
+    _, nbrs = knn(xp, xp, 10, exclude_self=True)
+    sets_p, sets_t = token_sets(tp), token_sets(tt)
+    w = np.ones(len(xt))
+    p = RegionParams(n_clusters=5)
+    old, _ = build_regions(xp, xt, flagged, w, sets_p, sets_t, p)
+    new, _ = build_regions(xp, xt, flagged, w, sets_p, sets_t, p, nbrs)
+
+    def uncovered(regions: list) -> set[int]:
+        return {int(i) for r in regions if r.status == "uncovered" for i in r.prod_items}
+
+    pocket = set(range(len(xc), len(xp)))
+    assert len(uncovered(old) - pocket) >= 20  # the scattered flags, as tail regions
+    assert pocket <= uncovered(new) and len(uncovered(new) - pocket) <= 5
+
+
 def test_too_few_inputs_are_not_run_not_errors(tmp_path: Path) -> None:
     """A production sample too small for a check says so (NOT_RUN with the counts), instead of
     an ERROR that fails the audit."""

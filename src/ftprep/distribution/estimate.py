@@ -45,7 +45,14 @@ def estimate_coverage(
     knn_w = None if calibrated else density_ratio_weights(train_emb, prod_emb, wp)
     weights = np.ones(len(train_texts)) if knn_w is None else knn_w
     regions, _ = build_regions(
-        prod_emb, train_emb, cov.flagged, weights, cov.prod_sets, cov.train_sets, rp
+        prod_emb,
+        train_emb,
+        cov.flagged,
+        weights,
+        cov.prod_sets,
+        cov.train_sets,
+        rp,
+        cov.prod_neighbors,
     )
     ls: LabelShift | None = None
     if labels is not None:

@@ -31,6 +31,10 @@ class RegionParams:
     uncovered_share: float = 0.5
     under_ratio: float = 2.0
     min_region_size: int = 5
+    # a flagged input outside the uncovered clusters joins a tail region only when at least this
+    # share of its production neighbours is flagged too: uncovered pockets are regions, while
+    # scattered false alarms (production's batch differences from training) are not
+    tail_min_coherence: float = 0.5
     target_coverage: float = 1.0  # collection target: this share of the production proportion
     min_examples: int = 20  # at least this many new examples per uncovered region
     label_terms: int = 4
@@ -123,9 +127,12 @@ def build_regions(
     prod_sets: list[set[str]],
     train_sets: list[set[str]],
     params: RegionParams | None = None,
+    prod_neighbors: np.ndarray | None = None,
 ) -> tuple[list[Region], np.ndarray]:
     """Regions (sorted: uncovered first, then by production share) and the cluster of each
-    production item."""
+    production item. ``prod_neighbors``: each production item's nearest other production items
+    (``CoverageScores.prod_neighbors``); with them, only flagged items whose neighbourhood is
+    flagged too (``tail_min_coherence``) can form tail regions."""
     p = params or RegionParams()
     n_p, n_t = len(prod_emb), len(train_emb)
     n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, 150))
@@ -174,6 +181,9 @@ def build_regions(
             reg.needed = int(max(need, floor, 0))
         return reg
 
+    coherent = np.ones(n_p, dtype=bool)
+    if prod_neighbors is not None and prod_neighbors.shape[1] and p.tail_min_coherence > 0:
+        coherent = flagged[prod_neighbors].mean(axis=1) >= p.tail_min_coherence
     regions: list[Region] = []
     pocket: list[int] = []
     for c in range(n_c):
@@ -183,7 +193,7 @@ def build_regions(
         reg = make(f"c{c}", "cluster", members, int(t_counts[c]), float(w_sums[c]))
         reg.train_items = np.nonzero(tc == c)[0]
         if reg.status != "uncovered":
-            pocket.extend(int(i) for i in members[flagged[members]])
+            pocket.extend(int(i) for i in members[flagged[members] & coherent[members]])
         regions.append(reg)
     if len(pocket) >= p.min_region_size:
         pk = np.array(sorted(pocket))
