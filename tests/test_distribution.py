@@ -178,12 +178,20 @@ def test_coverage_without_shift_flags_little() -> None:
     cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=1))
     assert cov.flagged.mean() <= 0.12
     regions, _ = build_regions(
-        xp, xt, cov.flagged, np.ones(len(xt)), token_sets(tp), token_sets(tt)
+        xp,
+        xt,
+        cov.flagged,
+        np.ones(len(xt)),
+        token_sets(tp),
+        token_sets(tt),
+        None,
+        cov.prod_neighbors,
     )
-    unc_share = sum(r.prod_share for r in regions if r.status == "uncovered")
-    # held-out calibration flags ~fpr (5%) of covered inputs; on 320 inputs that is 5% +- 1.2%,
-    # and here flagged items of one cluster share their words, so they may form tail regions
-    assert unc_share <= 0.08
+    # the gated value: flagged inputs in uncovered regions. Held-out calibration flags ~fpr (5%)
+    # of covered inputs, +- 1.2% on 320; smoothing makes one cluster's flags coherent, so a
+    # cluster can cross the uncovered share by chance
+    gated = sum(cov.flagged[r.prod_items].sum() for r in regions if r.status == "uncovered")
+    assert gated / len(xp) <= 0.08
 
 
 def test_distinguishing_terms_respect_prevalence() -> None:

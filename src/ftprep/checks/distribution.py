@@ -206,6 +206,9 @@ class Coverage(Check):
             "regions": len(regions),
             "score_threshold": cov.threshold,
             "target_fpr": cp.fpr,
+            # how far production's low scores sit above the held-out slice's (batch difference),
+            # added to the held-out threshold (batch_quantile)
+            "batch_shift": cov.batch_shift,
             "holdout_size": cov.holdout_size,
             "evidence": cov.combined,
             "pseudo_labels": cov.pseudo_labels,  # k-means stand-ins for absent labels (0: none)

@@ -68,7 +68,11 @@ class CoverageParams:
     smooth: float = 0.4  # weight of the neighbourhood in the smoothed score
     holdout: float = 0.1  # share of training held out as the covered null
     max_holdout: int = 5000
-    fpr: float = 0.03  # share of held-out (covered) items flagged: sets the threshold
+    fpr: float = 0.05  # share of held-out (covered) items flagged: sets the threshold
+    # production differs from training by batch even where it is covered, which lifts all its
+    # scores: the threshold is moved up by how far production's scores exceed the held-out
+    # slice's at this low quantile, where production is covered inputs (0: off)
+    batch_quantile: float = 0.1
     components: tuple[str, ...] = DEFAULT_COMPONENTS
     center: bool = True  # centre embeddings on the pooled mean before neighbour search
     lexical_k: int = 5  # lexically closest semantic neighbours averaged in lexical_distance
@@ -106,6 +110,7 @@ class CoverageScores:
     prod_neighbors: np.ndarray  # (n_prod, k) indices of nearest other production items
     components: dict[str, np.ndarray] = field(default_factory=dict)
     holdout_size: int = 0
+    batch_shift: float = 0.0  # added to the held-out threshold (CoverageParams.batch_quantile)
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
     # with training labels: their (uncalibrated) LabelModel, fitted on the reference part of
     # training (the label-shift estimate reuses it only with its calibration off)
@@ -392,10 +397,15 @@ def coverage_scores(
     s_p = (1 - p.smooth) * g_p + p.smooth * g_p[i_pp[:, :ks]].mean(axis=1)
     s_h = (1 - p.smooth) * g_h + p.smooth * g_p[i_hp[:, :ks]].mean(axis=1)
     threshold = float(np.quantile(s_h, 1 - p.fpr))
+    batch_shift = 0.0
+    if p.batch_quantile > 0:
+        q = p.batch_quantile
+        batch_shift = max(0.0, float(np.quantile(s_p, q) - np.quantile(s_h, q)))
+        threshold += batch_shift
     nn_q = {f"q{int(q * 100)}": float(np.quantile(d_hr[:, 0], q)) for q in (0.5, 0.9, 0.95, 0.99)}
     return CoverageScores(
         score=s_p,
-        pvalue=upper_pvalue(s_p, s_h),
+        pvalue=upper_pvalue(s_p, s_h + batch_shift),
         flagged=s_p > threshold,
         threshold=threshold,
         nn_distance=d_pr[:, 0].astype(np.float64),
@@ -403,6 +413,7 @@ def coverage_scores(
         prod_neighbors=i_pp[:, :ks],
         components=comp_p,
         holdout_size=len(h_idx),
+        batch_shift=batch_shift,
         holdout_nn_distance_q=nn_q,
         label_model=lm,
         pseudo_labels=n_pseudo,

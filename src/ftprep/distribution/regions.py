@@ -34,7 +34,7 @@ class RegionParams:
     # a flagged input outside the uncovered clusters joins a tail region only when at least this
     # share of its production neighbours is flagged too: uncovered pockets are regions, while
     # scattered false alarms (production's batch differences from training) are not
-    tail_min_coherence: float = 0.5
+    tail_min_coherence: float = 0.6
     target_coverage: float = 1.0  # collection target: this share of the production proportion
     min_examples: int = 20  # at least this many new examples per uncovered region
     label_terms: int = 4
