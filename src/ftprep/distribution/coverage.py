@@ -31,8 +31,10 @@ covered": its evidence is computed the same way against the rest of training, ea
 item's evidence becomes an empirical upper-tail p-value under that null, the p-values are combined
 with Fisher's method, and the combined score is smoothed over the item's production neighbours
 (uncovered regions are regions, so a neighbourhood's evidence counts). The flag threshold is the
-``1 - fpr`` quantile of the held-out slice's scores: about ``fpr`` of covered items are flagged
-by construction, with no labels.
+``1 - fpr`` quantile of the held-out slice's scores, raised by ``batch_shift``: how far
+production's scores exceed the held-out slice's at a low quantile (``batch_quantile``), where
+production is covered inputs. Real production differs from training by batch even where it is
+covered, and that lifts all its scores; no labels are used.
 """
 
 from __future__ import annotations

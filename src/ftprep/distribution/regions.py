@@ -6,7 +6,9 @@ is *uncovered* when at least ``uncovered_share`` of its items are flagged by the
 coverage score, *under-covered* when its production/training ratio reaches ``under_ratio``.
 Flagged items inside regions that are not uncovered as a whole are clustered once more: a group
 of at least ``min_region_size`` of them becomes a *tail* region of its own, so a small
-uncovered pocket is not averaged away inside a large covered cluster.
+uncovered pocket is not averaged away inside a large covered cluster. Only flagged items whose
+production neighbours are mostly flagged too (``tail_min_coherence``) take part: scattered false
+alarms are item flags, not regions.
 
 Each region gets a readable label (the words that most distinguish it from everything else,
 with a prevalence floor) and representative inputs (nearest to its centre).
