@@ -169,7 +169,7 @@ def main() -> None:
         f"| dataset | downsampled | truth | {' | '.join(modes)} | factor {' / '.join(modes)} "
         f"| seconds {' / '.join(modes)} |"
     )
-    print("|---" * (4 + len(modes)) + "|")
+    print("|---" * (5 + len(modes)) + "|")  # dataset, downsampled, truth, modes, factor, seconds
     for name in a.datasets.split(","):
         tr, te = LOADERS[name]()
         if name == "clinc" and a.oos:

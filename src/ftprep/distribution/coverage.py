@@ -398,16 +398,16 @@ def coverage_scores(
         g_h -= np.log(upper_pvalue(comp_h[name], comp_h[name]))
     s_p = (1 - p.smooth) * g_p + p.smooth * g_p[i_pp[:, :ks]].mean(axis=1)
     s_h = (1 - p.smooth) * g_h + p.smooth * g_p[i_hp[:, :ks]].mean(axis=1)
-    threshold = float(np.quantile(s_h, 1 - p.fpr))
     batch_shift = 0.0
     if p.batch_quantile > 0:
         q = p.batch_quantile
         batch_shift = max(0.0, float(np.quantile(s_p, q) - np.quantile(s_h, q)))
-        threshold += batch_shift
+    null = s_h + batch_shift  # the held-out scores as covered production would score
+    threshold = float(np.quantile(null, 1 - p.fpr))
     nn_q = {f"q{int(q * 100)}": float(np.quantile(d_hr[:, 0], q)) for q in (0.5, 0.9, 0.95, 0.99)}
     return CoverageScores(
         score=s_p,
-        pvalue=upper_pvalue(s_p, s_h + batch_shift),
+        pvalue=upper_pvalue(s_p, null),
         flagged=s_p > threshold,
         threshold=threshold,
         nn_distance=d_pr[:, 0].astype(np.float64),
