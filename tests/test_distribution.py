@@ -464,6 +464,14 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     assert art["collection_list"] and all(c["needed_examples"] > 0 for c in art["collection_list"])
     flagged = set(art["uncovered_production_ids"])
     novel_ids = {f"p{i}" for i in range(150, len(prod))}
+    # every region lists its members; the clusters partition production, and the novel requests
+    # are mostly in uncovered regions
+    members = {r["id"]: r["production_ids"] for r in art["regions"]}
+    assert all(len(m) == r["n_production"] for r, m in zip(art["regions"], members.values()))
+    in_clusters = [i for r in art["regions"] if r["kind"] == "cluster" for i in r["production_ids"]]
+    assert sorted(in_clusters) == sorted(f"p{i}" for i in range(len(prod)))
+    in_unc = {i for r in art["regions"] if r["status"] == "uncovered" for i in r["production_ids"]}
+    assert len(in_unc & novel_ids) >= 0.8 * len(novel_ids)
     assert len(flagged & novel_ids) >= 0.9 * len(novel_ids)
     # every production input has a score; the flagged ones are exactly those above the threshold
     scores = art["uncovered_scores"]

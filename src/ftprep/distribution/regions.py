@@ -85,6 +85,8 @@ class Region:
             "uncovered_fraction": round(self.uncovered_frac, 4),
             "needed_examples": self.needed,
             "examples": [{"id": prod_ids[i], "text": prod_texts[i][:300]} for i in self.examples],
+            # every member, so a region can be exported for labelling or checked against truth
+            "production_ids": [prod_ids[i] for i in self.prod_items],
         }
 
 
