@@ -466,8 +466,7 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     novel_ids = {f"p{i}" for i in range(150, len(prod))}
     # every region lists its members; the clusters partition production, and the novel requests
     # are mostly in uncovered regions
-    members = {r["id"]: r["production_ids"] for r in art["regions"]}
-    assert all(len(m) == r["n_production"] for r, m in zip(art["regions"], members.values()))
+    assert all(len(r["production_ids"]) == r["n_production"] for r in art["regions"])
     in_clusters = [i for r in art["regions"] if r["kind"] == "cluster" for i in r["production_ids"]]
     assert sorted(in_clusters) == sorted(f"p{i}" for i in range(len(prod)))
     in_unc = {i for r in art["regions"] if r["status"] == "uncovered" for i in r["production_ids"]}
