@@ -30,6 +30,7 @@ from ftprep.distribution.weights import (
     WeightParams,
     density_ratio_weights,
     effective_sample_size,
+    no_shift_ess,
     resampling_plan,
 )
 from ftprep.signals.embeddings import l2_normalise
@@ -126,6 +127,21 @@ def test_density_ratio_weights_recover_region_ratios() -> None:
         w[yt == 1].sum() / w.sum(), abs=0.02
     )  # the plan follows the weights
     assert share1 > 0.4  # and moves the thin region from 10% toward production's 50%
+
+
+def test_no_shift_ess_measures_the_estimators_noise() -> None:
+    # production drawn like training: the weights' ESS is their noise alone, and the split of
+    # training that no_shift_ess makes lands near it; a real shift costs more than that floor
+    xt, _, _ = _clusters({c: 300 for c in range(6)}, seed=1)
+    same, _, _ = _clusters({c: 100 for c in range(6)}, seed=2)
+    w = density_ratio_weights(xt, same)
+    floor = no_shift_ess(xt, len(same))
+    assert 0.2 < floor < 0.95
+    assert abs(floor - effective_sample_size(w) / len(w)) < 0.15
+    shifted, _, _ = _clusters({0: 500, 1: 100}, seed=3)
+    w = density_ratio_weights(xt, shifted)
+    assert effective_sample_size(w) / len(w) < floor - 0.1
+    assert np.isnan(no_shift_ess(xt[:30], 30))  # parts of fewer than 20 inputs: not measured
 
 
 def test_coverage_flags_missing_regions_and_calibrates_false_alarms() -> None:

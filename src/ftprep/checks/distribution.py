@@ -221,6 +221,11 @@ class Coverage(Check):
             "holdout_nn_distance": cov.holdout_nn_distance_q,
             "effective_sample_size": ess,
             "ess_fraction": ess / max(len(weights), 1),
+            # kNN weights: the same estimate's ESS share between two random parts of training
+            # (no shift: its noise alone); None for label-shift weights
+            "ess_fraction_no_shift": None
+            if math.isnan(est.ess_no_shift)
+            else round(est.ess_no_shift, 4),
             "max_weight": float(weights.max()) if len(weights) else 0.0,
             "examples_needed": int(sum(r.needed for r in regions)),
             "n_training": len(t_ids),
@@ -239,12 +244,17 @@ class Coverage(Check):
             r for r in label_rows if r["ratio"] >= rp.under_ratio and r["production_share"] >= 0.001
         ]
         values["under_represented_labels"] = len(under_labels)
+        noise = (
+            ""
+            if values["ess_fraction_no_shift"] is None
+            else f" ({values['ess_fraction_no_shift']:.0%} with no shift: estimator noise)"
+        )
         res = self.result(
             values=values,
             summary=(
                 f"{values['uncovered_region_share']:.1%} of production in {len(unc_regions)} uncovered "
                 f"region(s); {len(under)} under-covered region(s); reweighting keeps "
-                f"{values['ess_fraction']:.0%} effective sample size"
+                f"{values['ess_fraction']:.0%} effective sample size{noise}"
             ),
         )
         for r in unc_regions + under:
@@ -473,7 +483,14 @@ class Coverage(Check):
                     "text": (
                         f"Importance weights ({values['weights']}, mean 1, max {values['max_weight']:.2f}) keep an "
                         f"effective sample size of {values['effective_sample_size']:.0f} "
-                        f"({values['ess_fraction']:.0%} of training). Uncovered regions cannot be reweighted: "
+                        f"({values['ess_fraction']:.0%} of training"
+                        + (
+                            ""
+                            if values["ess_fraction_no_shift"] is None
+                            else f"; the same estimate keeps {values['ess_fraction_no_shift']:.0%} "
+                            "between two random parts of training, its noise with no shift"
+                        )
+                        + "). Uncovered regions cannot be reweighted: "
                         f"collect about {values['examples_needed']} examples (artifact distribution.json: "
                         "collection_list, importance_weights, resampling_plan)."
                     )

@@ -5,6 +5,7 @@ then replaces it, see ``labelshift.py``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from ftprep.distribution.coverage import CoverageParams, CoverageScores, coverage_scores
 from ftprep.distribution.labelshift import LabelShift, LabelShiftParams, label_shift
 from ftprep.distribution.regions import Region, RegionParams, build_regions
-from ftprep.distribution.weights import WeightParams, density_ratio_weights
+from ftprep.distribution.weights import WeightParams, density_ratio_weights, no_shift_ess
 
 
 @dataclass(slots=True)
@@ -22,6 +23,9 @@ class CoverageEstimate:
     weights: np.ndarray  # importance weight per training input, mean 1
     label_shift: LabelShift | None  # with training labels
     calibrated: bool  # the weights are the calibrated label-shift estimate alone
+    # with kNN weights alone: their effective sample size (share) between two random parts of
+    # training, i.e. the estimator's noise with no shift (NaN: not measured)
+    ess_no_shift: float = math.nan
 
 
 def estimate_coverage(
@@ -77,4 +81,6 @@ def estimate_coverage(
         weights = weights / weights.mean()
         for r in regions:
             r.reweight(weights)
-    return CoverageEstimate(cov, regions, weights, ls, calibrated)
+    knn_only = ls is None or not ls.usable
+    noise = no_shift_ess(train_emb, len(prod_texts), wp) if knn_only else math.nan
+    return CoverageEstimate(cov, regions, weights, ls, calibrated, noise)
