@@ -188,6 +188,40 @@ def test_lexical_distance_sees_words_the_embedding_does_not() -> None:
     assert np.allclose(np.linalg.norm(b[np.linalg.norm(b, axis=1) > 0], axis=1), 1.0)
 
 
+def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
+    # topic 6 is thin in training (30 of 930), topic 7 absent; production has both in force
+    from ftprep.distribution.estimate import nn_evidence
+
+    xt, _, tt = _clusters({c: 150 for c in range(6)} | {6: 30}, seed=7)
+    xp, yp, tp = _clusters({c: 40 for c in range(6)} | {6: 80, 7: 80}, seed=8)
+    cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=0))
+    assert cov.flagged[yp == 6].mean() > 0.5  # the thin topic is flagged as much as the absent
+    assert cov.flagged[yp == 7].mean() > 0.9
+
+    def statuses(tau: float) -> dict[int, set[str]]:
+        regions, _ = build_regions(
+            xp,
+            xt,
+            cov.flagged,
+            np.ones(len(xt)),
+            token_sets(tp),
+            token_sets(tt),
+            RegionParams(seed=0, likes_max_evidence=tau),
+            cov.prod_neighbors,
+            nn_evidence(cov),
+        )
+        out: dict[int, set[str]] = {}
+        for r in regions:
+            out.setdefault(int(np.bincount(yp[r.prod_items]).argmax()), set()).add(r.status)
+        return out
+
+    off, on = statuses(0.0), statuses(RegionParams().likes_max_evidence)
+    assert off[6] == {"uncovered"} and off[7] == {"uncovered"}
+    # training has inputs like the thin topic's (near, too few): under-covered; the absent stays
+    assert on[6] == {"under-covered"} and on[7] == {"uncovered"}
+    assert all(st == {"covered"} for c, st in on.items() if c < 6)
+
+
 def test_coverage_without_shift_flags_little() -> None:
     xt, _, tt = _clusters({c: 120 for c in range(8)}, seed=5)
     xp, _, tp = _clusters({c: 40 for c in range(8)}, seed=6)

@@ -202,7 +202,10 @@ class Coverage(Check):
             "uncovered_regions": len(unc_regions),
             "tail_regions": sum(1 for r in unc_regions if r.kind == "tail"),
             "under_covered_regions": len(under),
-            "under_covered_share": float(sum(r.prod_share for r in under)),
+            # the union: a tail region can lie inside an under-covered cluster
+            "under_covered_share": float(
+                len(set().union(*(r.prod_items.tolist() for r in under))) / max(n_p, 1)
+            ),
             "regions": len(regions),
             "score_threshold": cov.threshold,
             "target_fpr": cp.fpr,
@@ -264,7 +267,7 @@ class Coverage(Check):
                     code="uncovered_region" if r.status == "uncovered" else "under_covered_region",
                     message=(
                         f"{r.status} {r.kind} region '{r.label}': {r.prod_share:.1%} of production, "
-                        f"{r.train_share:.1%} of training"
+                        f"{r.train_share:.1%} of training ({r.basis})"
                     ),
                     metrics={
                         "production_share": r.prod_share,
@@ -436,6 +439,7 @@ class Coverage(Check):
                         "production/training",
                         "uncovered items",
                         "examples needed",
+                        "why",
                     ],
                     "rows": [
                         [
@@ -447,13 +451,17 @@ class Coverage(Check):
                             "∞" if d["ratio"] is None else f"{d['ratio']:.2f}",
                             f"{d['uncovered_fraction']:.0%}",
                             d["needed_examples"],
+                            d["basis"],
                         ]
                         for d in region_dicts
                     ],
                 },
                 note=(
                     f"Per-item threshold calibrated so {values['target_fpr']:.0%} of a held-out "
-                    f"training slice ({values['holdout_size']} inputs) is flagged."
+                    f"training slice ({values['holdout_size']} inputs) is flagged. A region mostly "
+                    "flagged is uncovered when no training inputs lie near its inputs, "
+                    "under-covered when training has inputs like them (nearest-training distance "
+                    "typical of covered inputs) but too few."
                 ),
             ),
         ]

@@ -111,6 +111,8 @@ class CoverageScores:
     nn_index: np.ndarray  # index (into training) of that item
     prod_neighbors: np.ndarray  # (n_prod, k) indices of nearest other production items
     components: dict[str, np.ndarray] = field(default_factory=dict)
+    # per production item, each combined evidence's upper-tail p-value under the held-out null
+    evidence_pvalues: dict[str, np.ndarray] = field(default_factory=dict)
     holdout_size: int = 0
     batch_shift: float = 0.0  # added to the held-out threshold (CoverageParams.batch_quantile)
     holdout_nn_distance_q: dict[str, float] = field(default_factory=dict)
@@ -393,8 +395,10 @@ def coverage_scores(
 
     g_p = np.zeros(n_p)
     g_h = np.zeros(len(h_idx))
+    evidence_p: dict[str, np.ndarray] = {}
     for name in components:
-        g_p -= np.log(upper_pvalue(comp_p[name], comp_h[name]))
+        evidence_p[name] = upper_pvalue(comp_p[name], comp_h[name])
+        g_p -= np.log(evidence_p[name])
         g_h -= np.log(upper_pvalue(comp_h[name], comp_h[name]))
     s_p = (1 - p.smooth) * g_p + p.smooth * g_p[i_pp[:, :ks]].mean(axis=1)
     s_h = (1 - p.smooth) * g_h + p.smooth * g_p[i_hp[:, :ks]].mean(axis=1)
@@ -414,6 +418,7 @@ def coverage_scores(
         nn_index=r_idx[i_pr[:, 0]],
         prod_neighbors=i_pp[:, :ks],
         components=comp_p,
+        evidence_pvalues=evidence_p,
         holdout_size=len(h_idx),
         batch_shift=batch_shift,
         holdout_nn_distance_q=nn_q,

@@ -4,9 +4,16 @@ Production inputs are clustered (spherical k-means); each training input is assi
 nearest cluster centre, so every region has a production share and a training share. A region
 is *uncovered* when at least ``uncovered_share`` of its items are flagged by the per-item
 coverage score, *under-covered* when its production/training ratio reaches ``under_ratio``.
-Flagged items inside regions that are not uncovered as a whole are clustered once more: a group
+A region flagged that much is still only *under-covered* when training has inputs like its
+inputs, just too few of them: when the median over its production inputs of the
+nearest-training-distance evidence (``-log10`` of its p-value under the held-out null, see
+``coverage.py``) stays below ``likes_max_evidence``. A thin topic's inputs have a training input
+of their own topic about as near as covered inputs do; a missing topic's nearest training inputs
+are from other topics, farther away.
+Flagged items inside regions that are not flagged as a whole are clustered once more: a group
 of at least ``min_region_size`` of them becomes a *tail* region of its own, so a small
-uncovered pocket is not averaged away inside a large covered cluster. Only flagged items whose
+uncovered pocket is not averaged away inside a large covered cluster (its training inputs are
+those nearer its centre than any other; a pocket with training likes is an under-covered tail). Only flagged items whose
 production neighbours are mostly flagged too (``tail_min_coherence``) take part: scattered false
 alarms are item flags, not regions.
 
@@ -37,6 +44,11 @@ class RegionParams:
     # share of its production neighbours is flagged too: uncovered pockets are regions, while
     # scattered false alarms (production's batch differences from training) are not
     tail_min_coherence: float = 0.6
+    # a flagged region whose inputs' median nearest-training-distance evidence (-log10 p under
+    # the held-out null) stays below this has training likes, too few: under-covered, not
+    # uncovered (0.6: the median input's nearest training input is no farther than the held-out
+    # slice's 75th percentile; 0: off)
+    likes_max_evidence: float = 0.6
     target_coverage: float = 1.0  # collection target: this share of the production proportion
     min_examples: int = 20  # at least this many new examples per uncovered region
     label_terms: int = 4
@@ -65,6 +77,7 @@ class Region:
     examples: list[int] = field(default_factory=list)
     needed: int = 0
     train_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    basis: str = ""  # why the status: flagged share, training likes, ratio
 
     def reweight(self, weights: np.ndarray) -> None:
         """Recompute ``weighted_ratio`` from new importance weights of the training inputs."""
@@ -84,6 +97,7 @@ class Region:
             "weighted_ratio": round(self.weighted_ratio, 4),
             "uncovered_fraction": round(self.uncovered_frac, 4),
             "needed_examples": self.needed,
+            "basis": self.basis,
             "examples": [{"id": prod_ids[i], "text": prod_texts[i][:300]} for i in self.examples],
             # every member, so a region can be exported for labelling or checked against truth
             "production_ids": [prod_ids[i] for i in self.prod_items],
@@ -132,11 +146,15 @@ def build_regions(
     train_sets: list[set[str]],
     params: RegionParams | None = None,
     prod_neighbors: np.ndarray | None = None,
+    nn_evidence: np.ndarray | None = None,
 ) -> tuple[list[Region], np.ndarray]:
     """Regions (sorted: uncovered first, then by production share) and the cluster of each
     production item. ``prod_neighbors``: each production item's nearest other production items
     (``CoverageScores.prod_neighbors``); with them, only flagged items whose neighbourhood is
-    flagged too (``tail_min_coherence``) can form tail regions."""
+    flagged too (``tail_min_coherence``) can form tail regions. ``nn_evidence``: per production
+    item, ``-log10`` of its nearest-training-distance p-value (``CoverageScores.evidence_pvalues``);
+    with it, a flagged region whose inputs have training likes is under-covered
+    (``likes_max_evidence``), and a tail pocket of such inputs is no region."""
     p = params or RegionParams()
     n_p, n_t = len(prod_emb), len(train_emb)
     n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, 150))
@@ -155,12 +173,22 @@ def build_regions(
         train_share = n_train / n_t
         ratio = prod_share / train_share if n_train else math.inf
         unc = float(flagged[members].mean()) if len(members) else 0.0
+        likes = (
+            nn_evidence is not None
+            and p.likes_max_evidence > 0
+            and len(members) > 0
+            and float(np.median(nn_evidence[members])) < p.likes_max_evidence
+        )
         if unc >= p.uncovered_share:
-            status = "uncovered"
+            status = "under-covered" if likes else "uncovered"
+            basis = f"{unc:.0%} of its inputs flagged; " + (
+                "training has inputs like them, too few" if likes else "no training inputs near"
+            )
         elif ratio >= p.under_ratio:
             status = "under-covered"
+            basis = f"production/training ratio {ratio:.1f}"
         else:
-            status = "covered"
+            status, basis = "covered", ""
         terms = distinguishing_terms(
             [prod_sets[i] for i in members], df_all, n_all, p.label_terms, p.label_min_prevalence
         )
@@ -177,6 +205,7 @@ def build_regions(
             weighted_ratio=float(w_sum / n_train) if n_train else 0.0,
             uncovered_frac=unc,
             examples=_representatives(prod_emb, members, p.examples_per_region),
+            basis=basis,
         )
         if status != "covered":
             target = p.target_coverage * prod_share * n_t
@@ -196,7 +225,7 @@ def build_regions(
             continue
         reg = make(f"c{c}", "cluster", members, int(t_counts[c]), float(w_sums[c]))
         reg.train_items = np.nonzero(tc == c)[0]
-        if reg.status != "uncovered":
+        if reg.uncovered_frac < p.uncovered_share:  # not flagged as a whole: look for pockets
             pocket.extend(int(i) for i in members[flagged[members] & coherent[members]])
         regions.append(reg)
     if len(pocket) >= p.min_region_size:
@@ -204,13 +233,17 @@ def build_regions(
         n_sub = max(1, len(pk) // max(p.min_region_size * 4, 1))
         sub_cent = spherical_kmeans(prod_emb[pk], min(n_sub, len(pk)), iters=15, seed=p.seed)
         sub = assign(prod_emb[pk], sub_cent)
+        # a tail's training inputs: those nearer its centre than any cluster's or other tail's
+        # (a pocket of inputs with training likes has some; the clusters keep their counts)
+        ta = assign(train_emb, np.vstack([cent, sub_cent])) - n_c
         for j in range(len(sub_cent)):
             members = pk[sub == j]
             if len(members) < p.min_region_size:
                 continue
-            reg = make(f"t{j}", "tail", members, 0, 0.0)
-            if reg.status == "uncovered":
-                regions.append(reg)
+            t_items = np.nonzero(ta == j)[0]
+            reg = make(f"t{j}", "tail", members, len(t_items), float(weights[t_items].sum()))
+            reg.train_items = t_items
+            regions.append(reg)  # uncovered, or under-covered when training has likes
     order = {"uncovered": 0, "under-covered": 1, "covered": 2}
     regions.sort(key=lambda r: (order[r.status], -r.prod_share, r.id))
     return regions, pc
