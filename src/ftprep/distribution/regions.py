@@ -182,7 +182,9 @@ def build_regions(
         if unc >= p.uncovered_share:
             status = "under-covered" if likes else "uncovered"
             basis = f"{unc:.0%} of its inputs flagged; " + (
-                "training has inputs like them, too few" if likes else "no training inputs near"
+                "training has inputs like them, too few"
+                if likes
+                else "no training inputs like them"
             )
         elif ratio >= p.under_ratio:
             status = "under-covered"
