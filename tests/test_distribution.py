@@ -541,6 +541,43 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     assert {c["check"]: c["status"] for c in f["checks"]}["distribution.coverage"] == "NOT_RUN"
 
 
+def test_thin_topic_in_an_audit_is_under_covered_and_warns(tmp_path: Path) -> None:
+    import ftprep
+
+    def thin(n: int, seed: int) -> list[str]:
+        rng = np.random.default_rng(seed)
+        return [
+            f"how do i {rng.choice(['insure', 'register', 'export'])} my "
+            f"{rng.choice(['boat', 'drone', 'horse', 'piano'])} {rng.choice(['abroad', 'overseas'])}"
+            for _ in range(n)
+        ]
+
+    # the topic is 40 of 340 training inputs and 100 of 250 production inputs
+    train, prod = _requests(300, 10) + thin(40, 1), _requests(150, 11) + thin(100, 2)
+    _write(
+        tmp_path / "data/train.jsonl",
+        [{"id": f"t{i}", "prompt": t, "completion": "done"} for i, t in enumerate(train)],
+    )
+    _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prod)])
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+        "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n",
+        encoding="utf-8",
+    )
+    ftprep.audit(tmp_path, only=["distribution.coverage"])
+    f = json.loads((tmp_path / "out/audit/findings.json").read_text())
+    cov = {c["check"]: c for c in f["checks"]}["distribution.coverage"]
+    art = json.loads((tmp_path / "out/audit/artifacts/distribution.json").read_text())
+    topic = {f"p{i}" for i in range(150, len(prod))}
+    under = [r for r in art["regions"] if r["status"] == "under-covered"]
+    in_under = {i for r in under for i in r["production_ids"]}
+    assert len(in_under & topic) >= 0.6 * len(topic) and not in_under - topic
+    assert all(r["basis"] for r in under)
+    assert cov["values"]["under_covered_share"] > 0.10
+    assert any(m.startswith("WARN: under_covered_share") for m in cov["gate_messages"])
+    assert cov["status"] in ("WARN", "FAIL")
+
+
 @pytest.mark.skipif(
     not (SHARED / "intents" / "clinc150").exists(), reason="shared data not available"
 )

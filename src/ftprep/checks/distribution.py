@@ -139,7 +139,8 @@ class Coverage(Check):
         "examples, importance weights toward production proportions (kNN density ratio; a calibrated "
         "label-shift estimate when training carries labels) with their effective sample "
         "size, per-label production share estimates, and a data-collection list. FAIL when more "
-        "than 5% of production falls in uncovered regions."
+        "than 5% of production falls in uncovered regions; WARN above 1%, or when more than 10% "
+        "falls in under-covered ones."
     )
     requires = ("production",)
     default_conditions = (
@@ -156,6 +157,13 @@ class Coverage(Check):
             0.05,
             Status.FAIL,
             "share of production inputs in regions the training data does not cover",
+        ),
+        Condition(
+            "under_covered_share",
+            ">",
+            0.10,
+            Status.WARN,
+            "share of production inputs in regions training covers too thinly",
         ),
     )
 
