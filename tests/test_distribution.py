@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ftprep.distribution.coverage import (
     CoverageParams,
+    CoverageScores,
     candidate_similarity,
     center_embeddings,
     char_tfidf,
@@ -23,7 +24,12 @@ from ftprep.distribution.coverage import (
     word_tfidf,
 )
 from ftprep.distribution.knn import knn, knn_exact, knn_ivf
-from ftprep.distribution.regions import RegionParams, build_regions, distinguishing_terms
+from ftprep.distribution.regions import (
+    Region,
+    RegionParams,
+    build_regions,
+    distinguishing_terms,
+)
 from ftprep.distribution.shift import ShiftParams, classifier_test, permutation_pvalue
 from ftprep.distribution.text import doc_freq, surface_features, token_sets
 from ftprep.distribution.weights import (
@@ -188,6 +194,30 @@ def test_lexical_distance_sees_words_the_embedding_does_not() -> None:
     assert np.allclose(np.linalg.norm(b[np.linalg.norm(b, axis=1) > 0], axis=1), 1.0)
 
 
+def _unweighted_regions(
+    xp: np.ndarray,
+    xt: np.ndarray,
+    tp: list[str],
+    tt: list[str],
+    cov: CoverageScores,
+    params: RegionParams | None = None,
+    nn: np.ndarray | None = None,
+) -> list[Region]:
+    """Regions of production with unit training weights and coherent tail pockets."""
+    regions, _ = build_regions(
+        xp,
+        xt,
+        cov.flagged,
+        np.ones(len(xt)),
+        token_sets(tp),
+        token_sets(tt),
+        params,
+        cov.prod_neighbors,
+        nn,
+    )
+    return regions
+
+
 def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     # topic 6 is thin in training (30 of 930), topic 7 absent; production has both in force
     from ftprep.distribution.estimate import nn_evidence
@@ -199,19 +229,9 @@ def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     assert cov.flagged[yp == 7].mean() > 0.9
 
     def statuses(tau: float) -> dict[int, set[str]]:
-        regions, _ = build_regions(
-            xp,
-            xt,
-            cov.flagged,
-            np.ones(len(xt)),
-            token_sets(tp),
-            token_sets(tt),
-            RegionParams(seed=0, likes_max_evidence=tau),
-            cov.prod_neighbors,
-            nn_evidence(cov),
-        )
+        p = RegionParams(seed=0, likes_max_evidence=tau)
         out: dict[int, set[str]] = {}
-        for r in regions:
+        for r in _unweighted_regions(xp, xt, tp, tt, cov, p, nn_evidence(cov)):
             out.setdefault(int(np.bincount(yp[r.prod_items]).argmax()), set()).add(r.status)
         return out
 
@@ -227,16 +247,7 @@ def test_coverage_without_shift_flags_little() -> None:
     xp, _, tp = _clusters({c: 40 for c in range(8)}, seed=6)
     cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=1))
     assert cov.flagged.mean() <= 0.12
-    regions, _ = build_regions(
-        xp,
-        xt,
-        cov.flagged,
-        np.ones(len(xt)),
-        token_sets(tp),
-        token_sets(tt),
-        None,
-        cov.prod_neighbors,
-    )
+    regions = _unweighted_regions(xp, xt, tp, tt, cov)
     # the gated value: flagged inputs in uncovered regions. Held-out calibration flags ~fpr (5%)
     # of covered inputs, +- 1.2% on 320; smoothing makes one cluster's flags coherent, so a
     # cluster can cross the uncovered share by chance
