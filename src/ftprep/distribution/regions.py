@@ -12,10 +12,10 @@ of their own topic about as near as covered inputs do; a missing topic's nearest
 are from other topics, farther away.
 Flagged items inside regions that are not flagged as a whole are clustered once more: a group
 of at least ``min_region_size`` of them becomes a *tail* region of its own, so a small
-uncovered pocket is not averaged away inside a large covered cluster (its training inputs are
-those nearer its centre than any other; a pocket with training likes is an under-covered tail). Only flagged items whose
-production neighbours are mostly flagged too (``tail_min_coherence``) take part: scattered false
-alarms are item flags, not regions.
+uncovered pocket is not averaged away inside a large covered cluster. A tail's training inputs
+are those nearer its centre than any other region's, and a pocket with training likes is an
+under-covered tail. Only flagged items whose production neighbours are mostly flagged too
+(``tail_min_coherence``) take part: scattered false alarms are item flags, not regions.
 
 Each region gets a readable label (the words that most distinguish it from everything else,
 with a prevalence floor) and representative inputs (nearest to its centre).
@@ -153,8 +153,8 @@ def build_regions(
     (``CoverageScores.prod_neighbors``); with them, only flagged items whose neighbourhood is
     flagged too (``tail_min_coherence``) can form tail regions. ``nn_evidence``: per production
     item, ``-log10`` of its nearest-training-distance p-value (``CoverageScores.evidence_pvalues``);
-    with it, a flagged region whose inputs have training likes is under-covered
-    (``likes_max_evidence``), and a tail pocket of such inputs is no region."""
+    with it, a flagged region or tail pocket whose inputs have training likes is under-covered
+    (``likes_max_evidence``), not uncovered."""
     p = params or RegionParams()
     n_p, n_t = len(prod_emb), len(train_emb)
     n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, 150))
