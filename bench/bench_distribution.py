@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 from ftprep.distribution.coverage import CoverageParams, coverage_scores
-from ftprep.distribution.estimate import estimate_coverage, nn_evidence
+from ftprep.distribution.estimate import estimate_coverage
 from ftprep.distribution.knn import knn, spherical_kmeans
 from ftprep.distribution.regions import build_regions
 from ftprep.distribution.shift import ShiftParams, _design, _oof_scores, classifier_test
@@ -165,7 +165,7 @@ def uncovered(name: str, data: tuple, missing: list[str], emb: Embeds) -> dict:
         cov.train_sets,
         None,
         cov.prod_neighbors,
-        nn_evidence(cov),  # as the check runs it: thin regions with training likes under-covered
+        cov.nn_evidence,  # as the check runs it: thin regions with training likes under-covered
     )
     found = set()
     for r in regions:

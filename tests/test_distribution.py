@@ -220,8 +220,6 @@ def _unweighted_regions(
 
 def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     # topic 6 is thin in training (30 of 930), topic 7 absent; production has both in force
-    from ftprep.distribution.estimate import nn_evidence
-
     xt, _, tt = _clusters({c: 150 for c in range(6)} | {6: 30}, seed=7)
     xp, yp, tp = _clusters({c: 40 for c in range(6)} | {6: 80, 7: 80}, seed=8)
     cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=0))
@@ -231,7 +229,7 @@ def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     def statuses(tau: float) -> dict[int, set[str]]:
         p = RegionParams(seed=0, likes_max_evidence=tau)
         out: dict[int, set[str]] = {}
-        for r in _unweighted_regions(xp, xt, tp, tt, cov, p, nn_evidence(cov)):
+        for r in _unweighted_regions(xp, xt, tp, tt, cov, p, cov.nn_evidence):
             out.setdefault(int(np.bincount(yp[r.prod_items]).argmax()), set()).add(r.status)
         return out
 

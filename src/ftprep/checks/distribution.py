@@ -220,6 +220,8 @@ class Coverage(Check):
             # how far production's low scores sit above the held-out slice's (batch difference),
             # added to the held-out threshold (batch_quantile)
             "batch_shift": cov.batch_shift,
+            # the same correction of the nearest-training distances, for thin-vs-missing
+            "nn_batch_shift": cov.nn_batch_shift,
             "holdout_size": cov.holdout_size,
             "evidence": cov.combined,
             "pseudo_labels": cov.pseudo_labels,  # k-means stand-ins for absent labels (0: none)

@@ -28,13 +28,6 @@ class CoverageEstimate:
     ess_no_shift: float = math.nan
 
 
-def nn_evidence(cov: CoverageScores) -> np.ndarray | None:
-    """``-log10`` of each production item's nearest-training-distance p-value (None when that
-    evidence is not among the combined ones)."""
-    p = cov.evidence_pvalues.get("nn_distance")
-    return None if p is None else -np.log10(p)
-
-
 def estimate_coverage(
     train_emb: np.ndarray,
     prod_emb: np.ndarray,
@@ -64,7 +57,7 @@ def estimate_coverage(
         cov.train_sets,
         rp,
         cov.prod_neighbors,
-        nn_evidence(cov),
+        cov.nn_evidence,
     )
     ls: LabelShift | None = None
     if labels is not None:

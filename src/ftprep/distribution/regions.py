@@ -6,8 +6,8 @@ is *uncovered* when at least ``uncovered_share`` of its items are flagged by the
 coverage score, *under-covered* when its production/training ratio reaches ``under_ratio``.
 A region flagged that much is still only *under-covered* when training has inputs like its
 inputs, just too few of them: when the median over its production inputs of the
-nearest-training-distance evidence (``-log10`` of its p-value under the held-out null, see
-``coverage.py``) stays below ``likes_max_evidence``. A thin topic's inputs have a training input
+nearest-training-distance evidence (``-log10`` of its p-value under the held-out null, after
+the batch correction, see ``coverage.py``) stays below ``likes_max_evidence``. A thin topic's inputs have a training input
 of their own topic about as near as covered inputs do; a missing topic's nearest training inputs
 are from other topics, farther away.
 Flagged items inside regions that are not flagged as a whole are clustered once more: a group
@@ -152,7 +152,7 @@ def build_regions(
     production item. ``prod_neighbors``: each production item's nearest other production items
     (``CoverageScores.prod_neighbors``); with them, only flagged items whose neighbourhood is
     flagged too (``tail_min_coherence``) can form tail regions. ``nn_evidence``: per production
-    item, ``-log10`` of its nearest-training-distance p-value (``CoverageScores.evidence_pvalues``);
+    item, ``-log10`` of its nearest-training-distance p-value (``CoverageScores.nn_evidence``);
     with it, a flagged region or tail pocket whose inputs have training likes is under-covered
     (``likes_max_evidence``), not uncovered."""
     p = params or RegionParams()
@@ -175,6 +175,7 @@ def build_regions(
         unc = float(flagged[members].mean()) if len(members) else 0.0
         likes = (
             nn_evidence is not None
+            and len(nn_evidence) == n_p
             and p.likes_max_evidence > 0
             and len(members) > 0
             and float(np.median(nn_evidence[members])) < p.likes_max_evidence
