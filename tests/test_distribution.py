@@ -240,6 +240,23 @@ def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     assert all(st == {"covered"} for c, st in on.items() if c < 6)
 
 
+def test_nearest_distance_evidence_is_batch_corrected() -> None:
+    # production of the same topics, but noisier (a batch difference): without the correction its
+    # nearest-training distances all look far; with it, they look like covered inputs again
+    xt, _, tt = _clusters({c: 150 for c in range(6)}, seed=1)
+    same, _, ts = _clusters({c: 40 for c in range(6)}, seed=2)
+    far, _, tf = _clusters({c: 40 for c in range(6)}, spread=0.5, seed=2)
+    c_same = coverage_scores(xt, same, tt, ts, CoverageParams(seed=0))
+    c_far = coverage_scores(xt, far, tt, tf, CoverageParams(seed=0))
+    off = coverage_scores(xt, far, tt, tf, CoverageParams(seed=0, batch_quantile=0))
+    assert c_far.nn_batch_shift > c_same.nn_batch_shift
+    assert off.nn_batch_shift == 0
+    assert np.median(off.nn_evidence) > 1.5  # the batch alone makes every input look absent
+    assert np.median(c_far.nn_evidence) < 1.0  # corrected: near the covered null's (0.30)
+    assert np.median(c_same.nn_evidence) < 0.4
+    assert len(c_same.nn_evidence) == len(same)
+
+
 def test_coverage_without_shift_flags_little() -> None:
     xt, _, tt = _clusters({c: 120 for c in range(8)}, seed=5)
     xp, _, tp = _clusters({c: 40 for c in range(8)}, seed=6)
