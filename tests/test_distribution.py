@@ -240,6 +240,25 @@ def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     assert all(st == {"covered"} for c, st in on.items() if c < 6)
 
 
+def test_small_missing_topic_in_a_mixed_uncovered_cluster_gets_a_sub_region() -> None:
+    # 3 clusters for 8 production topics: the missing topics 7 (small) and 8 share a cluster with
+    # covered ones; the cluster is uncovered, and 7's flagged inputs still form a region of their own
+    xt, _, tt = _clusters({c: 150 for c in range(6)}, seed=7)
+    xp, yp, tp = _clusters({c: 40 for c in range(6)} | {7: 25, 8: 60}, seed=8)
+    cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=0))
+    regions = _unweighted_regions(
+        xp, xt, tp, tt, cov, RegionParams(seed=0, n_clusters=3), cov.nn_evidence
+    )
+    main = {r.id: int(np.bincount(yp[r.prod_items]).argmax()) for r in regions}
+    by_id = {r.id: r for r in regions}
+    seven = [r for r in regions if main[r.id] == 7 and r.status == "uncovered"]
+    assert seven and all(r.kind == "tail" and r.within for r in seven)
+    parent = by_id[seven[0].within]
+    assert parent.kind == "cluster" and parent.status == "uncovered" and main[parent.id] != 7
+    assert np.isin(seven[0].prod_items, parent.prod_items).all()
+    assert "inside uncovered cluster" in seven[0].basis
+
+
 def test_nearest_distance_evidence_is_batch_corrected() -> None:
     # production of the same topics, but noisier (a batch difference): without the correction its
     # nearest-training distances all look far; with it, they look like covered inputs again

@@ -198,6 +198,11 @@ class Coverage(Check):
         p_ids, t_ids = prod.ids, train.ids
         n_p = len(p_ids)
         unc_regions = [r for r in regions if r.status == "uncovered"]
+        unc_top = [r for r in unc_regions if not r.within]  # sub-regions lie inside these
+        subs: dict[str, int] = {}
+        for r in unc_regions:
+            if r.within:
+                subs[r.within] = subs.get(r.within, 0) + 1
         under = [r for r in regions if r.status == "under-covered"]
         in_unc = np.zeros(n_p, dtype=bool)
         for r in unc_regions:  # flagged items of uncovered regions (a mixed region's covered
@@ -207,8 +212,10 @@ class Coverage(Check):
         values = {
             "uncovered_region_share": float(in_unc.mean()),
             "uncovered_item_share": float(cov.flagged.mean()),
-            "uncovered_regions": len(unc_regions),
-            "tail_regions": sum(1 for r in unc_regions if r.kind == "tail"),
+            "uncovered_regions": len(unc_top),
+            # tails inside uncovered clusters (a small missing topic among others)
+            "uncovered_subregions": sum(subs.values()),
+            "tail_regions": sum(1 for r in unc_top if r.kind == "tail"),
             "under_covered_regions": len(under),
             # the union: a tail region can lie inside an under-covered cluster
             "under_covered_share": float(
@@ -240,7 +247,8 @@ class Coverage(Check):
             if math.isnan(est.ess_no_shift)
             else round(est.ess_no_shift, 4),
             "max_weight": float(weights.max()) if len(weights) else 0.0,
-            "examples_needed": int(sum(r.needed for r in regions)),
+            # a sub-region's examples are counted in its cluster
+            "examples_needed": int(sum(r.needed for r in regions if not r.within)),
             "n_training": len(t_ids),
             "n_production": n_p,
             "embeddings": model or ctx.project.embeddings,
@@ -265,19 +273,23 @@ class Coverage(Check):
         res = self.result(
             values=values,
             summary=(
-                f"{values['uncovered_region_share']:.1%} of production in {len(unc_regions)} uncovered "
-                f"region(s); {len(under)} under-covered region(s); reweighting keeps "
+                f"{values['uncovered_region_share']:.1%} of production in {len(unc_top)} uncovered "
+                f"region(s){f' (+{sum(subs.values())} sub-regions)' if subs else ''}; "
+                f"{len(under)} under-covered region(s); reweighting keeps "
                 f"{values['ess_fraction']:.0%} effective sample size{noise}"
             ),
         )
-        for r in unc_regions + under:
+        for r in unc_top + under:
+            inside = (
+                f"; {subs[r.id]} sub-region(s) in the artifact's regions" if r.id in subs else ""
+            )
             res.findings.append(
                 Finding(
                     severity="info",
                     code="uncovered_region" if r.status == "uncovered" else "under_covered_region",
                     message=(
                         f"{r.status} {r.kind} region '{r.label}': {r.prod_share:.1%} of production, "
-                        f"{r.train_share:.1%} of training ({r.basis})"
+                        f"{r.train_share:.1%} of training ({r.basis}{inside})"
                     ),
                     metrics={
                         "production_share": r.prod_share,
@@ -350,6 +362,7 @@ class Coverage(Check):
                 "label": d["label"],
                 "needed_examples": d["needed_examples"],
                 "production_share": d["production_share"],
+                "within": d["within"],  # a sub-region of this cluster, whose count includes it
                 "examples": d["examples"],
             }
             for d in region_dicts

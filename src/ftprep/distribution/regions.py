@@ -10,9 +10,11 @@ nearest-training-distance evidence (``-log10`` of its p-value under the held-out
 the batch correction, see ``coverage.py``) stays below ``likes_max_evidence``. A thin topic's inputs have a training input
 of their own topic about as near as covered inputs do; a missing topic's nearest training inputs
 are from other topics, farther away.
-Flagged items inside regions that are not flagged as a whole are clustered once more: a group
-of at least ``min_region_size`` of them becomes a *tail* region of its own, so a small
-uncovered pocket is not averaged away inside a large covered cluster. A tail's training inputs
+Flagged items inside regions that are not flagged as a whole, or that are uncovered, are
+clustered once more: a group of at least ``min_region_size`` of them becomes a *tail* region of
+its own, so a small uncovered pocket is not averaged away inside a large covered cluster, and a
+small missing topic inside a mixed uncovered cluster gets a region of its own: a *sub-region*
+(``within`` names the cluster, whose count of examples needed already covers it). A tail's training inputs
 are those nearer its centre than any other region's, and a pocket with training likes is an
 under-covered tail. Only flagged items whose production neighbours are mostly flagged too
 (``tail_min_coherence``) take part: scattered false alarms are item flags, not regions.
@@ -78,6 +80,7 @@ class Region:
     needed: int = 0
     train_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     basis: str = ""  # why the status: flagged share, training likes, ratio
+    within: str = ""  # a tail: the uncovered cluster holding most of its inputs ("" if none)
 
     def reweight(self, weights: np.ndarray) -> None:
         """Recompute ``weighted_ratio`` from new importance weights of the training inputs."""
@@ -98,6 +101,7 @@ class Region:
             "uncovered_fraction": round(self.uncovered_frac, 4),
             "needed_examples": self.needed,
             "basis": self.basis,
+            "within": self.within or None,
             "examples": [{"id": prod_ids[i], "text": prod_texts[i][:300]} for i in self.examples],
             # every member, so a region can be exported for labelling or checked against truth
             "production_ids": [prod_ids[i] for i in self.prod_items],
@@ -222,13 +226,18 @@ def build_regions(
         coherent = flagged[prod_neighbors].mean(axis=1) >= p.tail_min_coherence
     regions: list[Region] = []
     pocket: list[int] = []
+    cluster_status: dict[int, str] = {}
     for c in range(n_c):
         members = np.nonzero(pc == c)[0]
         if len(members) == 0:
             continue
         reg = make(f"c{c}", "cluster", members, int(t_counts[c]), float(w_sums[c]))
         reg.train_items = np.nonzero(tc == c)[0]
-        if reg.uncovered_frac < p.uncovered_share:  # not flagged as a whole: look for pockets
+        cluster_status[c] = reg.status
+        # pockets: in clusters not flagged as a whole, and in uncovered ones, which can mix a
+        # small missing topic with others (not in a flagged cluster with training likes: its
+        # flagged inputs are that under-covered region already)
+        if reg.status == "uncovered" or reg.uncovered_frac < p.uncovered_share:
             pocket.extend(int(i) for i in members[flagged[members] & coherent[members]])
         regions.append(reg)
     if len(pocket) >= p.min_region_size:
@@ -246,6 +255,10 @@ def build_regions(
             t_items = np.nonzero(ta == j)[0]
             reg = make(f"t{j}", "tail", members, len(t_items), float(weights[t_items].sum()))
             reg.train_items = t_items
+            parent = int(np.bincount(pc[members]).argmax())
+            if cluster_status.get(parent) == "uncovered":
+                reg.within = f"c{parent}"  # a sub-region: its examples are counted there
+                reg.basis += f"; inside uncovered cluster {reg.within}"
             regions.append(reg)  # uncovered, or under-covered when training has likes
     order = {"uncovered": 0, "under-covered": 1, "covered": 2}
     regions.sort(key=lambda r: (order[r.status], -r.prod_share, r.id))
