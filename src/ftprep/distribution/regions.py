@@ -35,6 +35,8 @@ from ftprep.contamination.semantic import STOP_WORDS
 from ftprep.distribution.knn import assign, spherical_kmeans
 from ftprep.distribution.text import doc_freq
 
+MAX_CLUSTERS = 150  # production clusters, and tail pockets, at most
+
 
 @dataclass(slots=True)
 class RegionParams:
@@ -161,7 +163,7 @@ def build_regions(
     (``likes_max_evidence``), not uncovered."""
     p = params or RegionParams()
     n_p, n_t = len(prod_emb), len(train_emb)
-    n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, 150))
+    n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, MAX_CLUSTERS))
     n_c = max(1, min(n_c, n_p))
     cent = spherical_kmeans(prod_emb, n_c, iters=15, seed=p.seed, sample=50000)
     pc = assign(prod_emb, cent)
@@ -242,7 +244,9 @@ def build_regions(
         regions.append(reg)
     if len(pocket) >= p.min_region_size:
         pk = np.array(sorted(pocket))
-        n_sub = max(1, len(pk) // max(p.min_region_size * 4, 1))
+        # at most as many pockets as clusters: with uncovered clusters' inputs in the pool it can
+        # hold a large share of production, and k-means cost grows with the centres
+        n_sub = min(max(1, len(pk) // max(p.min_region_size * 4, 1)), MAX_CLUSTERS)
         sub_cent = spherical_kmeans(prod_emb[pk], min(n_sub, len(pk)), iters=15, seed=p.seed)
         sub = assign(prod_emb[pk], sub_cent)
         # a tail's training inputs: those nearer its centre than any cluster's or other tail's
