@@ -11,6 +11,7 @@ and words that explain the shift. Method and parameters: ``docs/distribution.md`
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -199,10 +200,7 @@ class Coverage(Check):
         n_p = len(p_ids)
         unc_regions = [r for r in regions if r.status == "uncovered"]
         unc_top = [r for r in unc_regions if not r.within]  # sub-regions lie inside these
-        subs: dict[str, int] = {}
-        for r in unc_regions:
-            if r.within:
-                subs[r.within] = subs.get(r.within, 0) + 1
+        subs = Counter(r.within for r in unc_regions if r.within)  # sub-regions per cluster
         under = [r for r in regions if r.status == "under-covered"]
         in_unc = np.zeros(n_p, dtype=bool)
         for r in unc_regions:  # flagged items of uncovered regions (a mixed region's covered

@@ -253,6 +253,14 @@ def upper_pvalue(values: np.ndarray, null: np.ndarray) -> np.ndarray:
     return (above + 0.5 * ties + 1.0) / (len(s) + 1.0)
 
 
+def _batch_shift(prod: np.ndarray, held: np.ndarray, q: float) -> float:
+    """How far production's values exceed the held-out slice's at the low quantile ``q``, where
+    production is covered inputs (its batch difference from training; 0 when below or ``q`` 0)."""
+    if q <= 0:
+        return 0.0
+    return max(0.0, float(np.quantile(prod, q) - np.quantile(held, q)))
+
+
 def pseudo_labels(x: np.ndarray, k: int, max_fit: int, seed: int) -> np.ndarray:
     """Cluster ids (0..k-1) of ``x``: spherical k-means (the regions' and the IVF index's,
     ``knn.spherical_kmeans``) fitted on at most ``max_fit`` rows, then assigned to all. Stand-in
@@ -403,19 +411,13 @@ def coverage_scores(
         g_h -= np.log(upper_pvalue(comp_h[name], comp_h[name]))
     s_p = (1 - p.smooth) * g_p + p.smooth * g_p[i_pp[:, :ks]].mean(axis=1)
     s_h = (1 - p.smooth) * g_h + p.smooth * g_p[i_hp[:, :ks]].mean(axis=1)
-    batch_shift = 0.0
-    if p.batch_quantile > 0:
-        q = p.batch_quantile
-        batch_shift = max(0.0, float(np.quantile(s_p, q) - np.quantile(s_h, q)))
+    batch_shift = _batch_shift(s_p, s_h, p.batch_quantile)
     null = s_h + batch_shift  # the held-out scores as covered production would score
     # the nearest-training distance with the same batch correction: production's distances
     # exceed the held-out slice's even where it is covered (CLINC150's test split: median
     # -log10 p 0.44 against the null's 0.30), which would make thin regions look absent
     d_p, d_h = comp_p["nn_distance"], comp_h["nn_distance"]
-    nn_shift = 0.0
-    if p.batch_quantile > 0:
-        q = p.batch_quantile
-        nn_shift = max(0.0, float(np.quantile(d_p, q) - np.quantile(d_h, q)))
+    nn_shift = _batch_shift(d_p, d_h, p.batch_quantile)
     nn_ev = -np.log10(upper_pvalue(d_p - nn_shift, d_h))
     threshold = float(np.quantile(null, 1 - p.fpr))
     nn_q = {f"q{int(q * 100)}": float(np.quantile(d_hr[:, 0], q)) for q in (0.5, 0.9, 0.95, 0.99)}

@@ -7,16 +7,17 @@ coverage score, *under-covered* when its production/training ratio reaches ``und
 A region flagged that much is still only *under-covered* when training has inputs like its
 inputs, just too few of them: when the median over its production inputs of the
 nearest-training-distance evidence (``-log10`` of its p-value under the held-out null, after
-the batch correction, see ``coverage.py``) stays below ``likes_max_evidence``. A thin topic's inputs have a training input
-of their own topic about as near as covered inputs do; a missing topic's nearest training inputs
-are from other topics, farther away.
+the batch correction, see ``coverage.py``) stays below ``likes_max_evidence``. A thin topic's
+inputs have a training input of their own topic about as near as covered inputs do; a missing
+topic's nearest training inputs are from other topics, farther away.
+
 Flagged items inside regions that are not flagged as a whole, or that are uncovered, are
 clustered once more: a group of at least ``min_region_size`` of them becomes a *tail* region of
 its own, so a small uncovered pocket is not averaged away inside a large covered cluster, and a
 small missing topic inside a mixed uncovered cluster gets a region of its own: a *sub-region*
-(``within`` names the cluster, whose count of examples needed already covers it). A tail's training inputs
-are those nearer its centre than any other region's, and a pocket with training likes is an
-under-covered tail. Only flagged items whose production neighbours are mostly flagged too
+(``within`` names the cluster, whose count of examples needed already covers it). A tail's
+training inputs are those nearer its centre than any other region's, and a pocket with training
+likes is an under-covered tail. Only flagged items whose production neighbours are mostly flagged too
 (``tail_min_coherence``) take part: scattered false alarms are item flags, not regions.
 
 Each region gets a readable label (the words that most distinguish it from everything else,
@@ -228,14 +229,12 @@ def build_regions(
         coherent = flagged[prod_neighbors].mean(axis=1) >= p.tail_min_coherence
     regions: list[Region] = []
     pocket: list[int] = []
-    cluster_status: dict[int, str] = {}
     for c in range(n_c):
         members = np.nonzero(pc == c)[0]
         if len(members) == 0:
             continue
         reg = make(f"c{c}", "cluster", members, int(t_counts[c]), float(w_sums[c]))
         reg.train_items = np.nonzero(tc == c)[0]
-        cluster_status[c] = reg.status
         # pockets: in clusters not flagged as a whole, and in uncovered ones, which can mix a
         # small missing topic with others (not in a flagged cluster with training likes: its
         # flagged inputs are that under-covered region already)
@@ -252,6 +251,7 @@ def build_regions(
         # a tail's training inputs: those nearer its centre than any cluster's or other tail's
         # (a pocket of inputs with training likes has some; the clusters keep their counts)
         ta = assign(train_emb, np.vstack([cent, sub_cent])) - n_c
+        status = {r.id: r.status for r in regions}  # the clusters'
         for j in range(len(sub_cent)):
             members = pk[sub == j]
             if len(members) < p.min_region_size:
@@ -259,9 +259,9 @@ def build_regions(
             t_items = np.nonzero(ta == j)[0]
             reg = make(f"t{j}", "tail", members, len(t_items), float(weights[t_items].sum()))
             reg.train_items = t_items
-            parent = int(np.bincount(pc[members]).argmax())
-            if cluster_status.get(parent) == "uncovered":
-                reg.within = f"c{parent}"  # a sub-region: its examples are counted there
+            parent = f"c{int(np.bincount(pc[members]).argmax())}"
+            if status.get(parent) == "uncovered":
+                reg.within = parent  # a sub-region: its examples are counted there
                 reg.basis += f"; inside uncovered cluster {reg.within}"
             regions.append(reg)  # uncovered, or under-covered when training has likes
     order = {"uncovered": 0, "under-covered": 1, "covered": 2}
