@@ -5,9 +5,12 @@ For each production item four pieces of evidence that it lies where training has
 ``nn_distance``
     cosine distance to the nearest training input;
 ``density_ratio``
-    log odds of production vs training among its ``k_pool`` nearest neighbours in the pooled
-    set (a kNN classifier's density-ratio estimate; high where production is dense and training
-    thin, which catches a missing region right next to a covered one);
+    log odds of production vs training among its nearest neighbours in the pooled set (a kNN
+    classifier's density-ratio estimate; high where production is dense and training thin, which
+    catches a missing region right next to a covered one), at several neighbourhood sizes
+    (``density_k``): each size's log odds becomes a p-value under the held-out null and the
+    evidence is the mean of their ``-log p`` (a small neighbourhood sees a missing group of
+    fine-grained intents among covered ones, a large one a whole missing domain);
 ``token_ratio``
     the largest log ratio, over the item's words, of the word's document frequency in production
     (the item itself left out) to that in training: vocabulary that production uses and
@@ -65,7 +68,9 @@ MIN_TRAIN, MIN_PROD = 20, 5  # fewer inputs than this: no coverage estimate
 
 @dataclass(slots=True)
 class CoverageParams:
-    k_pool: int = 20  # neighbours for the density-ratio evidence
+    k_pool: int = 20  # nearest training inputs the lexical evidence compares with
+    # neighbourhood sizes of the density-ratio evidence (the mean of their -log p-values)
+    density_k: tuple[int, ...] = (10, 40, 160)
     k_smooth: int = 10  # production neighbours whose evidence is averaged in
     smooth: float = 0.4  # weight of the neighbourhood in the smoothed score
     holdout: float = 0.1  # share of training held out as the covered null
@@ -91,6 +96,10 @@ class CoverageParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CoverageParams:
         kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "density_k" in kw:
+            kw["density_k"] = tuple(int(k) for k in kw["density_k"])
+            if not kw["density_k"] or min(kw["density_k"]) < 1:
+                raise ValueError("density_k: expected a non-empty list of positive integers")
         if "components" in kw:
             kw["components"] = tuple(kw["components"])
             unknown = set(kw["components"]) - set(COMPONENTS)
@@ -156,6 +165,28 @@ def _pool_log_ratio(
     n_p = np.take_along_axis(is_prod, order, axis=1).sum(axis=1)
     n_t = order.shape[1] - n_p
     return np.log((n_p + 0.5) / (n_t + 0.5) * (n_ref / max(n_prod, 1)))
+
+
+def _density_evidence(
+    d_pr: np.ndarray,
+    d_pp: np.ndarray,
+    d_hr: np.ndarray,
+    d_hp: np.ndarray,
+    ks: list[int],
+    n_ref: int,
+    n_prod: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The density-ratio evidence of production and held-out items: the kNN log odds at each
+    neighbourhood size in ``ks``, turned into ``-log`` p-values under the held-out null and
+    averaged over the sizes (one size: the log odds themselves)."""
+    prod = [_pool_log_ratio(d_pr, d_pp, k, n_ref, n_prod) for k in ks]
+    held = [_pool_log_ratio(d_hr, d_hp, k, n_ref, n_prod) for k in ks]
+    if len(ks) == 1:
+        return prod[0], held[0]
+    return (
+        np.mean([-np.log(upper_pvalue(a, h)) for a, h in zip(prod, held, strict=True)], axis=0),
+        np.mean([-np.log(upper_pvalue(h, h)) for h in held], axis=0),
+    )
 
 
 def _token_evidence(
@@ -307,16 +338,20 @@ def coverage_scores(
     x_ref, x_hold = train_emb[r_idx], train_emb[h_idx]
     kp = min(p.k_pool, len(r_idx), n_p - 1)
     ks = min(p.k_smooth, n_p - 1)
+    kd = sorted({min(k, len(r_idx), n_p - 1) for k in p.density_k})
+    kn = max(kp, kd[-1])  # neighbours searched: the largest any evidence needs
 
-    d_pr, i_pr = knn(prod_emb, x_ref, kp, seed=p.seed)
-    d_pp, i_pp = knn(prod_emb, prod_emb, max(kp, ks), exclude_self=True, seed=p.seed)
-    d_hr, i_hr = knn(x_hold, x_ref, kp, seed=p.seed)
-    d_hp, i_hp = knn(x_hold, prod_emb, max(kp, ks), seed=p.seed)
+    d_pr, i_pr = knn(prod_emb, x_ref, kn, seed=p.seed)
+    d_pp, i_pp = knn(prod_emb, prod_emb, max(kn, ks), exclude_self=True, seed=p.seed)
+    d_hr, i_hr = knn(x_hold, x_ref, kn, seed=p.seed)
+    d_hp, i_hp = knn(x_hold, prod_emb, max(kn, ks), seed=p.seed)
+    i_pr, i_hr = i_pr[:, :kp], i_hr[:, :kp]  # the lexical evidence's candidates
 
     comp_p: dict[str, np.ndarray] = {"nn_distance": d_pr[:, 0]}
     comp_h: dict[str, np.ndarray] = {"nn_distance": d_hr[:, 0]}
-    comp_p["density_ratio"] = _pool_log_ratio(d_pr, d_pp, kp, len(r_idx), n_p)
-    comp_h["density_ratio"] = _pool_log_ratio(d_hr, d_hp, kp, len(r_idx), n_p)
+    comp_p["density_ratio"], comp_h["density_ratio"] = _density_evidence(
+        d_pr, d_pp, d_hr, d_hp, kd, len(r_idx), n_p
+    )
     train_sets, prod_sets = token_sets(train_texts), token_sets(prod_texts)
     ref_sets = [train_sets[i] for i in r_idx]
     hold_sets = [train_sets[i] for i in h_idx]
