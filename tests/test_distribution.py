@@ -94,6 +94,14 @@ def test_knn_ivf_finds_most_true_neighbours() -> None:
     # the dispatcher picks the index above the pair limit and stays consistent in shape
     d, i = knn(q, x, 10, exact_limit=0)
     assert d.shape == i.shape == (len(q), 10)
+    # queries searched in blocks (a large k) find the same neighbours as in one pass
+    for exclude in (False, True):
+        qq = x if exclude else q
+        _, one = knn_ivf(qq, x, 10, exclude_self=exclude)
+        _, blocks = knn_ivf(qq, x, 10, exclude_self=exclude, max_candidates=2000)
+        assert np.array_equal(one, blocks)
+        if exclude:
+            assert not (blocks == np.arange(len(x))[:, None]).any()
 
 
 @given(
@@ -1032,3 +1040,19 @@ def test_fits_in_worker_processes_equal_fits_in_turn() -> None:
     par = fit_many(jobs, LabelShiftParams(n_jobs=2, parallel_min_work=0))
     for a, b in zip(seq, par, strict=True):
         assert np.allclose(a.coef_, b.coef_, atol=1e-8) and list(a.classes_) == list(b.classes_)
+
+
+def test_report_lists_sub_regions_under_their_cluster() -> None:
+    from ftprep.checks.distribution import _parents_first
+
+    regions = [
+        {"id": "c1", "within": None},
+        {"id": "c2", "within": None},
+        {"id": "t0", "within": "c2"},
+        {"id": "t1", "within": None},
+        {"id": "t2", "within": "c1"},
+        {"id": "t3", "within": "c2"},
+    ]
+    order = [d["id"] for d in _parents_first(regions)]
+    assert order == ["c1", "t2", "c2", "t0", "t3", "t1"]
+    assert sorted(order) == sorted(d["id"] for d in regions)  # nothing lost or repeated

@@ -114,6 +114,21 @@ def training_labels(
     return None, None, "no closed label set among " + ", ".join(AUTO_LABEL_FIELDS)
 
 
+def _parents_first(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The regions in their order, each sub-region moved right after the cluster it lies in."""
+    subs: dict[str, list[dict[str, Any]]] = {}
+    for d in regions:
+        if d["within"]:
+            subs.setdefault(d["within"], []).append(d)
+    ids = {d["id"] for d in regions}
+    out = []
+    for d in regions:
+        if not d["within"] or d["within"] not in ids:
+            out.append(d)
+            out.extend(subs.get(d["id"], []))
+    return out
+
+
 def _pca2(x: np.ndarray) -> np.ndarray:
     c = x - x.mean(axis=0)
     _, _, vt = np.linalg.svd(c, full_matrices=False)
@@ -464,7 +479,7 @@ class Coverage(Check):
                     ],
                     "rows": [
                         [
-                            d["id"],
+                            d["id"] if not d["within"] else f"↳ {d['id']} (in {d['within']})",
                             d["status"],
                             d["label"],
                             f"{d['production_share']:.2%}",
@@ -474,7 +489,7 @@ class Coverage(Check):
                             d["needed_examples"],
                             d["basis"],
                         ]
-                        for d in region_dicts
+                        for d in _parents_first(region_dicts)
                     ],
                 },
                 note=(

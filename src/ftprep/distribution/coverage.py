@@ -150,20 +150,19 @@ def _split_holdout(n: int, p: CoverageParams) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pool_log_ratio(
-    d_ref: np.ndarray, d_prod: np.ndarray, k: int, n_ref: int, n_prod: int
+    d_ref: np.ndarray, d_prod: np.ndarray, k: int, n_ref: int, n_prod: int, block: int = 16384
 ) -> np.ndarray:
-    """Log odds of production among the ``k`` nearest of the merged neighbour lists."""
-    dist = np.concatenate([d_ref[:, :k], d_prod[:, :k]], axis=1)
-    is_prod = np.concatenate(
-        [
-            np.zeros((len(d_ref), min(k, d_ref.shape[1]))),
-            np.ones((len(d_prod), min(k, d_prod.shape[1]))),
-        ],
-        axis=1,
-    )
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    n_p = np.take_along_axis(is_prod, order, axis=1).sum(axis=1)
-    n_t = order.shape[1] - n_p
+    """Log odds of production among the ``k`` nearest of the merged neighbour lists (rows in
+    blocks: at k 160 and 100k rows the merged lists would take ~0.5 GB at once)."""
+    k_r, k_p = min(k, d_ref.shape[1]), min(k, d_prod.shape[1])
+    is_prod = np.concatenate([np.zeros(k_r, dtype=bool), np.ones(k_p, dtype=bool)])
+    n_p = np.empty(len(d_ref))
+    n_sel = min(k, k_r + k_p)
+    for s in range(0, len(d_ref), block):
+        dist = np.concatenate([d_ref[s : s + block, :k_r], d_prod[s : s + block, :k_p]], axis=1)
+        order = np.argsort(dist, axis=1, kind="stable")[:, :n_sel]
+        n_p[s : s + block] = is_prod[order].sum(axis=1)
+    n_t = n_sel - n_p
     return np.log((n_p + 0.5) / (n_t + 0.5) * (n_ref / max(n_prod, 1)))
 
 

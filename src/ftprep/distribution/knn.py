@@ -90,6 +90,7 @@ def knn_ivf(
     exclude_self: bool = False,
     nprobe: int = 8,
     seed: int = 0,
+    max_candidates: float = 5e7,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate kNN: scan the ``nprobe`` k-means cells nearest to each query."""
     nq, nr = len(queries), len(reference)
@@ -102,10 +103,37 @@ def knn_ivf(
         cs = queries[s : s + 8192] @ cent.T
         q_cells[s : s + 8192] = np.argpartition(-cs, nprobe - 1, axis=1)[:, :nprobe]
     kk = k + (1 if exclude_self else 0)
-    cand_sim = np.full((nq, nprobe, kk), -np.inf, dtype=np.float32)
-    cand_idx = np.zeros((nq, nprobe, kk), dtype=np.int64)
     members = np.argsort(ref_cell, kind="stable")
     bounds = np.searchsorted(ref_cell[members], np.arange(n_cells + 1))
+    dist = np.empty((nq, k), dtype=np.float32)
+    idx = np.empty((nq, k), dtype=np.int64)
+    # queries in blocks, so the candidate arrays stay near max_candidates entries however large k
+    block = max(1, int(max_candidates // (nprobe * kk)))
+    for s in range(0, nq, block):
+        e = min(nq, s + block)
+        dist[s:e], idx[s:e] = _ivf_block(
+            queries, reference, q_cells[s:e], s, members, bounds, k, kk, exclude_self
+        )
+    return dist, idx
+
+
+def _ivf_block(
+    queries: np.ndarray,
+    reference: np.ndarray,
+    q_cells: np.ndarray,
+    offset: int,
+    members: np.ndarray,
+    bounds: np.ndarray,
+    k: int,
+    kk: int,
+    exclude_self: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of queries ``offset .. offset + len(q_cells)`` among their probed
+    cells' members (``kk`` per cell: ``k``, plus one for the query itself)."""
+    nq, nprobe = q_cells.shape
+    n_cells = len(bounds) - 1
+    cand_sim = np.full((nq, nprobe, kk), -np.inf, dtype=np.float32)
+    cand_idx = np.zeros((nq, nprobe, kk), dtype=np.int64)
     # (query, slot) pairs grouped by probed cell with one sort, not a scan per cell
     flat_cells = q_cells.ravel()
     probes = np.argsort(flat_cells, kind="stable")
@@ -116,9 +144,9 @@ def knn_ivf(
         qi, slot = pr // nprobe, pr % nprobe
         if len(mem) == 0 or len(qi) == 0:
             continue
-        sim = queries[qi] @ reference[mem].T
+        sim = queries[offset + qi] @ reference[mem].T
         if exclude_self:
-            sim[qi[:, None] == mem[None, :]] = -np.inf
+            sim[(offset + qi)[:, None] == mem[None, :]] = -np.inf
         m = min(kk, len(mem))
         top = (  # the m largest, without negating a copy of the block
             np.argpartition(sim, len(mem) - m, axis=1)[:, len(mem) - m :]
