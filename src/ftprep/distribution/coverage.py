@@ -344,13 +344,15 @@ def coverage_scores(
     d_pp, i_pp = knn(prod_emb, prod_emb, max(kn, ks), exclude_self=True, seed=p.seed)
     d_hr, i_hr = knn(x_hold, x_ref, kn, seed=p.seed)
     d_hp, i_hp = knn(x_hold, prod_emb, max(kn, ks), seed=p.seed)
-    i_pr, i_hr = i_pr[:, :kp], i_hr[:, :kp]  # the lexical evidence's candidates
-
-    comp_p: dict[str, np.ndarray] = {"nn_distance": d_pr[:, 0]}
-    comp_h: dict[str, np.ndarray] = {"nn_distance": d_hr[:, 0]}
+    comp_p: dict[str, np.ndarray] = {"nn_distance": d_pr[:, 0].copy()}
+    comp_h: dict[str, np.ndarray] = {"nn_distance": d_hr[:, 0].copy()}
     comp_p["density_ratio"], comp_h["density_ratio"] = _density_evidence(
         d_pr, d_pp, d_hr, d_hp, kd, len(r_idx), n_p
     )
+    # keep only the columns used from here on (copies: a slice would hold the kn-wide arrays)
+    i_pr, i_hr = i_pr[:, :kp].copy(), i_hr[:, :kp].copy()  # the lexical evidence's candidates
+    i_pp, i_hp = i_pp[:, :ks].copy(), i_hp[:, :ks].copy()  # the smoothing's neighbours
+    del d_pr, d_pp, d_hr, d_hp
     train_sets, prod_sets = token_sets(train_texts), token_sets(prod_texts)
     ref_sets = [train_sets[i] for i in r_idx]
     hold_sets = [train_sets[i] for i in h_idx]
@@ -454,15 +456,15 @@ def coverage_scores(
     nn_shift = _batch_shift(d_p, d_h, p.batch_quantile)
     nn_ev = -np.log10(upper_pvalue(d_p - nn_shift, d_h))
     threshold = float(np.quantile(null, 1 - p.fpr))
-    nn_q = {f"q{int(q * 100)}": float(np.quantile(d_hr[:, 0], q)) for q in (0.5, 0.9, 0.95, 0.99)}
+    nn_q = {f"q{int(q * 100)}": float(np.quantile(d_h, q)) for q in (0.5, 0.9, 0.95, 0.99)}
     return CoverageScores(
         score=s_p,
         pvalue=upper_pvalue(s_p, null),
         flagged=s_p > threshold,
         threshold=threshold,
-        nn_distance=d_pr[:, 0].astype(np.float64),
+        nn_distance=d_p.astype(np.float64),
         nn_index=r_idx[i_pr[:, 0]],
-        prod_neighbors=i_pp[:, :ks],
+        prod_neighbors=i_pp,
         components=comp_p,
         nn_evidence=nn_ev,
         nn_batch_shift=nn_shift,

@@ -90,7 +90,7 @@ def knn_ivf(
     exclude_self: bool = False,
     nprobe: int = 8,
     seed: int = 0,
-    max_candidates: float = 5e7,
+    max_candidates: float = 1e7,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate kNN: scan the ``nprobe`` k-means cells nearest to each query."""
     nq, nr = len(queries), len(reference)
