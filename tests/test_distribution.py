@@ -605,6 +605,13 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     novel = [scores[i] for i in novel_ids]
     covered = [v for i, v in scores.items() if i not in novel_ids]
     assert np.mean([n > c for n in novel for c in covered]) > 0.9  # AUROC
+    # every production input's nearest training input, farther for the novel requests
+    near = art["nearest_training"]
+    assert set(near) == set(scores)
+    assert {v["id"] for v in near.values()} <= {f"t{i}" for i in range(len(train))}
+    assert all(v["distance"] >= 0 for v in near.values())
+    d_novel = np.median([near[i]["distance"] for i in novel_ids])
+    assert d_novel > np.median([v["distance"] for i, v in near.items() if i not in novel_ids])
     assert "shift" in art and art["shift"]["auc"] > 0.5
     # without a production sample the checks are reported as not run
     (tmp_path / "ftprep.yaml").write_text(

@@ -393,7 +393,25 @@ class Coverage(Check):
         # every production input's uncovered score (flagged above ``score_threshold``), so a
         # user can rank inputs or choose another operating point without re-running
         art["uncovered_scores"] = {i: float(v) for i, v in zip(p_ids, cov.score, strict=True)}
-        res.sections.extend(self._sections(cov, xt, xp, regions, region_dicts, values, cp.seed))
+        # each production input's nearest training input and its cosine distance (centred
+        # embeddings; compare with coverage.holdout_nn_distance, the held-out slice's quantiles)
+        art["nearest_training"] = {
+            i: {"id": t_ids[int(j)], "distance": round(float(d), 5)}
+            for i, j, d in zip(p_ids, cov.nn_index, cov.nn_distance, strict=True)
+        }
+        pos = {i: k for k, i in enumerate(p_ids)}
+        nearest = {  # the nearest training input of each example the report shows
+            e["id"]: (
+                t_texts[int(cov.nn_index[pos[e["id"]]])],
+                float(cov.nn_distance[pos[e["id"]]]),
+            )
+            for d in region_dicts
+            if d["status"] != "covered"
+            for e in d["examples"]
+        }
+        res.sections.extend(
+            self._sections(cov, xt, xp, regions, region_dicts, values, cp.seed, nearest)
+        )
         if label_rows:
             res.sections.append(
                 Section(
@@ -432,6 +450,7 @@ class Coverage(Check):
         region_dicts: list[dict[str, Any]],
         values: dict[str, Any],
         seed: int,
+        nearest: dict[str, tuple[str, float]],
     ) -> list[Section]:
         rng = np.random.default_rng(seed)
         n_map = int(self.param("map_points", 1500))
@@ -511,7 +530,13 @@ class Coverage(Check):
                             {
                                 "id": e["id"],
                                 "title": f"{d['id']} ({d['status']}): {d['label']}",
-                                "fields": {"input": e["text"]},
+                                "fields": {
+                                    "input": e["text"],
+                                    "nearest training input": (
+                                        f"{nearest[e['id']][0][:300]} "
+                                        f"(cosine distance {nearest[e['id']][1]:.3f})"
+                                    ),
+                                },
                             }
                             for d in shown
                             for e in d["examples"][:3]
