@@ -4,6 +4,7 @@ importance weights, the shift test and its explanations, and the checks inside a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,22 @@ def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     # training has inputs like the thin topic's (near, too few): under-covered; the absent stays
     assert on[6] == {"under-covered"} and on[7] == {"uncovered"}
     assert all(st == {"covered"} for c, st in on.items() if c < 6)
+    # the basis says how far the median input's nearest training input is, against covered ones
+    p = RegionParams(seed=0)
+    regions = _unweighted_regions(xp, xt, tp, tt, cov, p, cov.nn_evidence)
+    checked = set()
+    for r in regions:
+        if r.status == "covered":
+            continue
+        topic = int(np.bincount(yp[r.prod_items]).argmax())
+        share = int(re.search(r"farther than (?:only )?(\d+)% of covered", r.basis).group(1))
+        if topic == 7 and r.status == "uncovered":
+            assert share >= 75  # farther than the held-out slice's 75th percentile
+            checked.add(7)
+        if topic == 6 and r.status == "under-covered":
+            assert share < 75
+            checked.add(6)
+    assert checked == {6, 7}
 
 
 def test_small_missing_topic_in_a_mixed_uncovered_cluster_gets_a_sub_region() -> None:

@@ -180,19 +180,24 @@ def build_regions(
         train_share = n_train / n_t
         ratio = prod_share / train_share if n_train else math.inf
         unc = float(flagged[members].mean()) if len(members) else 0.0
-        likes = (
-            nn_evidence is not None
-            and len(nn_evidence) == n_p
-            and p.likes_max_evidence > 0
-            and len(members) > 0
-            and float(np.median(nn_evidence[members])) < p.likes_max_evidence
+        ev = math.nan
+        if nn_evidence is not None and len(nn_evidence) == n_p and len(members) > 0:
+            ev = float(np.median(nn_evidence[members]))
+        # the median input's nearest-training distance, as the share of covered (held-out)
+        # inputs whose nearest training input is nearer (1 - its p-value)
+        farther = (
+            f": the median input's nearest training input is farther than {1 - 10**-ev:.0%} "
+            "of covered inputs' are"
+            if math.isfinite(ev)
+            else ""
         )
+        likes = p.likes_max_evidence > 0 and ev < p.likes_max_evidence  # False for NaN
         if unc >= p.uncovered_share:
             status = "under-covered" if likes else "uncovered"
             basis = f"{unc:.0%} of its inputs flagged; " + (
-                "training has inputs like them, too few"
+                f"training has inputs like them, too few{farther}"
                 if likes
-                else "no training inputs like them"
+                else f"their nearest training inputs are far{farther}"
             )
         elif ratio >= p.under_ratio:
             status = "under-covered"
