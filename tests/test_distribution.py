@@ -183,6 +183,7 @@ def test_coverage_flags_missing_regions_and_calibrates_false_alarms() -> None:
 
 def test_density_evidence_at_several_scales() -> None:
     assert CoverageParams.from_dict({"density_k": [5, 50]}).density_k == (5, 50)
+    assert CoverageParams.from_dict({"density_k": 40}).density_k == (40,)
     for bad in ([], [0, 10]):
         with pytest.raises(ValueError, match="density_k"):
             CoverageParams.from_dict({"density_k": bad})

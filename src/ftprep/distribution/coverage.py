@@ -97,7 +97,8 @@ class CoverageParams:
     def from_dict(cls, d: dict[str, Any]) -> CoverageParams:
         kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         if "density_k" in kw:
-            kw["density_k"] = tuple(int(k) for k in kw["density_k"])
+            v = kw["density_k"]
+            kw["density_k"] = (int(v),) if isinstance(v, int) else tuple(int(k) for k in v)
             if not kw["density_k"] or min(kw["density_k"]) < 1:
                 raise ValueError("density_k: expected a non-empty list of positive integers")
         if "components" in kw:
