@@ -399,15 +399,13 @@ class Coverage(Check):
             i: {"id": t_ids[int(j)], "distance": round(float(d), 5)}
             for i, j, d in zip(p_ids, cov.nn_index, cov.nn_distance, strict=True)
         }
-        pos = {i: k for k, i in enumerate(p_ids)}
+        in_report = {
+            e["id"] for d in region_dicts if d["status"] != "covered" for e in d["examples"]
+        }
         nearest = {  # the nearest training input of each example the report shows
-            e["id"]: (
-                t_texts[int(cov.nn_index[pos[e["id"]]])],
-                float(cov.nn_distance[pos[e["id"]]]),
-            )
-            for d in region_dicts
-            if d["status"] != "covered"
-            for e in d["examples"]
+            i: (t_texts[int(cov.nn_index[k])], float(cov.nn_distance[k]))
+            for k, i in enumerate(p_ids)
+            if i in in_report
         }
         res.sections.extend(
             self._sections(cov, xt, xp, regions, region_dicts, values, cp.seed, nearest)
