@@ -196,7 +196,6 @@ def test_density_evidence_at_several_scales() -> None:
     assert one.components["density_ratio"].max() <= np.log(41 * n_ref / len(xp)) + 1e-9
     # several: the mean -log p-value under the held-out null, high on the missing topics
     dens = multi.components["density_ratio"]
-    assert (dens > 0).all()
     missing = yp >= 6
     assert dens[missing].min() > np.quantile(dens[~missing], 0.9)
     # sizes beyond the data are cut to it

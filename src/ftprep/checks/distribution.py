@@ -118,12 +118,11 @@ def _parents_first(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The regions in their order, each sub-region moved right after the cluster it lies in."""
     subs: dict[str, list[dict[str, Any]]] = {}
     for d in regions:
-        if d["within"]:
+        if d["within"]:  # build_regions sets it only to a cluster it returns
             subs.setdefault(d["within"], []).append(d)
-    ids = {d["id"] for d in regions}
     out = []
     for d in regions:
-        if not d["within"] or d["within"] not in ids:
+        if not d["within"]:
             out.append(d)
             out.extend(subs.get(d["id"], []))
     return out
@@ -216,6 +215,7 @@ class Coverage(Check):
         unc_regions = [r for r in regions if r.status == "uncovered"]
         unc_top = [r for r in unc_regions if not r.within]  # sub-regions lie inside these
         subs = Counter(r.within for r in unc_regions if r.within)  # sub-regions per cluster
+        n_subs = sum(subs.values())
         under = [r for r in regions if r.status == "under-covered"]
         in_unc = np.zeros(n_p, dtype=bool)
         for r in unc_regions:  # flagged items of uncovered regions (a mixed region's covered
@@ -227,7 +227,7 @@ class Coverage(Check):
             "uncovered_item_share": float(cov.flagged.mean()),
             "uncovered_regions": len(unc_top),
             # tails inside uncovered clusters (a small missing topic among others)
-            "uncovered_subregions": sum(subs.values()),
+            "uncovered_subregions": n_subs,
             "tail_regions": sum(1 for r in unc_top if r.kind == "tail"),
             "under_covered_regions": len(under),
             # the union: a tail region can lie inside an under-covered cluster
@@ -287,7 +287,7 @@ class Coverage(Check):
             values=values,
             summary=(
                 f"{values['uncovered_region_share']:.1%} of production in {len(unc_top)} uncovered "
-                f"region(s){f' (+{sum(subs.values())} sub-regions)' if subs else ''}; "
+                f"region(s){f' (+{n_subs} sub-regions)' if n_subs else ''}; "
                 f"{len(under)} under-covered region(s); reweighting keeps "
                 f"{values['ess_fraction']:.0%} effective sample size{noise}"
             ),

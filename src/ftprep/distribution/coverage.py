@@ -150,21 +150,37 @@ def _split_holdout(n: int, p: CoverageParams) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:size]), np.sort(perm[size:])
 
 
-def _pool_log_ratio(
-    d_ref: np.ndarray, d_prod: np.ndarray, k: int, n_ref: int, n_prod: int, block: int = 16384
-) -> np.ndarray:
-    """Log odds of production among the ``k`` nearest of the merged neighbour lists (rows in
-    blocks: at k 160 and 100k rows the merged lists would take ~0.5 GB at once)."""
-    k_r, k_p = min(k, d_ref.shape[1]), min(k, d_prod.shape[1])
+def _pool_log_ratios(
+    d_ref: np.ndarray,
+    d_prod: np.ndarray,
+    ks: list[int],
+    n_ref: int,
+    n_prod: int,
+    block: int = 16384,
+) -> list[np.ndarray]:
+    """Log odds of production among the ``k`` nearest of the merged neighbour lists, for each
+    ``k`` in ``ks``: one sort of the merged lists serves every size (the ``k`` nearest of the
+    merged lists are the ``k`` nearest of their first ``k`` columns; ties put training first).
+    Rows in blocks: at 160 neighbours and 100k rows the merged lists and their sort order would
+    take about 0.4 GB at once (computed)."""
+    k_r, k_p = min(max(ks), d_ref.shape[1]), min(max(ks), d_prod.shape[1])
     is_prod = np.concatenate([np.zeros(k_r, dtype=bool), np.ones(k_p, dtype=bool)])
-    n_p = np.empty(len(d_ref))
-    n_sel = min(k, k_r + k_p)
+    sel = [min(k, k_r + k_p) for k in ks]  # a size beyond the lists takes all of them
+    n_p = np.empty((len(ks), len(d_ref)))
     for s in range(0, len(d_ref), block):
         dist = np.concatenate([d_ref[s : s + block, :k_r], d_prod[s : s + block, :k_p]], axis=1)
-        order = np.argsort(dist, axis=1, kind="stable")[:, :n_sel]
-        n_p[s : s + block] = is_prod[order].sum(axis=1)
-    n_t = n_sel - n_p
-    return np.log((n_p + 0.5) / (n_t + 0.5) * (n_ref / max(n_prod, 1)))
+        order = np.argsort(dist, axis=1, kind="stable")[:, : max(sel)]
+        seen = np.cumsum(is_prod[order], axis=1)
+        for j, m in enumerate(sel):
+            n_p[j, s : s + block] = seen[:, m - 1]
+    scale = n_ref / max(n_prod, 1)
+    return [np.log((n_p[j] + 0.5) / (m - n_p[j] + 0.5) * scale) for j, m in enumerate(sel)]
+
+
+def _neg_log_p(prod: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``-log`` of the upper-tail p-value of production's and the held-out slice's values under
+    the held-out null: how each piece of evidence is put on one scale."""
+    return -np.log(upper_pvalue(prod, held)), -np.log(upper_pvalue(held, held))
 
 
 def _density_evidence(
@@ -179,14 +195,12 @@ def _density_evidence(
     """The density-ratio evidence of production and held-out items: the kNN log odds at each
     neighbourhood size in ``ks``, turned into ``-log`` p-values under the held-out null and
     averaged over the sizes (one size: the log odds themselves)."""
-    prod = [_pool_log_ratio(d_pr, d_pp, k, n_ref, n_prod) for k in ks]
-    held = [_pool_log_ratio(d_hr, d_hp, k, n_ref, n_prod) for k in ks]
+    prod = _pool_log_ratios(d_pr, d_pp, ks, n_ref, n_prod)
+    held = _pool_log_ratios(d_hr, d_hp, ks, n_ref, n_prod)
     if len(ks) == 1:
         return prod[0], held[0]
-    return (
-        np.mean([-np.log(upper_pvalue(a, h)) for a, h in zip(prod, held, strict=True)], axis=0),
-        np.mean([-np.log(upper_pvalue(h, h)) for h in held], axis=0),
-    )
+    scaled = [_neg_log_p(a, h) for a, h in zip(prod, held, strict=True)]
+    return np.mean([a for a, _ in scaled], axis=0), np.mean([h for _, h in scaled], axis=0)
 
 
 def _token_evidence(
@@ -444,10 +458,11 @@ def coverage_scores(
     g_p = np.zeros(n_p)
     g_h = np.zeros(len(h_idx))
     for name in components:
-        g_p -= np.log(upper_pvalue(comp_p[name], comp_h[name]))
-        g_h -= np.log(upper_pvalue(comp_h[name], comp_h[name]))
-    s_p = (1 - p.smooth) * g_p + p.smooth * g_p[i_pp[:, :ks]].mean(axis=1)
-    s_h = (1 - p.smooth) * g_h + p.smooth * g_p[i_hp[:, :ks]].mean(axis=1)
+        lp, lh = _neg_log_p(comp_p[name], comp_h[name])
+        g_p += lp
+        g_h += lh
+    s_p = (1 - p.smooth) * g_p + p.smooth * g_p[i_pp].mean(axis=1)
+    s_h = (1 - p.smooth) * g_h + p.smooth * g_p[i_hp].mean(axis=1)
     batch_shift = _batch_shift(s_p, s_h, p.batch_quantile)
     null = s_h + batch_shift  # the held-out scores as covered production would score
     # the nearest-training distance with the same batch correction: production's distances
