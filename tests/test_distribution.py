@@ -939,8 +939,20 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     thin = np.mean([w[f"t{i}"] for i, (_, y) in enumerate(train) if y == "password"])
     assert thin > 5
     assert art["label_shift"]["used"] and art["label_shift"]["information"] > 0.5
+    # each region names the labels of the training inputs nearest it: the thin topic's own
+    pw = [
+        r
+        for r in art["regions"]
+        if r["n_training"]
+        and sum(int(i[1:]) >= 400 for i in r["production_ids"]) * 2 > len(r["production_ids"])
+    ]
+    assert pw and all(r["training_labels"][0]["label"] == "password" for r in pw)
+    assert all(
+        sum(t["count"] for t in r["training_labels"]) <= r["n_training"] for r in art["regions"]
+    )
     check, art = audit("none")
     assert art["label_shift"]["field"] is None and check["values"]["n_labels"] == 0
+    assert not any("training_labels" in r for r in art["regions"])
     # answers that look like labels but say nothing about the input: kNN weights, and a finding
     noise = rng.choice(["yes", "no", "maybe"], len(train))
     _write(
@@ -1080,3 +1092,19 @@ def test_report_lists_sub_regions_under_their_cluster() -> None:
     order = [d["id"] for d in _parents_first(regions)]
     assert order == ["c1", "t2", "c2", "t0", "t3", "t1"]
     assert sorted(order) == sorted(d["id"] for d in regions)  # nothing lost or repeated
+
+
+def test_report_cell_of_a_regions_training_inputs() -> None:
+    from ftprep.checks.distribution import _training_near
+
+    assert _training_near({"n_training": 0, "weighted_ratio": 0.0}) == "none"
+    assert _training_near({"n_training": 12, "weighted_ratio": 4.236}) == "12, weight ×4.24"
+    labelled = {
+        "n_training": 60,
+        "weighted_ratio": 4.2,
+        "training_labels": [
+            {"label": "music_likeness", "count": 10},
+            {"label": "play", "count": 3},
+        ],
+    }
+    assert _training_near(labelled) == "60, weight ×4.20: music_likeness 10, play 3"

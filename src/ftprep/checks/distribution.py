@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 ARTIFACT = "distribution"
 ARTIFACT_VERSION = 1
+TRAINING_LABELS_SHOWN = 3  # labels of a region's training inputs in the artifact and the report
 
 
 def _require(n_train: int, n_prod: int, min_train: int, min_prod: int, what: str) -> None:
@@ -112,6 +113,18 @@ def training_labels(
         if is_label_set(vals, lp):
             return field, vals, f"labels from {field} ({len(set(vals))} labels, detected)"
     return None, None, "no closed label set among " + ", ".join(AUTO_LABEL_FIELDS)
+
+
+def _training_near(d: dict[str, Any]) -> str:
+    """The report's cell for a region's training inputs: count, mean importance weight and,
+    with labels, the most common ones."""
+    if not d["n_training"]:
+        return "none"
+    cell = f"{d['n_training']}, weight ×{d['weighted_ratio']:.2f}"
+    top = d.get("training_labels") or []
+    if top:
+        cell += ": " + ", ".join(f"{t['label']} {t['count']}" for t in top)
+    return cell
 
 
 def _parents_first(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -350,6 +363,13 @@ class Coverage(Check):
                 )
             )
         region_dicts = [r.to_dict(p_ids, p_texts) for r in regions]
+        if labels_arr is not None:
+            # the labels of the training inputs nearest each region: the region's own topic says
+            # "too thin", another topic says "absent" (credit-card questions whose nearest
+            # training inputs are labelled as bank transfers)
+            for r, d in zip(regions, region_dicts, strict=True):
+                top = Counter(labels_arr[r.train_items].tolist()).most_common(TRAINING_LABELS_SHOWN)
+                d["training_labels"] = [{"label": str(k), "count": c} for k, c in top]
         art = _artifact(ctx)
         art["label_shift"] = {
             "field": label_field,
@@ -490,6 +510,7 @@ class Coverage(Check):
                         "production share",
                         "training share",
                         "production/training",
+                        "training inputs near it",
                         "uncovered items",
                         "examples needed",
                         "why",
@@ -502,6 +523,7 @@ class Coverage(Check):
                             f"{d['production_share']:.2%}",
                             f"{d['training_share']:.2%}",
                             "∞" if d["ratio"] is None else f"{d['ratio']:.2f}",
+                            _training_near(d),
                             f"{d['uncovered_fraction']:.0%}",
                             d["needed_examples"],
                             d["basis"],
@@ -514,7 +536,11 @@ class Coverage(Check):
                     f"training slice ({values['holdout_size']} inputs) is flagged. A region mostly "
                     "flagged is uncovered when no training inputs lie near its inputs, "
                     "under-covered when training has inputs like them (nearest-training distance "
-                    "typical of covered inputs) but too few."
+                    "typical of covered inputs) but too few. Training inputs near it: those nearer "
+                    "its centre than any other region's, with their mean importance weight (the "
+                    "estimated production/training ratio where they lie) and, with labels, their "
+                    "most common labels: the region's own topic reads as too thin, another topic "
+                    "as absent."
                 ),
             ),
         ]
