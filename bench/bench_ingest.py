@@ -4,7 +4,12 @@ Side by side in one run: the raw DuckDB ``read_json`` of the same file (the floo
 compare against), and ``ftprep audit --check format`` (ingest + every format check, cold cache).
 Reports wall time, throughput and peak RSS (each measured in a fresh subprocess).
 
+``--production N`` measures instead a sampled read of N production inputs (JSONL) cut to
+``--sample`` records: ftprep's streamed read, the whole file read and then cut by the same rule
+(ftprep before session 12), and DuckDB's reservoir sample of the raw file (no validation).
+
     python bench/bench_ingest.py [--records 1000000] [--repeats 3]
+    python bench/bench_ingest.py --production 2000000 [--sample 20000]
 """
 
 from __future__ import annotations
@@ -83,11 +88,14 @@ def make_file(path: Path, n: int, seed: int = 0) -> None:
 
 
 def _child(code: str) -> tuple[float, float]:
-    """Run code in a fresh interpreter; returns (seconds, peak RSS MB)."""
+    """Run code in a fresh interpreter; returns (seconds, peak RSS MB of the process or of any of
+    its worker processes, whichever is larger)."""
     wrapper = (
         "import time, resource\nt0 = time.perf_counter()\n"
         + code
-        + "\nprint(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        + "\nrss = max(resource.getrusage(w).ru_maxrss for w in "
+        "(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))"
+        + "\nprint(time.perf_counter() - t0, rss / 1024)"
     )
     out = subprocess.run(
         [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
@@ -96,11 +104,66 @@ def _child(code: str) -> tuple[float, float]:
     return float(secs), float(rss)
 
 
+def production_sample(n: int, sample: int, repeats: int) -> None:
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "production.jsonl"
+        with open(path, "w") as fh:
+            for i in range(n):
+                q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14)))
+                fh.write(json.dumps({"qid": f"q{i}", "text": q, "ts": "2026-01-01"}) + "\n")
+        mb = path.stat().st_size / 1e6
+        common = (
+            "from ftprep.formats.readers import ReadOptions, read_file\n"
+            "from ftprep.formats.records import FieldMap\n"
+            "f = FieldMap(id='qid', input='text')\n"
+        )
+        streamed = common + (
+            f"r = read_file('{path}', ReadOptions(source='p', mode='inputs', fields=f, "
+            f"sample={sample}))\nassert len(r.dataset) == {min(sample, n)}"
+        )
+        whole = common + (
+            "import hashlib\n"
+            f"r = read_file('{path}', ReadOptions(source='p', mode='inputs', fields=f))\n"
+            "ids = sorted(r.dataset.ids, key=lambda i: hashlib.blake2b(f'0:{i}'.encode(), "
+            "digest_size=8).digest())\n"
+            f"ds = r.dataset.filter_ids(set(ids[:{sample}]))\nassert len(ds) == {min(sample, n)}"
+        )
+        duck = (
+            "import duckdb\n"
+            f"duckdb.sql(\"SELECT * FROM read_json('{path}', format='newline_delimited') "
+            f'USING SAMPLE {sample} ROWS (reservoir, 0)").fetchall()'
+        )
+        rows: dict[str, list[tuple[float, float]]] = {
+            "DuckDB reservoir sample of the raw file (no validation)": [],
+            "ftprep streamed sample (session 12)": [],
+            "ftprep whole read, then cut (before)": [],
+        }
+        codes = dict(zip(rows, (duck, streamed, whole), strict=True))
+        for _ in range(repeats):
+            for name, code in codes.items():
+                rows[name].append(_child(code))
+    print(
+        f"\n{n:,} production inputs, {mb:.0f} MB JSONL, sampled to {sample:,}; {os.cpu_count()} "
+        f"cores, {cpu_model()}; {time.strftime('%Y-%m-%d')}; median of {repeats}\n"
+    )
+    print("| read | wall s (median) | peak RSS MB (process or workers) |")
+    print("|---|---|---|")
+    for name, runs in rows.items():
+        s = statistics.median(x for x, _ in runs)
+        print(f"| {name} | {s:.2f} | {max(r for _, r in runs):.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--production", type=int, default=0, help="sampled production read instead")
+    ap.add_argument("--sample", type=int, default=20000)
     args = ap.parse_args()
+    if args.production:
+        production_sample(args.production, args.sample, args.repeats)
+        return
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         data = root / "data" / "train.jsonl"

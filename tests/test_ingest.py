@@ -326,3 +326,122 @@ def test_token_counts_single_turn_shortcut_is_exact(tmp_path: Path) -> None:
     total, asst = count_messages(counter, [e.messages for e in res.dataset.examples()])
     assert got[:, 0].tolist() == total.tolist()
     assert got[:, 1].tolist() == asst.tolist()
+
+
+def _smallest_ids(ids: list[str], n: int, seed: int) -> set[str]:
+    """The sampling rule, written independently: the ids of smallest seeded blake2b hash."""
+    import hashlib
+
+    def key(i: str) -> bytes:
+        return hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest()
+
+    return set(sorted(ids, key=key)[:n])
+
+
+def _containers(tmp_path: Path, rows: list[dict]) -> dict[str, Path]:
+    """The same production records as JSONL, gzip'd JSONL, CSV, Parquet and a HF directory."""
+    import gzip
+
+    paths = {"jsonl": tmp_path / "p.jsonl", "gz": tmp_path / "p.jsonl.gz"}
+    body = "".join(json.dumps(r) + "\n" for r in rows)
+    paths["jsonl"].write_text(body)
+    with gzip.open(paths["gz"], "wt") as fh:
+        fh.write(body)
+    paths["csv"] = tmp_path / "p.csv"
+    with open(paths["csv"], "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["qid", "text"])
+        w.writeheader()
+        w.writerows(rows)
+    t = pa.table({"qid": [r["qid"] for r in rows], "text": [r["text"] for r in rows]})
+    paths["parquet"] = tmp_path / "p.parquet"
+    pq.write_table(t, paths["parquet"], row_group_size=50)
+    hf = paths["hf"] = tmp_path / "hfds"
+    hf.mkdir()
+    (hf / "dataset_info.json").write_text("{}")
+    with (
+        pa.OSFile(str(hf / "data-00000-of-00001.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, t.schema) as w2,
+    ):
+        for batch in t.to_batches(max_chunksize=40):
+            w2.write_batch(batch)
+    return paths
+
+
+def test_production_sample_is_streamed_and_reproducible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sampled read keeps exactly the records of smallest seeded id hash, in file order, block
+    by block (small blocks here, and worker processes), and still reports every reject."""
+    import ftprep.formats.readers as r
+
+    monkeypatch.setattr(r, "SAMPLE_BLOCK_BYTES", 2000)
+    monkeypatch.setattr(r, "SAMPLE_BLOCK_RECORDS", 64)
+    rows = [
+        {"qid": f"q{i}", "text": f"where is my order number {i}" if i % 53 else ""}
+        for i in range(1, 1200)
+    ]
+    bad = [i + 1 for i, x in enumerate(rows) if not x["text"]]  # empty input: rejected
+    fields = FieldMap(id="qid", input="text")
+    want = _smallest_ids([x["qid"] for x in rows if x["text"]], 100, 7)
+    for kind, p in _containers(tmp_path, rows).items():
+        for workers in (1, 2):
+            opts = ReadOptions(
+                source="prod", mode="inputs", fields=fields, sample=100, sample_seed=7
+            )
+            res = read_file(p, opts, workers=workers)
+            got = res.dataset.ids
+            assert set(got) == want, kind
+            assert res.dataset.column("line") == sorted(res.dataset.column("line"))
+            assert res.n_records == len(rows), kind
+            # every record was parsed: the rejects of the records left out are reported too
+            first = 2 if kind == "csv" else 1  # the CSV header is line 1
+            assert [x.line for x in res.rejects] == [b + first - 1 for b in bad], kind
+    path = tmp_path / "p.jsonl"
+    opts = ReadOptions(source="prod", mode="inputs", fields=fields, sample=100, sample_seed=8)
+    assert set(read_file(path, opts, workers=1).dataset.ids) != want  # another seed
+    # the file's order does not matter
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("".join(json.dumps(x) + "\n" for x in reversed(rows)))
+    opts = ReadOptions(source="prod", mode="inputs", fields=fields, sample=100, sample_seed=7)
+    assert set(read_file(shuffled, opts, workers=1).dataset.ids) == want
+    # a sample larger than the file: everything
+    opts = ReadOptions(source="prod", mode="inputs", fields=fields, sample=5000)
+    assert len(read_file(path, opts, workers=1).dataset) == len(rows) - len(bad)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(
+        st.sampled_from(["a", "b", "c", "hello there", "refund"]), min_size=1, max_size=60
+    ),
+    n=st.integers(1, 70),
+    seed=st.integers(0, 3),
+)
+def test_sample_without_ids_equals_the_full_read_cut(
+    tmp_path: Path, texts: list[str], n: int, seed: int
+) -> None:
+    """Records without ids (ids from their content, repeats numbered): the sample holds the
+    smallest keys of the full read, repeated records counted as often as they were kept."""
+    p = tmp_path / f"p{seed}_{n}_{len(texts)}.jsonl"
+    p.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    fields = FieldMap(input="text")
+    full = read_file(p, ReadOptions(source="s", mode="inputs", fields=fields), workers=1)
+    part = read_file(
+        p,
+        ReadOptions(source="s", mode="inputs", fields=fields, sample=n, sample_seed=seed),
+        workers=1,
+    )
+    assert len(part.dataset) == min(n, len(texts))
+    # the sample's prompts are the n records of smallest base-id key, ties in file order
+    import hashlib
+
+    ids = full.dataset.ids
+    base = [i.split("#")[0] for i in ids]
+    keys = [hashlib.blake2b(f"{seed}:{b}".encode(), digest_size=8).digest() for b in base]
+    order = sorted(range(len(ids)), key=lambda k: (keys[k], k))[:n]
+    assert sorted(part.dataset.column("prompt")) == sorted(
+        full.dataset.column("prompt")[k] for k in order
+    )
+    assert len(set(part.dataset.ids)) == len(part.dataset)  # repeats numbered, ids unique

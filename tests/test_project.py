@@ -60,3 +60,35 @@ def test_init_template_is_valid(tmp_path: Path) -> None:
     for f in ("spec.md", "rubric.yaml", "capabilities.yaml", "objectives.yaml"):
         if (Path(__file__).resolve().parents[1] / "src" / "ftprep" / "templates" / f).exists():
             assert (tmp_path / "proj" / f).exists()
+
+
+def test_production_sample_reads_that_many_and_reports_the_file(tmp_path: Path) -> None:
+    """``production.sample`` keeps that many records through ingest; the source statistics say
+    how many the file held; a sample that is not a positive count is an error with its line."""
+    import json
+
+    from ftprep.api import ingest
+
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"q {i}", "completion": "a"}) + "\n" for i in range(30))
+    )
+    (tmp_path / "prod.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "text": f"where is order {i}"}) + "\n" for i in range(500)
+        )
+    )
+    head = (
+        "name: x\nsources:\n  - name: a\n    path: train.jsonl\nproduction:\n  path: prod.jsonl\n"
+    )
+    (tmp_path / "ftprep.yaml").write_text(
+        head + "  fields: {id: id, input: text}\n  sample: 40\n  seed: 3\n"
+    )
+    ing = ingest(load_project(tmp_path))
+    assert ing.production is not None and len(ing.production) == 40
+    stat = next(s for s in ing.sources if s.role == "production")
+    assert (stat.records, stat.examples) == (500, 40)
+    again = ingest(load_project(tmp_path))
+    assert again.production is not None and again.production.ids == ing.production.ids
+    (tmp_path / "ftprep.yaml").write_text(head + "  sample: 0\n")
+    with pytest.raises(ProjectError, match=r"ftprep\.yaml:7: production\.sample"):
+        load_project(tmp_path)

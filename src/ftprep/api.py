@@ -33,7 +33,7 @@ from ftprep.context import Context, ProgressFactory, no_progress
 from ftprep.decisions import Ledger
 from ftprep.examples import Dataset
 from ftprep.formats.readers import ReadOptions, ReadResult, Reject, read_file
-from ftprep.project import Project, Source, load_project
+from ftprep.project import Production, Project, Source, load_project
 from ftprep.store import (
     Workspace,
     atomic_file_set,
@@ -113,19 +113,10 @@ def _read_source(project: Project, src: Source, mode: str) -> tuple[ReadResult, 
         max_record_bytes=src.max_record_bytes,
         defaults=dict(src.defaults),
     )
+    if isinstance(src, Production) and src.sample:
+        # streamed: only the sample is held (the records of smallest seeded id hash)
+        opts.sample, opts.sample_seed = src.sample, src.seed
     return read_file(path, opts, container=src.container_kind()), path
-
-
-def _sample(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    """Reproducible sample independent of file order: the ``n`` examples with the smallest
-    seeded hash of their content."""
-    if n is None or n >= len(ds):
-        return ds
-    ranked = sorted(
-        ds.ids,
-        key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(),
-    )
-    return ds.filter_ids(set(ranked[:n]))
 
 
 def ingest(project: Project, progress: ProgressFactory = no_progress) -> Ingested:
@@ -165,7 +156,7 @@ def ingest(project: Project, progress: ProgressFactory = no_progress) -> Ingeste
     production = None
     if project.production is not None:
         res, path = _read_source(project, project.production, "inputs")
-        production = _sample(res.dataset, project.production.sample, project.production.seed)
+        production = res.dataset
         production.name = "production"
         stats.append(
             SourceStats(

@@ -114,7 +114,8 @@ class Production(Source):
     """A sample of real production inputs (user turns only is fine)."""
 
     name: str = "production"
-    sample: int | None = None  # reservoir-sample this many records (reproducible with seed)
+    # keep this many records, streamed (the smallest seeded hash of their ids; see docs/formats.md)
+    sample: int | None = Field(default=None, ge=1)
     seed: int = 0
     holdout: float = 0.0  # share held out for validation/test when split.eval_from: production
 

@@ -9,13 +9,15 @@ Hugging Face ``datasets`` directory saved with ``save_to_disk``. JSONL is parsed
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
 import os
 import zlib
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,11 @@ class ReadOptions:
     mode: str = "train"  # "train" or "inputs"
     max_record_bytes: int = 1_000_000
     defaults: dict[str, str] = field(default_factory=dict)
+    # keep only this many records (0: all): the ones with the smallest seeded hash of their id
+    # (of ``source:content hash`` when they have none), read block by block so memory stays
+    # bounded by the sample, whatever the file's size
+    sample: int = 0
+    sample_seed: int = 0
 
 
 @dataclass(slots=True)
@@ -205,10 +212,15 @@ def _add_record(
 
 def _jsonl_chunk(args: tuple[str, int, int, int, ReadOptions]) -> _Rows:
     path, start, end, first_line, opts = args
-    rows = _Rows(opts)
     with _open_bytes(Path(path)) as fh:
         fh.seek(start)
         data = fh.read() if end < 0 else fh.read(end - start)  # end -1: to the end
+    return _jsonl_rows(data, first_line, path, opts)
+
+
+def _jsonl_rows(data: bytes, first_line: int, path: str, opts: ReadOptions) -> _Rows:
+    """The records of a block of whole JSONL lines starting at line ``first_line``."""
+    rows = _Rows(opts)
     line_no = first_line - 1
     for raw in data.split(b"\n"):
         line_no += 1
@@ -371,7 +383,6 @@ def _array_element_lines(raw: bytes, n: int, depth_of_array: int = 1, which: int
 
 
 def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
-    rows = _Rows(opts)
     with _open_bytes(path) as fb:
         raw = fb.read()
     try:
@@ -381,9 +392,17 @@ def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
         raise InputError(
             f"{path}:{line}: not valid UTF-8 ({e.reason}); re-encode the file as UTF-8"
         ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return list(_csv_parts(io.StringIO(text, newline=""), path, opts, delimiter, 0))
+
+
+def _csv_parts(
+    text: io.TextIOBase, path: Path, opts: ReadOptions, delimiter: str, block: int
+) -> Iterator[_Rows]:
+    """The records of a CSV text stream, ``block`` records per part (0: one part)."""
+    reader = csv.DictReader(text, delimiter=delimiter)
     if not reader.fieldnames:
         raise InputError(f"{path}: empty CSV (no header row)")
+    rows = _Rows(opts)
     prev_line = 1
     for rec in reader:
         line = prev_line + 1
@@ -393,9 +412,13 @@ def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
             rows.rejects.append(
                 Reject(opts.source, str(path), line, "bad_row", "more fields than the header")
             )
-            continue
-        _add_record(rows, dict(rec), opts, str(path), line, sum(len(v or "") for v in rec.values()))
-    return [rows]
+        else:
+            size = sum(len(v or "") for v in rec.values())
+            _add_record(rows, dict(rec), opts, str(path), line, size)
+        if block and rows.n >= block:
+            yield rows
+            rows = _Rows(opts)
+    yield rows
 
 
 def _json_decoder(t: pa.DataType) -> Callable[[Any], Any] | None:
@@ -455,20 +478,179 @@ def _read_hf(path: Path, opts: ReadOptions) -> list[_Rows]:
     """A ``datasets`` directory saved with ``save_to_disk``: its Arrow stream files are read
     with pyarrow directly (the ``datasets`` package is not needed). A ``DatasetDict``
     directory (``dataset_dict.json``) reads its ``train`` split unless ``path`` names one."""
+    path, files = _hf_files(path)
+    batches = [b for f in files for b in _arrow_batches(f)]
+    return _read_table_rows(pa.Table.from_batches(batches), path, opts)
+
+
+def _hf_files(path: Path) -> tuple[Path, list[Path]]:
     if (path / "dataset_dict.json").exists():
         splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
         path = path / ("train" if "train" in splits else splits[0])
     files = sorted(path.glob("data-*.arrow")) or sorted(path.glob("*.arrow"))
     if not files:
         raise InputError(f"{path}: no .arrow files in this Hugging Face dataset directory")
-    tables = []
-    for f in files:
-        with pa.memory_map(str(f)) as src:
+    return path, files
+
+
+def _arrow_batches(f: Path) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC file, stream format (what ``datasets`` writes) or
+    file format."""
+    with pa.memory_map(str(f)) as src:
+        try:
+            stream = pa.ipc.open_stream(src)
+        except pa.ArrowInvalid:
+            src.seek(0)
+            reader = pa.ipc.open_file(src)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
+            return
+        yield from stream
+
+
+# --------------------------------------------------------------------------- sampled reading
+
+SAMPLE_BLOCK_BYTES = 16 << 20  # JSONL read this much at a time when sampling
+SAMPLE_BLOCK_RECORDS = 65536  # records per block of the other containers
+
+
+@dataclass(slots=True)
+class _Sampled:
+    """A block of records reduced to its part of the sample, with its rejects and counts."""
+
+    table: pa.Table  # at most ``sample`` rows, with their ``_key``
+    rejects: list[Reject]
+    formats: dict[str, int]
+    n: int
+
+
+def _sample_keys(table: pa.Table, opts: ReadOptions) -> pa.Array:
+    """Seeded 64-bit hash of each record's id (``source:content hash`` when it has none: the id
+    it will get, before numbering repeats), so the sample does not depend on the file's order."""
+    ids = table.column("id").to_pylist()
+    hashes = table.column("content_hash").to_pylist()
+    keys = []
+    for i, h in zip(ids, hashes, strict=True):
+        name = i if i is not None else f"{opts.source}:{h[:16]}"
+        digest = hashlib.blake2b(f"{opts.sample_seed}:{name}".encode(), digest_size=8).digest()
+        keys.append(int.from_bytes(digest, "big"))
+    return pa.array(keys, pa.uint64())
+
+
+def _smallest(table: pa.Table, n: int) -> pa.Table:
+    """The ``n`` rows of smallest key (ties, i.e. repeated records, in file order)."""
+    if table.num_rows <= n:
+        return table
+    order = pc.sort_indices(table, sort_keys=[("_key", "ascending"), ("line", "ascending")])
+    return table.take(order[:n])
+
+
+def _reduce(rows: _Rows, opts: ReadOptions) -> _Sampled:
+    table = _rows_table([rows], opts)
+    table = table.append_column("_key", _sample_keys(table, opts))
+    return _Sampled(_smallest(table, opts.sample), rows.rejects, rows.formats, rows.n)
+
+
+def _jsonl_sampled(args: tuple[bytes, int, str, ReadOptions]) -> _Sampled:
+    data, first_line, path, opts = args
+    return _reduce(_jsonl_rows(data, first_line, path, opts), opts)
+
+
+def _jsonl_blocks(path: Path, opts: ReadOptions) -> Iterator[tuple[bytes, int, str, ReadOptions]]:
+    """Whole lines of a (possibly gzip'd) JSONL file, about ``SAMPLE_BLOCK_BYTES`` at a time,
+    each with the number of its first line."""
+    line, carry = 1, b""
+    with _open_bytes(path) as fh:
+        while buf := fh.read(SAMPLE_BLOCK_BYTES):
+            buf = carry + buf
+            cut = buf.rfind(b"\n") + 1
+            block, carry = buf[:cut], buf[cut:]
+            if block:
+                yield block, line, str(path), opts
+                line += block.count(b"\n")
+    if carry:
+        yield carry, line, str(path), opts
+
+
+def _bounded_map(
+    fn: Callable[[Any], _Sampled], items: Iterator[Any], workers: int
+) -> Iterator[_Sampled]:
+    """``map`` over worker processes with at most ``2 * workers`` blocks in flight, so a file
+    larger than memory is never held whole."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        pending: deque[Future[_Sampled]] = deque()
+        for item in items:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _table_rows(
+    batches: Iterator[pa.RecordBatch], path: Path, opts: ReadOptions
+) -> Iterator[_Rows]:
+    first = 1
+    for batch in batches:
+        yield from _read_table_rows(pa.Table.from_batches([batch]), path, opts, first)
+        first += batch.num_rows
+
+
+def _csv_stream(path: Path, opts: ReadOptions, delimiter: str) -> Iterator[_Rows]:
+    with _open_bytes(path) as fb:
+        text = io.TextIOWrapper(fb, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+        try:
+            yield from _csv_parts(text, path, opts, delimiter, SAMPLE_BLOCK_RECORDS)
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{path}: not valid UTF-8 ({e.reason}); re-encode the file as UTF-8"
+            ) from None
+
+
+def _read_sampled(p: Path, kind: str, opts: ReadOptions, w: int) -> ReadResult:
+    """Every record is parsed (so every reject is reported) but only the ``opts.sample`` of
+    smallest key are kept, block by block: memory is bounded by the sample and one block."""
+    parts: Iterator[_Sampled]
+    if kind == "jsonl":
+        parts = _bounded_map(_jsonl_sampled, _jsonl_blocks(p, opts), w)
+    else:
+        rows: Iterator[_Rows]
+        if kind == "json":  # one JSON document: parsed whole
+            rows = iter(_read_json_array(p, opts))
+        elif kind in ("csv", "tsv"):
+            rows = _csv_stream(p, opts, "\t" if kind == "tsv" else ",")
+        elif kind == "parquet":
+            import pyarrow.parquet as pq
+
             try:
-                tables.append(pa.ipc.open_stream(src).read_all())
-            except pa.ArrowInvalid:
-                tables.append(pa.ipc.open_file(src).read_all())
-    return _read_table_rows(pa.concat_tables(tables), path, opts)
+                pf = pq.ParquetFile(p)
+            except Exception as e:
+                raise InputError(f"{p}: unreadable Parquet ({e})") from None
+            rows = _table_rows(pf.iter_batches(batch_size=SAMPLE_BLOCK_RECORDS), p, opts)
+        else:
+            hf_path, files = _hf_files(p)
+            rows = _table_rows((b for f in files for b in _arrow_batches(f)), hf_path, opts)
+        parts = (_reduce(r, opts) for r in rows)
+    keep: pa.Table | None = None
+    rejects: list[Reject] = []
+    formats: dict[str, int] = {}
+    n = 0
+    for part in parts:
+        rejects.extend(part.rejects)
+        for k, v in part.formats.items():
+            formats[k] = formats.get(k, 0) + v
+        n += part.n
+        both = part.table if keep is None else pa.concat_tables([keep, part.table])
+        keep = _smallest(both, opts.sample)
+    if keep is None:
+        table = _rows_table([], opts)
+    else:
+        keep = keep.drop_columns(["_key"])
+        table = keep.take(pc.sort_indices(keep.column("line")))
+    return _finish(table, rejects, n, formats, opts)
 
 
 # --------------------------------------------------------------------------- public
@@ -501,6 +683,8 @@ def read_file(
 
 
 def _read_kind(p: Path, kind: str, opts: ReadOptions, w: int) -> ReadResult:
+    if opts.sample > 0:
+        return _read_sampled(p, kind, opts, w)
     if kind == "jsonl":
         fast = read_fast(p, opts)
         if fast is not None:
@@ -562,6 +746,13 @@ def _assemble(parts: list[_Rows], opts: ReadOptions, extra: pa.Table | None = No
         extra = extra.select([c for c in table.column_names]).cast(table.schema)
         table = pa.concat_tables([extra, table])
         table = table.take(pc.sort_indices(table.column("line")))
+    return _finish(table, rejects, n, formats, opts)
+
+
+def _finish(
+    table: pa.Table, rejects: list[Reject], n: int, formats: dict[str, int], opts: ReadOptions
+) -> ReadResult:
+    """Defaults, source and ids for the records read (``table``: SCHEMA columns but source)."""
     for name, default in opts.defaults.items():
         if name in table.column_names and name != "source":
             i = table.column_names.index(name)
