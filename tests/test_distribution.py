@@ -947,6 +947,8 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
         and sum(int(i[1:]) >= 400 for i in r["production_ids"]) * 2 > len(r["production_ids"])
     ]
     assert pw and all(r["training_labels"][0]["label"] == "password" for r in pw)
+    region_msgs = [x["message"] for x in check["findings"] if x["code"].endswith("_region")]
+    assert region_msgs and all("training inputs are labelled password" in m for m in region_msgs)
     assert all(
         sum(t["count"] for t in r["training_labels"]) <= r["n_training"] for r in art["regions"]
     )

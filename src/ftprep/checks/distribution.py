@@ -305,10 +305,23 @@ class Coverage(Check):
                 f"{values['ess_fraction']:.0%} effective sample size{noise}"
             ),
         )
+        labels_arr = np.asarray(labels, dtype=object) if labels is not None else None
+        # the labels of the training inputs nearest each region: the region's own topic says
+        # "too thin", another topic says "absent" (credit-card questions whose nearest training
+        # inputs are labelled as bank transfers)
+        near_labels = {
+            r.id: Counter(labels_arr[r.train_items].tolist()).most_common(TRAINING_LABELS_SHOWN)
+            for r in regions
+            if labels_arr is not None
+        }
         for r in unc_top + under:
             inside = (
                 f"; {subs[r.id]} sub-region(s) in the artifact's regions" if r.id in subs else ""
             )
+            if near_labels.get(r.id):
+                inside += "; its training inputs are labelled " + ", ".join(
+                    f"{k} ({c})" for k, c in near_labels[r.id]
+                )
             res.findings.append(
                 Finding(
                     severity="info",
@@ -344,7 +357,6 @@ class Coverage(Check):
                     action="declare another label field (labels: meta.<field>) or labels: none",
                 )
             )
-        labels_arr = np.asarray(labels, dtype=object) if labels is not None else None
         for row in under_labels:
             assert labels_arr is not None
             res.findings.append(
@@ -363,13 +375,9 @@ class Coverage(Check):
                 )
             )
         region_dicts = [r.to_dict(p_ids, p_texts) for r in regions]
-        if labels_arr is not None:
-            # the labels of the training inputs nearest each region: the region's own topic says
-            # "too thin", another topic says "absent" (credit-card questions whose nearest
-            # training inputs are labelled as bank transfers)
-            for r, d in zip(regions, region_dicts, strict=True):
-                top = Counter(labels_arr[r.train_items].tolist()).most_common(TRAINING_LABELS_SHOWN)
-                d["training_labels"] = [{"label": str(k), "count": c} for k, c in top]
+        for r, d in zip(regions, region_dicts, strict=True):
+            if r.id in near_labels:
+                d["training_labels"] = [{"label": str(k), "count": c} for k, c in near_labels[r.id]]
         art = _artifact(ctx)
         art["label_shift"] = {
             "field": label_field,
