@@ -8,7 +8,6 @@ to temporary files and renamed; the same inputs and ledger give byte-identical f
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from ftprep.api import _preflight, ingest, open_workspace
 from ftprep.checks.base import Action
 from ftprep.context import ProgressFactory, no_progress
 from ftprep.decisions import LedgerEntry
-from ftprep.examples import Dataset, response_text
+from ftprep.examples import Dataset, id_rank, response_text
 from ftprep.formats.writers import EXTENSIONS, write_split
 from ftprep.project import Project, ProjectError, load_project
 from ftprep.splits import assign_splits
@@ -182,9 +181,7 @@ def _write_build(
     manifest_splits: dict[str, Any] = {}
     losses: dict[str, int] = {}
     for name, members in splits.items():
-        members.sort(
-            key=lambda r: hashlib.blake2b(f"{seed}:{r['id']}".encode(), digest_size=8).digest()
-        )
+        members.sort(key=lambda r: id_rank(seed, r["id"]))
         file = f"{name}{EXTENSIONS[fmt]}"
         digest = write_split(members, stage(file), fmt, losses, atomic=False)
         manifest_splits[name] = {

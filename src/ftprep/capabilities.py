@@ -23,7 +23,6 @@ duplicate or leak).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ftprep.examples import id_rank
 from ftprep.project import load_yaml_model
 
 
@@ -184,9 +184,7 @@ def train_radius(train_emb: np.ndarray, fpr: float = 0.05, seed: int = 0) -> flo
 
 
 def _hash_order(ids: list[str], seed: int) -> list[str]:
-    return sorted(
-        ids, key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest()
-    )
+    return sorted(ids, key=lambda i: id_rank(seed, i))
 
 
 def replay_plan(

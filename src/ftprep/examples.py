@@ -165,6 +165,13 @@ def normalize_text(text: str) -> str:
     return str(normalize_column([text])[0].as_py())
 
 
+def id_rank(seed: int, example_id: str) -> bytes:
+    """The seeded 64-bit hash that orders examples reproducibly and independently of file order:
+    the production sample keeps the smallest, ``build`` writes splits in this order, replay data
+    is drawn in it."""
+    return hashlib.blake2b(f"{seed}:{example_id}".encode(), digest_size=8).digest()
+
+
 def content_hash(messages: Sequence[dict[str, Any]]) -> str:
     """sha1 of the turns joined as ``role\x1fcontent`` with ``\x1e`` between turns, plus the
     canonical JSON of the turns when any carries more than role and content (tool calls…).

@@ -9,7 +9,6 @@ Hugging Face ``datasets`` directory saved with ``save_to_disk``. JSONL is parsed
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -27,7 +26,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ftprep.examples import SCHEMA, Dataset, content_hash
+from ftprep.examples import SCHEMA, Dataset, content_hash, id_rank
 from ftprep.formats.fastpath import read_fast
 from ftprep.formats.records import FieldMap, RejectError, analyse, get_path, to_messages
 
@@ -532,8 +531,7 @@ def _sample_keys(table: pa.Table, opts: ReadOptions) -> pa.Array:
     keys = []
     for i, h in zip(ids, hashes, strict=True):
         name = i if i is not None else f"{opts.source}:{h[:16]}"
-        digest = hashlib.blake2b(f"{opts.sample_seed}:{name}".encode(), digest_size=8).digest()
-        keys.append(int.from_bytes(digest, "big"))
+        keys.append(int.from_bytes(id_rank(opts.sample_seed, name), "big"))
     return pa.array(keys, pa.uint64())
 
 
@@ -639,10 +637,7 @@ def _read_sampled(p: Path, kind: str, opts: ReadOptions, w: int) -> ReadResult:
     formats: dict[str, int] = {}
     n = 0
     for part in parts:
-        rejects.extend(part.rejects)
-        for k, v in part.formats.items():
-            formats[k] = formats.get(k, 0) + v
-        n += part.n
+        n += _tally(part, rejects, formats)
         both = part.table if keep is None else pa.concat_tables([keep, part.table])
         keep = _smallest(both, opts.sample)
     if keep is None:
@@ -730,15 +725,20 @@ def _rows_table(parts: list[_Rows], opts: ReadOptions) -> pa.Table:
     return pa.table(arrays)
 
 
+def _tally(part: _Rows | _Sampled, rejects: list[Reject], formats: dict[str, int]) -> int:
+    """Add a part's rejects and record formats to the totals; returns its record count."""
+    rejects.extend(part.rejects)
+    for k, v in part.formats.items():
+        formats[k] = formats.get(k, 0) + v
+    return part.n
+
+
 def _assemble(parts: list[_Rows], opts: ReadOptions, extra: pa.Table | None = None) -> ReadResult:
     rejects: list[Reject] = []
     formats: dict[str, int] = {}
     n = 0
     for part in parts:
-        rejects.extend(part.rejects)
-        for k, v in part.formats.items():
-            formats[k] = formats.get(k, 0) + v
-        n += part.n
+        n += _tally(part, rejects, formats)
     table = _rows_table(parts, opts)
     if extra is not None:
         n += extra.num_rows
