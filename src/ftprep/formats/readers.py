@@ -479,6 +479,8 @@ def _read_hf(path: Path, opts: ReadOptions) -> list[_Rows]:
     directory (``dataset_dict.json``) reads its ``train`` split unless ``path`` names one."""
     path, files = _hf_files(path)
     batches = [b for f in files for b in _arrow_batches(f)]
+    if not batches:  # an empty dataset
+        return [_Rows(opts)]
     return _read_table_rows(pa.Table.from_batches(batches), path, opts)
 
 
