@@ -212,3 +212,32 @@ def test_audit_outputs_are_published_as_one_set(
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == before
     assert not list(out.rglob("*.tmp"))
+
+
+def test_validation_and_test_from_the_production_holdout(tmp_path: Path) -> None:
+    """``split.eval_from: production``: validation and test are the ``production.holdout`` share
+    of the production sample (inputs only), and a project that asks for it without a holdout
+    share is refused when it is loaded."""
+    from ftprep.project import ProjectError
+    from util import write_jsonl
+
+    prod = [{"qid": f"q{i}", "text": f"where is parcel {i} now"} for i in range(200)]
+    write_jsonl(tmp_path / "data" / "prod.jsonl", prod)
+    extra = (
+        "production:\n  path: data/prod.jsonl\n  fields: {id: qid, input: text}\n"
+        "  sample: 120\n  holdout: 0.25\n"
+        "split: {eval_from: production, validation: 0.1, test: 0.1}\n"
+    )
+    project = make_project(tmp_path, _records(), extra_yaml=extra, fields="{id: id, group: conv}")
+    ftprep.audit(project)
+    counts = ftprep.build(project).counts
+    assert counts["validation"] + counts["test"] == 30  # a quarter of the 120 sampled
+    assert abs(counts["validation"] - counts["test"]) <= 1  # validation : test = 0.1 : 0.1
+    val = [json.loads(x) for x in (project / "out/build/validation.jsonl").read_text().splitlines()]
+    assert all(r["messages"][-1]["role"] == "user" for r in val)  # production inputs only
+    assert all("where is parcel" in r["messages"][-1]["content"] for r in val)
+    (project / "ftprep.yaml").write_text(
+        (project / "ftprep.yaml").read_text().replace("  holdout: 0.25\n", ""), encoding="utf-8"
+    )
+    with pytest.raises(ProjectError, match=r"production\.holdout: split\.eval_from"):
+        ftprep.build(project)

@@ -92,3 +92,11 @@ def test_production_sample_reads_that_many_and_reports_the_file(tmp_path: Path) 
     (tmp_path / "ftprep.yaml").write_text(head + "  sample: 0\n")
     with pytest.raises(ProjectError, match=r"ftprep\.yaml:7: production\.sample"):
         load_project(tmp_path)
+
+
+def test_eval_from_production_needs_a_production_sample(tmp_path: Path) -> None:
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: x\nsources:\n  - name: a\n    path: a.jsonl\nsplit:\n  eval_from: production\n"
+    )
+    with pytest.raises(ProjectError, match=r"ftprep\.yaml:6: split\.eval_from: production needs"):
+        load_project(tmp_path)

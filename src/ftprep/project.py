@@ -117,7 +117,9 @@ class Production(Source):
     # keep this many records, streamed (the smallest seeded hash of their ids; see docs/formats.md)
     sample: int | None = Field(default=None, ge=1)
     seed: int = 0
-    holdout: float = 0.0  # share held out for validation/test when split.eval_from: production
+    holdout: float = Field(
+        default=0.0, ge=0, le=1
+    )  # validation/test share: split.eval_from: production
 
 
 class Benchmark(Source):
@@ -355,6 +357,20 @@ def load_project(path: str | Path = PROJECT_FILE) -> Project:
     project = _validate(p, node, data, Project)
     project.root = p.parent.resolve()
     project.file_hash = hashlib.sha256(text).hexdigest()
+    # validation/test drawn from production need a production sample and a share of it: without
+    # them the evaluation splits would silently come out empty
+    if project.split.eval_from == "production":
+        if project.production is None:
+            raise ProjectError(
+                f"{p}:{_line_of(node, ('split', 'eval_from'))}: split.eval_from: production "
+                "needs a production sample (the `production:` section)"
+            )
+        if project.production.holdout <= 0:
+            raise ProjectError(
+                f"{p}:{_line_of(node, ('production',))}: production.holdout: split.eval_from: "
+                "production draws validation and test from this share of the production sample; "
+                "set it, e.g. `holdout: 0.2`"
+            )
     # a side file that is named but missing would switch its checks off without a word
     for key in SIDE_FILES:
         side = project.path(getattr(project, key))
