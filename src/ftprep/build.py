@@ -295,8 +295,7 @@ def _eval_from_elsewhere(
         if pool
         else Dataset(),
         pol,
-        # production: its holdout share (the rest of the sample is only compared with training);
-        # an evaluation source: all of it
+        # production: its holdout share; an evaluation source: all of it
         share=project.production.holdout
         if pol.eval_from == "production" and project.production is not None
         else 1.0,
