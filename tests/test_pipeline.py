@@ -241,3 +241,51 @@ def test_validation_and_test_from_the_production_holdout(tmp_path: Path) -> None
     )
     with pytest.raises(ProjectError, match=r"production\.holdout: split\.eval_from"):
         ftprep.build(project)
+
+
+def test_build_resamples_the_training_mix_toward_production(tmp_path: Path) -> None:
+    """``build.resample: production``: the training file keeps its size but its mix follows
+    production's (a topic at 9 % of training and half of production comes out near half), the
+    manifest gives every example's number of copies that is not 1, and it validates."""
+    import random
+
+    from util import write_jsonl
+
+    rng = random.Random(0)
+    words = {
+        "refund": ["refund", "money back", "return"],
+        "login": ["password", "log in", "locked"],
+    }
+
+    def ask(topic: str, i: int) -> str:
+        return f"{rng.choice(['hi', 'hello', 'please'])} {rng.choice(words[topic])} {i}"
+
+    topic = {f"ex{i}": "refund" if i < 300 else "login" for i in range(330)}
+    recs = [chat(i, user=ask(topic[f"ex{i}"], i), answer=topic[f"ex{i}"]) for i in range(330)]
+    prod = [{"qid": f"q{i}", "text": ask(("refund", "login")[i % 2], 1000 + i)} for i in range(400)]
+    write_jsonl(tmp_path / "data" / "prod.jsonl", prod)
+    extra = (
+        "production:\n  path: data/prod.jsonl\n  fields: {id: qid, input: text}\n"
+        "build: {resample: production}\n"
+    )
+    project = make_project(tmp_path, recs, extra_yaml=extra)
+    ftprep.audit(project)
+    res = ftprep.build(project)
+    train = res.manifest["splits"]["train"]
+    share = sum(topic[i] == "login" for i in train["ids"]) / train["count"]
+    assert 0.35 < share < 0.65  # 30 of 330 before
+    r = res.manifest["resampling"]
+    assert r["from"] == "production" and r["examples"] == train["count"]
+    assert r["dropped"] > 0 and r["repeated"] > 0 and 0 < r["ess_fraction"] < 1
+    copies = {i: train["ids"].count(i) for i in set(train["ids"])}
+    assert all(copies.get(i, 0) == c for i, c in r["copies"].items())
+    assert all(r["copies"].get(i, 1) == c for i, c in copies.items())
+    jsonschema = pytest.importorskip("jsonschema")
+    docs = Path(__file__).resolve().parents[1] / "docs" / "schema"
+    jsonschema.validate(res.manifest, json.loads((docs / "manifest.schema.json").read_text()))
+    # without the weights of an audit (the check not run) the build refuses
+    (project / ".ftprep" / "importance_weights.json").unlink()
+    from ftprep.build import StaleAuditError
+
+    with pytest.raises(StaleAuditError, match="importance weights"):
+        ftprep.build(project)

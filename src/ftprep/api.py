@@ -45,6 +45,7 @@ FINDINGS_SCHEMA_VERSION = "1.0"
 # artifacts the build reads from the workspace: near-duplicate clusters kept in one split, and
 # the ordered replay pool
 PERSISTED_ARTIFACTS = ("link_clusters", "replay_plan")
+IMPORTANCE_WEIGHTS = "importance_weights.json"  # from the distribution artifact, for the build
 
 
 @dataclass
@@ -429,6 +430,18 @@ def _write_outputs(res: AuditResult, ctx: Context) -> None:
         value = ctx.artifacts.get(key)
         if value is not None:
             atomic_write_bytes(res.project.workspace_dir / f"{key}.json", orjson.dumps(value))
+    # the importance weights, for build.resample: production (none from this audit: none kept,
+    # so a build never resamples by an older audit's weights)
+    weights_path = res.project.workspace_dir / IMPORTANCE_WEIGHTS
+    dist = ctx.artifacts.get("distribution") or {}
+    if "importance_weights" in dist:
+        plan = {
+            "weights": dist["importance_weights"],
+            "method": (dist.get("coverage") or {}).get("weights"),
+        }
+        atomic_write_bytes(weights_path, orjson.dumps(plan))
+    else:
+        weights_path.unlink(missing_ok=True)
     res.findings_path = out / "findings.json"
     res.report_path = out / "report.html"
 

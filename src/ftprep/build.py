@@ -143,11 +143,14 @@ def build(
     for row in kept:
         splits[assignment[row["id"]]].append(row)
     _eval_from_elsewhere(project, ing, splits)
+    resampling = _resample(project, splits)
     replay = _mix_replay(project, ing, splits)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_file_set(out_dir, "manifest.json") as stage:
-        manifest = _write_build(project, ing, splits, blocked, kept_ds, links, replay, fmt, stage)
+        manifest = _write_build(
+            project, ing, splits, blocked, kept_ds, links, replay, resampling, fmt, stage
+        )
         stale = _previous_files(out_dir) - {v["file"] for v in manifest["splits"].values()}
     for name in stale:  # a previous build's splits in another format
         (out_dir / name).unlink(missing_ok=True)
@@ -173,6 +176,7 @@ def _write_build(
     kept_ds: Dataset,
     links: Any,
     replay: dict[str, Any] | None,
+    resampling: dict[str, Any] | None,
     fmt: str,
     stage: Any,
 ) -> dict[str, Any]:
@@ -258,6 +262,7 @@ def _write_build(
         "excluded": excluded,
         "rejected": rejected,
         "replay": replay,
+        "resampling": resampling,
         "warnings": warnings,
     }
     stage("manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
@@ -304,6 +309,53 @@ def _eval_from_elsewhere(
         dest = assignment.get(r["id"])
         if dest in ("validation", "test"):
             splits[dest].append(r)
+
+
+def _resample(project: Project, splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """``build.resample: production``: the training split drawn again, same size, in proportion
+    to the importance weights of the last audit (systematic resampling, seeded by the split seed),
+    so its mix of inputs follows production's. Returns what the manifest records: the method,
+    the effective sample size it costs and every example's number of copies that is not 1."""
+    if project.build.resample != "production":
+        return None
+    import numpy as np
+
+    from ftprep.api import IMPORTANCE_WEIGHTS
+    from ftprep.distribution.weights import effective_sample_size, resampling_plan
+
+    path = project.workspace_dir / IMPORTANCE_WEIGHTS
+    if not path.exists():
+        raise StaleAuditError(
+            "build.resample: production needs the importance weights of the last audit's "
+            "distribution.coverage check, and it has none (was the check disabled, or not run "
+            "for want of inputs?): run `ftprep audit`"
+        )
+    plan = orjson.loads(path.read_bytes())
+    known = plan["weights"]
+    train = splits["train"]
+    missing = [r["id"] for r in train if r["id"] not in known]
+    if missing:
+        raise StaleAuditError(
+            f"build.resample: {len(missing)} training example(s) have no importance weight from "
+            f"the last audit (e.g. {missing[0]!r}): run `ftprep audit` again"
+        )
+    w = np.array([float(known[r["id"]]) for r in train])
+    if not len(train) or w.sum() <= 0:
+        return {"from": "production", "method": plan.get("method"), "copies": {}}
+    copies = resampling_plan(w, len(train), seed=project.split.seed)
+    splits["train"] = [r for r, c in zip(train, copies, strict=True) for _ in range(int(c))]
+    ess = effective_sample_size(w)
+    return {
+        "from": "production",
+        "method": plan.get("method"),
+        "examples": len(train),
+        "effective_sample_size": round(ess, 1),
+        "ess_fraction": round(ess / len(train), 4),
+        "dropped": int((copies == 0).sum()),
+        "repeated": int((copies > 1).sum()),
+        # every example whose number of copies is not 1 (0: left out of this training file)
+        "copies": {r["id"]: int(c) for r, c in zip(train, copies, strict=True) if c != 1},
+    }
 
 
 def _mix_replay(

@@ -320,11 +320,21 @@ def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet
                 f"; train includes {acc['from_replay']} replay examples"
                 if acc.get("from_replay")
                 else ""
-            ),
+            )
+            + _resampled(res.manifest.get("resampling")),
             markup=False,
         )
         for w in res.manifest.get("warnings", []):
             err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+
+
+def _resampled(r: dict[str, Any] | None) -> str:
+    if not r or "examples" not in r:
+        return ""
+    return (
+        f"; train resampled toward production ({r['dropped']} examples left out, "
+        f"{r['repeated']} repeated; effective sample size {r['ess_fraction']:.0%})"
+    )
 
 
 @main.command("checks")

@@ -201,6 +201,9 @@ class Split(_Model):
 class BuildConfig(_Model):
     format: Literal["openai", "sharegpt", "alpaca", "prompt_completion", "parquet"] = "openai"
     out: str = "out/build"
+    # "production": draw the training split in proportion to the last audit's importance weights
+    # (distribution.coverage), so its mix follows production's; "none": every example once
+    resample: Literal["none", "production"] = "none"
 
 
 class Workspace(_Model):
@@ -371,6 +374,11 @@ def load_project(path: str | Path = PROJECT_FILE) -> Project:
                 "production draws validation and test from this share of the production sample; "
                 "set it, e.g. `holdout: 0.2`"
             )
+    if project.build.resample == "production" and project.production is None:
+        raise ProjectError(
+            f"{p}:{_line_of(node, ('build', 'resample'))}: build.resample: production needs a "
+            "production sample (the `production:` section)"
+        )
     # a side file that is named but missing would switch its checks off without a word
     for key in SIDE_FILES:
         side = project.path(getattr(project, key))
