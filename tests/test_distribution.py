@@ -630,6 +630,11 @@ def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     d_novel = np.median([near[i]["distance"] for i in novel_ids])
     assert d_novel > np.median([v["distance"] for i, v in near.items() if i not in novel_ids])
     assert "shift" in art and art["shift"]["auc"] > 0.5
+    # per-item shift scores localise it: the novel requests score higher
+    ps = art["shift"]["production_scores"]
+    assert len(ps) == art["shift"]["n_production"] and all(np.isfinite(v) for v in ps.values())
+    sn = [v for i, v in ps.items() if i in novel_ids]
+    assert sn and np.median(sn) > np.median([v for i, v in ps.items() if i not in novel_ids])
     # without a production sample the checks are reported as not run
     (tmp_path / "ftprep.yaml").write_text(
         "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n",

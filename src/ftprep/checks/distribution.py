@@ -680,6 +680,12 @@ class Shift(Check):
             "features": r.features,
             "words": r.words,
             "most_shifted_production_ids": [p_ids[i] for i in top],
+            # every sampled production input's out-of-fold log odds of being production (classes
+            # balanced): where the shift lies
+            "production_scores": {
+                p_ids[int(i)]: round(float(v), 4)
+                for i, v in zip(r.prod_items, r.prod_scores, strict=True)
+            },
         }
         res.sections.extend(
             [

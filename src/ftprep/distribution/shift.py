@@ -60,7 +60,7 @@ class ShiftResult:
     n_train: int
     n_production: int
     prod_items: np.ndarray  # indices (into production) of the sampled items
-    prod_scores: np.ndarray  # out-of-fold P(production) of those items
+    prod_scores: np.ndarray  # out-of-fold decision scores (log odds, balanced classes) of those
     features: list[dict[str, Any]] = field(default_factory=list)
     words: list[dict[str, Any]] = field(default_factory=list)
 
