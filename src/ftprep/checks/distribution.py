@@ -287,6 +287,12 @@ class Coverage(Check):
             else "knn density ratio",
         }
         label_rows = shift.table() if shift is not None else []
+        n_t = len(t_ids)
+        for row in label_rows:
+            # examples to collect for the label to reach its production share (times
+            # target_coverage) of a training set this size: the regions' rule, per label
+            target = rp.target_coverage * row["production_share"] * n_t
+            row["needed_examples"] = max(0, math.ceil(target - row["training_share"] * n_t - 1e-9))
         under_labels = [
             r for r in label_rows if r["ratio"] >= rp.under_ratio and r["production_share"] >= 0.001
         ]
@@ -371,7 +377,10 @@ class Coverage(Check):
                     metrics={k: row[k] for k in ("production_share", "training_share", "ratio")},
                     threshold=rp.under_ratio,
                     example_ids=[t_ids[i] for i in np.nonzero(labels_arr == row["label"])[0][:20]],
-                    action="collect more examples of this label or up-weight it",
+                    action=(
+                        f"collect about {row['needed_examples']} more examples of this label "
+                        "(or up-weight it: build.resample: production)"
+                    ),
                 )
             )
         region_dicts = [r.to_dict(p_ids, p_texts) for r in regions]
@@ -444,13 +453,20 @@ class Coverage(Check):
                     f"Production vs training share per label ({label_field})",
                     "table",
                     {
-                        "columns": ["label", "training share", "production share (est.)", "ratio"],
+                        "columns": [
+                            "label",
+                            "training share",
+                            "production share (est.)",
+                            "ratio",
+                            "examples to collect",
+                        ],
                         "rows": [
                             [
                                 r["label"],
                                 f"{r['training_share']:.2%}",
                                 f"{r['production_share']:.2%}",
                                 f"{r['ratio']:.2f}",
+                                r["needed_examples"],
                             ]
                             for r in label_rows[:40]
                         ],
