@@ -976,6 +976,7 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     assert art["label_shift"]["field"] == "response" and not art["label_shift"]["used"]
     assert art["label_shift"]["labels"] == [] and check["values"]["weights"] == "knn density ratio"
     assert [x["code"] for x in check["findings"]].count("labels_not_predictable") == 1
+    assert not any("training_labels" in r for r in art["regions"])  # yes/no says nothing here
     assert check["values"]["label_information"] < 0.05 and check["values"]["pseudo_labels"] > 0
 
 

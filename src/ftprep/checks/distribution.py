@@ -314,11 +314,11 @@ class Coverage(Check):
         labels_arr = np.asarray(labels, dtype=object) if labels is not None else None
         # the labels of the training inputs nearest each region: the region's own topic says
         # "too thin", another topic says "absent" (credit-card questions whose nearest training
-        # inputs are labelled as bank transfers)
+        # inputs are labelled as bank transfers); only labels the inputs predict say so
         near_labels = {
             r.id: Counter(labels_arr[r.train_items].tolist()).most_common(TRAINING_LABELS_SHOWN)
             for r in regions
-            if labels_arr is not None
+            if labels_arr is not None and shift is not None
         }
         for r in unc_top + under:
             inside = (
