@@ -398,7 +398,9 @@ def test_production_sample_is_streamed_and_reproducible(
             assert [x.line for x in res.rejects] == [b + first - 1 for b in bad], kind
     path = tmp_path / "p.jsonl"
     opts = ReadOptions(source="prod", mode="inputs", fields=fields, sample=100, sample_seed=8)
-    assert set(read_file(path, opts, workers=1).dataset.ids) != want  # another seed
+    read_bytes: list[int] = []
+    assert set(read_file(path, opts, workers=1, progress=read_bytes.append).dataset.ids) != want
+    assert len(read_bytes) > 1 and sum(read_bytes) == path.stat().st_size  # progress, per block
     # the file's order does not matter
     shuffled = tmp_path / "shuffled.jsonl"
     shuffled.write_text("".join(json.dumps(x) + "\n" for x in reversed(rows)))

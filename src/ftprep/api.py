@@ -103,7 +103,9 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_source(project: Project, src: Source, mode: str) -> tuple[ReadResult, Path]:
+def _read_source(
+    project: Project, src: Source, mode: str, progress: ProgressFactory = no_progress
+) -> tuple[ReadResult, Path]:
     path = project.path(src.path)
     assert path is not None
     opts = ReadOptions(
@@ -115,8 +117,12 @@ def _read_source(project: Project, src: Source, mode: str) -> tuple[ReadResult, 
         defaults=dict(src.defaults),
     )
     if isinstance(src, Production) and src.sample:
-        # streamed: only the sample is held (the records of smallest seeded id hash)
+        # streamed: only the sample is held (the records of smallest seeded id hash); a JSONL
+        # log shows its bytes read
         opts.sample, opts.sample_seed = src.sample, src.seed
+        plain = path.is_file() and path.suffix in (".jsonl", ".ndjson")  # not gzip'd
+        with progress(f"sampling {src.name}", path.stat().st_size if plain else None) as advance:
+            return read_file(path, opts, container=src.container_kind(), progress=advance), path
     return read_file(path, opts, container=src.container_kind()), path
 
 
@@ -156,7 +162,7 @@ def ingest(project: Project, progress: ProgressFactory = no_progress) -> Ingeste
     train.name = "train"
     production = None
     if project.production is not None:
-        res, path = _read_source(project, project.production, "inputs")
+        res, path = _read_source(project, project.production, "inputs", progress)
         production = res.dataset
         production.name = "production"
         stats.append(

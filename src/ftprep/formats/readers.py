@@ -523,6 +523,7 @@ class _Sampled:
     rejects: list[Reject]
     formats: dict[str, int]
     n: int
+    nbytes: int = 0  # of the file (JSONL blocks), for progress
 
 
 def _sample_keys(table: pa.Table, opts: ReadOptions) -> pa.Array:
@@ -553,7 +554,9 @@ def _reduce(rows: _Rows, opts: ReadOptions) -> _Sampled:
 
 def _jsonl_sampled(args: tuple[bytes, int, str, ReadOptions]) -> _Sampled:
     data, first_line, path, opts = args
-    return _reduce(_jsonl_rows(data, first_line, path, opts), opts)
+    part = _reduce(_jsonl_rows(data, first_line, path, opts), opts)
+    part.nbytes = len(data)
+    return part
 
 
 def _jsonl_blocks(path: Path, opts: ReadOptions) -> Iterator[tuple[bytes, int, str, ReadOptions]]:
@@ -610,9 +613,12 @@ def _csv_stream(path: Path, opts: ReadOptions, delimiter: str) -> Iterator[_Rows
             ) from None
 
 
-def _read_sampled(p: Path, kind: str, opts: ReadOptions, w: int) -> ReadResult:
+def _read_sampled(
+    p: Path, kind: str, opts: ReadOptions, w: int, progress: Callable[[int], None] | None
+) -> ReadResult:
     """Every record is parsed (so every reject is reported) but only the ``opts.sample`` of
-    smallest key are kept, block by block: memory is bounded by the sample and one block."""
+    smallest key are kept, block by block: memory is bounded by the sample and one block.
+    ``progress`` is called with the bytes of each JSONL block read (uncompressed)."""
     parts: Iterator[_Sampled]
     if kind == "jsonl":
         parts = _bounded_map(_jsonl_sampled, _jsonl_blocks(p, opts), w)
@@ -640,6 +646,8 @@ def _read_sampled(p: Path, kind: str, opts: ReadOptions, w: int) -> ReadResult:
     n = 0
     for part in parts:
         n += _tally(part, rejects, formats)
+        if progress is not None:
+            progress(part.nbytes)
         both = part.table if keep is None else pa.concat_tables([keep, part.table])
         keep = _smallest(both, opts.sample)
     if keep is None:
@@ -658,7 +666,10 @@ def read_file(
     opts: ReadOptions,
     container: str = "auto",
     workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReadResult:
+    """The records of ``path``. ``progress``: called with the bytes read so far of a sampled
+    JSONL read (``opts.sample``), the only read long enough to need it."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or directory")
@@ -674,14 +685,14 @@ def read_file(
                 bom = fh.read(4)
             if bom.startswith((b"\xff\xfe", b"\xfe\xff")):
                 raise InputError(f"{p}: the file is UTF-16 encoded; save it as UTF-8")
+        if opts.sample > 0:
+            return _read_sampled(p, kind, opts, w, progress)
         return _read_kind(p, kind, opts, w)
     except (OSError, EOFError, zlib.error) as e:  # truncated gzip, I/O errors
         raise InputError(f"{p}: unreadable {kind} file ({e})") from None
 
 
 def _read_kind(p: Path, kind: str, opts: ReadOptions, w: int) -> ReadResult:
-    if opts.sample > 0:
-        return _read_sampled(p, kind, opts, w)
     if kind == "jsonl":
         fast = read_fast(p, opts)
         if fast is not None:
