@@ -447,3 +447,20 @@ def test_sample_without_ids_equals_the_full_read_cut(
         full.dataset.column("prompt")[k] for k in order
     )
     assert len(set(part.dataset.ids)) == len(part.dataset)  # repeats numbered, ids unique
+
+
+def test_sampled_csv_reports_bad_bytes_and_keeps_multiline_fields(tmp_path: Path) -> None:
+    """The streamed CSV read decodes line by line: a bad byte is an error naming its line, and
+    a BOM and quoted fields across lines read as in the whole-file read."""
+    fields = FieldMap(id="qid", input="text")
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"qid,text\nq1,hello\nq2,caf\xe9\n")
+    with pytest.raises(InputError, match=r"bad\.csv:3: not valid UTF-8"):
+        read_file(bad, ReadOptions(source="p", mode="inputs", fields=fields, sample=5))
+    ml = tmp_path / "ml.csv"
+    ml.write_bytes('\ufeffqid,text\nq1,"multi\nline"\nq2,plain\n'.encode())
+    whole = read_file(ml, ReadOptions(source="p", mode="inputs", fields=fields))
+    part = read_file(ml, ReadOptions(source="p", mode="inputs", fields=fields, sample=5))
+    for col in ("id", "prompt", "line"):
+        assert part.dataset.column(col) == whole.dataset.column(col)
+    assert part.dataset.column("prompt") == ["multi\nline", "plain"]

@@ -15,7 +15,7 @@ import json
 import os
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -395,9 +395,9 @@ def _read_csv(path: Path, opts: ReadOptions, delimiter: str) -> list[_Rows]:
 
 
 def _csv_parts(
-    text: io.TextIOBase, path: Path, opts: ReadOptions, delimiter: str, block: int
+    text: Iterable[str], path: Path, opts: ReadOptions, delimiter: str, block: int
 ) -> Iterator[_Rows]:
-    """The records of a CSV text stream, ``block`` records per part (0: one part)."""
+    """The records of CSV text (lines), ``block`` records per part (0: one part)."""
     reader = csv.DictReader(text, delimiter=delimiter)
     if not reader.fieldnames:
         raise InputError(f"{path}: empty CSV (no header row)")
@@ -604,13 +604,20 @@ def _table_rows(
 
 def _csv_stream(path: Path, opts: ReadOptions, delimiter: str) -> Iterator[_Rows]:
     with _open_bytes(path) as fb:
-        text = io.TextIOWrapper(fb, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+        yield from _csv_parts(_utf8_lines(fb, path), path, opts, delimiter, SAMPLE_BLOCK_RECORDS)
+
+
+def _utf8_lines(fb: io.BufferedIOBase, path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 file (a BOM dropped), decoded one at a time so that bad bytes are
+    reported with their line, as the whole-file read does."""
+    for n, raw in enumerate(fb, start=1):
         try:
-            yield from _csv_parts(text, path, opts, delimiter, SAMPLE_BLOCK_RECORDS)
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise InputError(
-                f"{path}: not valid UTF-8 ({e.reason}); re-encode the file as UTF-8"
+                f"{path}:{n}: not valid UTF-8 ({e.reason}); re-encode the file as UTF-8"
             ) from None
+        yield line.removeprefix("\ufeff") if n == 1 else line
 
 
 def _read_sampled(
