@@ -940,6 +940,7 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     found = [x for x in check["findings"] if x["code"] == "under_represented_label"]
     assert [x["metrics"]["ratio"] > 2 for x in found] == [True]
     assert "password" in found[0]["message"]
+    assert "1 label(s) under-represented (response)" in check["summary"]
     # to reach a third of production, the 30 password examples need about 210 - 30 more
     assert 210 / 1.25 - 30 <= rows["password"]["needed_examples"] <= 210 * 1.25 - 30
     assert f"collect about {rows['password']['needed_examples']} more" in found[0]["action"]

@@ -307,8 +307,13 @@ class Coverage(Check):
             summary=(
                 f"{values['uncovered_region_share']:.1%} of production in {len(unc_top)} uncovered "
                 f"region(s){f' (+{n_subs} sub-regions)' if n_subs else ''}; "
-                f"{len(under)} under-covered region(s); reweighting keeps "
-                f"{values['ess_fraction']:.0%} effective sample size{noise}"
+                f"{len(under)} under-covered region(s); "
+                + (
+                    f"{len(under_labels)} label(s) under-represented ({label_field}); "
+                    if shift is not None
+                    else ""
+                )
+                + f"reweighting keeps {values['ess_fraction']:.0%} effective sample size{noise}"
             ),
         )
         labels_arr = np.asarray(labels, dtype=object) if labels is not None else None
