@@ -1152,3 +1152,36 @@ def test_nlupp_missing_hotels_domain_is_flagged() -> None:
     assert cov.flagged[covered].mean() <= 0.10
     keep = specific | covered
     assert roc_auc_score(specific[keep], cov.score[keep]) >= 0.96
+
+
+def test_a_large_production_file_read_whole_suggests_a_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ftprep
+    import ftprep.checks.distribution as dist
+
+    monkeypatch.setattr(dist, "LARGE_PRODUCTION", 30)
+    rng = np.random.default_rng(0)
+    words = ["refund", "parcel", "password", "invoice", "courier", "login", "card", "order"]
+
+    def ask() -> str:
+        return " ".join(rng.choice(words, 4))
+
+    _write(
+        tmp_path / "data/train.jsonl",
+        [{"id": f"t{i}", "prompt": ask(), "completion": "ok"} for i in range(80)],
+    )
+    _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": ask()} for i in range(60)])
+
+    def codes(sample: str) -> list[str]:
+        (tmp_path / "ftprep.yaml").write_text(
+            "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+            f"production:\n  path: data/prod.jsonl\n  fields: {{id: id, input: text}}\n{sample}",
+            encoding="utf-8",
+        )
+        ftprep.audit(tmp_path, only=["distribution.coverage"])
+        f = json.loads((tmp_path / "out/audit/findings.json").read_text())
+        return [x["code"] for x in f["checks"][0]["findings"]]
+
+    assert "production_not_sampled" in codes("")
+    assert "production_not_sampled" not in codes("  sample: 40\n")

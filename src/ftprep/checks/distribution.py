@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 ARTIFACT = "distribution"
 ARTIFACT_VERSION = 1
 TRAINING_LABELS_SHOWN = 3  # labels of a region's training inputs in the artifact and the report
+LARGE_PRODUCTION = 100_000  # more production inputs than this, read whole: suggest a sample
 
 
 def _require(n_train: int, n_prod: int, min_train: int, min_prod: int, what: str) -> None:
@@ -350,6 +351,22 @@ class Coverage(Check):
                     threshold=rp.uncovered_share if r.status == "uncovered" else rp.under_ratio,
                     example_ids=[p_ids[i] for i in r.prod_items],
                     action=f"collect about {r.needed} training examples like these",
+                )
+            )
+        prod_cfg = ctx.project.production
+        if n_p > LARGE_PRODUCTION and prod_cfg is not None and prod_cfg.sample is None:
+            res.findings.append(
+                Finding(
+                    severity="info",
+                    code="production_not_sampled",
+                    message=(
+                        f"the production file was read whole ({n_p:,} inputs): reading, embedding "
+                        "and the neighbour searches grow with it; production.sample streams a "
+                        "reproducible sample of the size you set instead"
+                    ),
+                    metrics={"n_production": n_p},
+                    threshold=LARGE_PRODUCTION,
+                    action=f"set production.sample (e.g. {LARGE_PRODUCTION // 5}) in ftprep.yaml",
                 )
             )
         if ls is not None and not ls.usable:
