@@ -283,9 +283,16 @@ def test_build_resamples_the_training_mix_toward_production(tmp_path: Path) -> N
     jsonschema = pytest.importorskip("jsonschema")
     docs = Path(__file__).resolve().parents[1] / "docs" / "schema"
     jsonschema.validate(res.manifest, json.loads((docs / "manifest.schema.json").read_text()))
+    # the option overrides the configuration: off from the CLI, on from the API
+    cli = CliRunner().invoke(main, ["build", "-p", str(project), "--resample", "none", "--json"])
+    assert cli.exit_code == 0 and json.loads(cli.stdout)["resampling"] is None
+    cfg = project / "ftprep.yaml"
+    cfg.write_text(cfg.read_text().replace("build: {resample: production}\n", ""))
+    again = ftprep.build(project, resample="production").manifest
+    assert again["resampling"] == r and again["splits"]["train"]["ids"] == train["ids"]
     # without the weights of an audit (the check not run) the build refuses
     (project / ".ftprep" / "importance_weights.json").unlink()
     from ftprep.build import StaleAuditError
 
     with pytest.raises(StaleAuditError, match="importance weights"):
-        ftprep.build(project)
+        ftprep.build(project, resample="production")

@@ -92,9 +92,20 @@ def build(
     progress: ProgressFactory = no_progress,
     out: str | Path | None = None,
     fmt: str | None = None,
+    resample: str | None = None,
 ) -> BuildResult:
+    """Build ``project``; ``out``, ``fmt`` and ``resample`` override ``build.out``,
+    ``build.format`` and ``build.resample``."""
     if not isinstance(project, Project):
         project = load_project(project)
+    if resample is not None and resample != project.build.resample:
+        if resample not in ("none", "production"):
+            raise ProjectError(f"unknown resample {resample!r}; expected none or production")
+        if resample == "production" and project.production is None:
+            raise ProjectError("resample: production needs a production sample in ftprep.yaml")
+        project = project.model_copy(
+            update={"build": project.build.model_copy(update={"resample": resample})}
+        )
     ws, ledger = open_workspace(project)
     _preflight(project, ws)
     fmt = fmt or project.build.format

@@ -290,14 +290,34 @@ def _print_summary(res: Any) -> None:
     default=None,
     help="Output format (default: build.format, openai chat JSONL).",
 )
+@click.option(
+    "--resample",
+    type=click.Choice(["none", "production"]),
+    default=None,
+    help="production: draw the training split toward production's mix by the last audit's "
+    "importance weights (default: build.resample, none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, no summary line.")
-def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet: bool) -> None:
+def build(
+    project: Path,
+    out: Path | None,
+    fmt: str | None,
+    resample: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Apply the decisions ledger and write train/validation/test + manifest.json."""
     from ftprep.build import build as run_build
 
     with _errors():
-        res = run_build(project, progress=_progress_factory(quiet or as_json), out=out, fmt=fmt)
+        res = run_build(
+            project,
+            progress=_progress_factory(quiet or as_json),
+            out=out,
+            fmt=fmt,
+            resample=resample,
+        )
     acc = res.manifest["accounting"]
     if as_json:
         sys.stdout.write(
@@ -306,6 +326,7 @@ def build(project: Path, out: Path | None, fmt: str | None, as_json: bool, quiet
                     "out_dir": str(res.out_dir),
                     "counts": res.counts,
                     "accounting": acc,
+                    "resampling": res.manifest.get("resampling"),
                     "warnings": res.manifest.get("warnings", []),
                 }
             ).decode()
