@@ -593,10 +593,35 @@ def _bounded_map(
             yield pending.popleft().result()
 
 
+def _parquet_sampled(args: tuple[str, list[int], int, ReadOptions]) -> _Sampled:
+    """Some row groups of a Parquet file (first record numbered ``first``), cut to the sample."""
+    import pyarrow.parquet as pq
+
+    path, groups, first, opts = args
+    batches = pq.ParquetFile(path).iter_batches(SAMPLE_BLOCK_RECORDS, row_groups=groups)
+    return _merge(
+        (_reduce(r, opts) for r in _table_rows(batches, Path(path), opts, first)), opts.sample
+    )
+
+
+def _parquet_blocks(
+    pf: Any, path: Path, opts: ReadOptions
+) -> Iterator[tuple[str, list[int], int, ReadOptions]]:
+    """Row groups in runs of about ``SAMPLE_BLOCK_RECORDS`` records (one group at least)."""
+    first, run, size = 1, [], 0
+    for g in range(pf.metadata.num_row_groups):
+        run.append(g)
+        size += pf.metadata.row_group(g).num_rows
+        if size >= SAMPLE_BLOCK_RECORDS:
+            yield str(path), run, first, opts
+            first, run, size = first + size, [], 0
+    if run:
+        yield str(path), run, first, opts
+
+
 def _table_rows(
-    batches: Iterator[pa.RecordBatch], path: Path, opts: ReadOptions
+    batches: Iterator[pa.RecordBatch], path: Path, opts: ReadOptions, first: int = 1
 ) -> Iterator[_Rows]:
-    first = 1
     for batch in batches:
         yield from _read_table_rows(pa.Table.from_batches([batch]), path, opts, first)
         first += batch.num_rows
@@ -629,40 +654,48 @@ def _read_sampled(
     parts: Iterator[_Sampled]
     if kind == "jsonl":
         parts = _bounded_map(_jsonl_sampled, _jsonl_blocks(p, opts), w)
+    elif kind == "parquet":  # row groups in worker processes
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(p)
+        except Exception as e:
+            raise InputError(f"{p}: unreadable Parquet ({e})") from None
+        parts = _bounded_map(_parquet_sampled, _parquet_blocks(pf, p, opts), w)
     else:
         rows: Iterator[_Rows]
         if kind == "json":  # one JSON document: parsed whole
             rows = iter(_read_json_array(p, opts))
         elif kind in ("csv", "tsv"):
             rows = _csv_stream(p, opts, "\t" if kind == "tsv" else ",")
-        elif kind == "parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                pf = pq.ParquetFile(p)
-            except Exception as e:
-                raise InputError(f"{p}: unreadable Parquet ({e})") from None
-            rows = _table_rows(pf.iter_batches(batch_size=SAMPLE_BLOCK_RECORDS), p, opts)
         else:
             hf_path, files = _hf_files(p)
             rows = _table_rows((b for f in files for b in _arrow_batches(f)), hf_path, opts)
         parts = (_reduce(r, opts) for r in rows)
-    keep: pa.Table | None = None
-    rejects: list[Reject] = []
-    formats: dict[str, int] = {}
-    n = 0
-    for part in parts:
-        n += _tally(part, rejects, formats)
-        if progress is not None:
-            progress(part.nbytes)
-        both = part.table if keep is None else pa.concat_tables([keep, part.table])
-        keep = _smallest(both, opts.sample)
-    if keep is None:
+    total = _merge(parts, opts.sample, progress)
+    if total.table.num_rows == 0:
         table = _rows_table([], opts)
     else:
-        keep = keep.drop_columns(["_key"])
+        keep = total.table.drop_columns(["_key"])
         table = keep.take(pc.sort_indices(keep.column("line")))
-    return _finish(table, rejects, n, formats, opts)
+    return _finish(table, total.rejects, total.n, total.formats, opts)
+
+
+def _merge(
+    parts: Iterable[_Sampled], limit: int, progress: Callable[[int], None] | None = None
+) -> _Sampled:
+    """The blocks' cuts merged into one: their ``limit`` smallest keys, rejects and counts."""
+    out = _Sampled(pa.table({"_key": pa.array([], pa.uint64())}), [], {}, 0)
+    for part in parts:
+        if progress is not None:
+            progress(part.nbytes)
+        out.n += _tally(part, out.rejects, out.formats)
+        out.nbytes += part.nbytes
+        if part.table.num_rows == 0:
+            continue
+        both = part.table if out.table.num_rows == 0 else pa.concat_tables([out.table, part.table])
+        out.table = _smallest(both, limit)
+    return out
 
 
 # --------------------------------------------------------------------------- public
