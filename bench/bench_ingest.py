@@ -123,10 +123,9 @@ def production_sample(n: int, sample: int, repeats: int) -> None:
             f"sample={sample}))\nassert len(r.dataset) == {min(sample, n)}"
         )
         whole = common + (
-            "import hashlib\n"
+            "from ftprep.examples import id_rank\n"
             f"r = read_file('{path}', ReadOptions(source='p', mode='inputs', fields=f))\n"
-            "ids = sorted(r.dataset.ids, key=lambda i: hashlib.blake2b(f'0:{i}'.encode(), "
-            "digest_size=8).digest())\n"
+            "ids = sorted(r.dataset.ids, key=lambda i: id_rank(0, i))\n"
             f"ds = r.dataset.filter_ids(set(ids[:{sample}]))\nassert len(ds) == {min(sample, n)}"
         )
         duck = (

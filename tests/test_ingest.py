@@ -464,3 +464,16 @@ def test_sampled_csv_reports_bad_bytes_and_keeps_multiline_fields(tmp_path: Path
     for col in ("id", "prompt", "line"):
         assert part.dataset.column(col) == whole.dataset.column(col)
     assert part.dataset.column("prompt") == ["multi\nline", "plain"]
+
+
+def test_sampled_read_rejects_a_repeated_id_it_keeps(tmp_path: Path) -> None:
+    """Repeats of an explicit id share its hash, so they are kept together and the later one is
+    rejected as a duplicate, as in the whole-file read."""
+    rows = [{"qid": f"q{i}", "text": f"order {i}"} for i in range(40)]
+    fields = FieldMap(id="qid", input="text")
+    keep = sorted(_smallest_ids([r["qid"] for r in rows], 10, 0))[0]  # an id the sample keeps
+    rows.append({"qid": keep, "text": "the same id again"})
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    res = read_file(path, ReadOptions(source="p", mode="inputs", fields=fields, sample=10))
+    assert [(r.line, r.code) for r in res.rejects] == [(41, "duplicate_id")]
+    assert len(res.dataset) == 9 and keep in res.dataset.ids

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+from pydantic import ValidationError
 
 from ftprep import __version__
 from ftprep.api import _preflight, ingest, open_workspace
@@ -22,7 +23,13 @@ from ftprep.context import ProgressFactory, no_progress
 from ftprep.decisions import LedgerEntry
 from ftprep.examples import Dataset, id_rank, response_text
 from ftprep.formats.writers import EXTENSIONS, write_split
-from ftprep.project import Project, ProjectError, load_project
+from ftprep.project import (
+    BuildConfig,
+    Project,
+    ProjectError,
+    cross_field_problems,
+    load_project,
+)
 from ftprep.splits import assign_splits
 from ftprep.store import atomic_file_set, remove_stale_temps
 
@@ -99,13 +106,15 @@ def build(
     if not isinstance(project, Project):
         project = load_project(project)
     if resample is not None and resample != project.build.resample:
-        if resample not in ("none", "production"):
-            raise ProjectError(f"unknown resample {resample!r}; expected none or production")
-        if resample == "production" and project.production is None:
-            raise ProjectError("resample: production needs a production sample in ftprep.yaml")
-        project = project.model_copy(
-            update={"build": project.build.model_copy(update={"resample": resample})}
-        )
+        try:  # the setting's own validation, then the rules across settings, as at load
+            config = BuildConfig.model_validate(
+                {**project.build.model_dump(), "resample": resample}
+            )
+        except ValidationError as err:
+            raise ProjectError(f"resample: {err.errors()[0]['msg']}") from None
+        project = project.model_copy(update={"build": config})
+        for _, msg in cross_field_problems(project):
+            raise ProjectError(msg)
     ws, ledger = open_workspace(project)
     _preflight(project, ws)
     fmt = fmt or project.build.format
@@ -351,8 +360,6 @@ def _resample(project: Project, splits: dict[str, list[dict[str, Any]]]) -> dict
             f"the last audit (e.g. {missing[0]!r}): run `ftprep audit` again"
         )
     w = np.array([float(known[r["id"]]) for r in train])
-    if not len(train) or w.sum() <= 0:
-        return {"from": "production", "method": plan.get("method"), "copies": {}}
     copies = resampling_plan(w, len(train), seed=project.split.seed)
     splits["train"] = [r for r, c in zip(train, copies, strict=True) for _ in range(int(c))]
     ess = effective_sample_size(w)
@@ -361,7 +368,7 @@ def _resample(project: Project, splits: dict[str, list[dict[str, Any]]]) -> dict
         "method": plan.get("method"),
         "examples": len(train),
         "effective_sample_size": round(ess, 1),
-        "ess_fraction": round(ess / len(train), 4),
+        "ess_fraction": round(ess / max(len(train), 1), 4),
         "dropped": int((copies == 0).sum()),
         "repeated": int((copies > 1).sum()),
         # every example whose number of copies is not 1 (0: left out of this training file)

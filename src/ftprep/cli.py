@@ -350,7 +350,7 @@ def build(
 
 
 def _resampled(r: dict[str, Any] | None) -> str:
-    if not r or "examples" not in r:
+    if not r:
         return ""
     return (
         f"; train resampled toward production ({r['dropped']} examples left out, "

@@ -117,9 +117,8 @@ class Production(Source):
     # keep this many records, streamed (the smallest seeded hash of their ids; see docs/formats.md)
     sample: int | None = Field(default=None, ge=1)
     seed: int = 0
-    holdout: float = Field(
-        default=0.0, ge=0, le=1
-    )  # validation/test share: split.eval_from: production
+    # the share of the sample that becomes validation/test with split.eval_from: production
+    holdout: float = Field(default=0.0, ge=0, le=1)
 
 
 class Benchmark(Source):
@@ -347,6 +346,39 @@ def load_yaml_model(path: str | Path, model: type[M], what: str) -> M:
 SIDE_FILES = ("spec", "rubric", "capabilities", "objectives")
 
 
+def cross_field_problems(project: Project) -> list[tuple[tuple[str, ...], str]]:
+    """Settings that are valid alone but not together, as (key path, message): checked when
+    the project is loaded and again when ``build`` overrides a setting."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    # validation/test drawn from production need a production sample and a share of it: without
+    # them the evaluation splits would silently come out empty
+    if project.split.eval_from == "production":
+        if project.production is None:
+            out.append(
+                (
+                    ("split", "eval_from"),
+                    "split.eval_from: production needs a production sample (the `production:` "
+                    "section)",
+                )
+            )
+        elif project.production.holdout <= 0:
+            out.append(
+                (
+                    ("production",),
+                    "production.holdout: split.eval_from: production draws validation and test "
+                    "from this share of the production sample; set it, e.g. `holdout: 0.2`",
+                )
+            )
+    if project.build.resample == "production" and project.production is None:
+        out.append(
+            (
+                ("build", "resample"),
+                "build.resample: production needs a production sample (the `production:` section)",
+            )
+        )
+    return out
+
+
 def load_project(path: str | Path = PROJECT_FILE) -> Project:
     p = Path(path)
     if p.is_dir():
@@ -360,25 +392,10 @@ def load_project(path: str | Path = PROJECT_FILE) -> Project:
     project = _validate(p, node, data, Project)
     project.root = p.parent.resolve()
     project.file_hash = hashlib.sha256(text).hexdigest()
-    # validation/test drawn from production need a production sample and a share of it: without
-    # them the evaluation splits would silently come out empty
-    if project.split.eval_from == "production":
-        if project.production is None:
-            raise ProjectError(
-                f"{p}:{_line_of(node, ('split', 'eval_from'))}: split.eval_from: production "
-                "needs a production sample (the `production:` section)"
-            )
-        if project.production.holdout <= 0:
-            raise ProjectError(
-                f"{p}:{_line_of(node, ('production',))}: production.holdout: split.eval_from: "
-                "production draws validation and test from this share of the production sample; "
-                "set it, e.g. `holdout: 0.2`"
-            )
-    if project.build.resample == "production" and project.production is None:
-        raise ProjectError(
-            f"{p}:{_line_of(node, ('build', 'resample'))}: build.resample: production needs a "
-            "production sample (the `production:` section)"
-        )
+    problems = cross_field_problems(project)
+    if problems:
+        loc, msg = problems[0]
+        raise ProjectError(f"{p}:{_line_of(node, loc)}: {msg}")
     # a side file that is named but missing would switch its checks off without a word
     for key in SIDE_FILES:
         side = project.path(getattr(project, key))

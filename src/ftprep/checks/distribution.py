@@ -30,7 +30,7 @@ from ftprep.checks.registry import register
 from ftprep.distribution.coverage import MIN_PROD, MIN_TRAIN, CoverageParams
 from ftprep.distribution.estimate import estimate_coverage
 from ftprep.distribution.labelshift import LabelShiftParams, is_label_set
-from ftprep.distribution.regions import RegionParams
+from ftprep.distribution.regions import RegionParams, examples_needed
 from ftprep.distribution.shift import MIN_PER_SIDE, ShiftParams, classifier_test
 from ftprep.distribution.weights import (
     WeightParams,
@@ -289,11 +289,11 @@ class Coverage(Check):
         }
         label_rows = shift.table() if shift is not None else []
         n_t = len(t_ids)
-        for row in label_rows:
-            # examples to collect for the label to reach its production share (times
-            # target_coverage) of a training set this size: the regions' rule, per label
-            target = rp.target_coverage * row["production_share"] * n_t
-            row["needed_examples"] = max(0, math.ceil(target - row["training_share"] * n_t - 1e-9))
+        for row in label_rows:  # the regions' rule, per label
+            n_have = round(row["training_share"] * n_t)
+            row["needed_examples"] = examples_needed(
+                row["production_share"], n_have, n_t, rp.target_coverage
+            )
         under_labels = [
             r for r in label_rows if r["ratio"] >= rp.under_ratio and r["production_share"] >= 0.001
         ]

@@ -136,6 +136,13 @@ def distinguishing_terms(
     return [w for _, w in scored[:top]]
 
 
+def examples_needed(prod_share: float, n_have: int, n_training: int, target_coverage: float) -> int:
+    """Examples to collect so that a region (or a label) holds ``target_coverage`` times its
+    production share of a training set of ``n_training`` inputs, given the ``n_have`` it has."""
+    target = target_coverage * prod_share * n_training
+    return max(0, math.ceil(target - n_have)) if math.isfinite(target) else 0
+
+
 def _representatives(emb: np.ndarray, members: np.ndarray, k: int) -> list[int]:
     if len(members) == 0:
         return []
@@ -223,10 +230,8 @@ def build_regions(
             basis=basis,
         )
         if status != "covered":
-            target = p.target_coverage * prod_share * n_t
-            need = math.ceil(target - n_train) if math.isfinite(target) else 0
             floor = p.min_examples if status == "uncovered" else 0
-            reg.needed = int(max(need, floor, 0))
+            reg.needed = max(examples_needed(prod_share, n_train, n_t, p.target_coverage), floor)
         return reg
 
     coherent = np.ones(n_p, dtype=bool)
