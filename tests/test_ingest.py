@@ -136,8 +136,8 @@ def test_mixed_valid_and_malformed_lines(tmp_path: Path) -> None:
         fh.write(b'{"messages": "\xff\xfe"}\n')
         fh.write(json.dumps(chat(3, answer="x" * 5000)).encode() + b"\n")
     res = read(p, max_record_bytes=2000)
-    assert res.dataset.ids == ["s:" + h[:16] for h in res.dataset.column("content_hash")]
-    assert len(res.dataset) == 2
+    # without a declared id field the records' own ``id`` key is the id
+    assert res.dataset.ids == ["ex1", "ex2"]
     got = [(r.line, r.code) for r in res.rejects]
     assert got == [
         (2, "malformed_json"),
@@ -308,6 +308,36 @@ def test_fast_path_equals_slow_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert a == b, col
     assert fast.n_records == slow.n_records == 30
     assert fast.formats == slow.formats
+
+
+def test_undeclared_id_key_is_the_id_and_repeats_are_numbered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``fields.id`` a record's own top-level ``id`` is its id (ShareGPT dumps, HF
+    exports), on the fast and the slow path alike; a repeat is numbered, never dropped (it is
+    a guess, not a declared key), and a record without one gets a content-hash id. A numbered
+    id never collides with a real one ("ex1#2" below is taken)."""
+    import ftprep.formats.fastpath as fp
+    import ftprep.formats.readers as r
+
+    monkeypatch.setattr(fp, "FAST_MIN_BYTES", 0)
+    recs = [chat(i) for i in range(6)]
+    recs[2]["id"] = "ex1#2"
+    recs[3]["id"] = "ex1"
+    recs[4]["id"] = 7  # a number: its text
+    recs[5].pop("id")
+    p = write_jsonl(tmp_path / "ids.jsonl", recs)
+    fast = read(p)
+    monkeypatch.setattr(r, "read_fast", lambda *a, **k: None)
+    slow = read(p)
+    for res in (fast, slow):
+        assert res.rejects == []
+        ids = res.dataset.ids
+        assert ids[:5] == ["ex0", "ex1", "ex1#2", "ex1#3", "7"]
+        assert ids[5] == "s:" + res.dataset.column("content_hash")[5][:16]
+    # a declared id field still rejects repeats (the ledger's key)
+    declared = read(p, fields=FieldMap(id="id"))
+    assert [(x.line, x.code) for x in declared.rejects] == [(4, "duplicate_id")]
 
 
 def test_token_counts_single_turn_shortcut_is_exact(tmp_path: Path) -> None:

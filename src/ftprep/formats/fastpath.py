@@ -118,7 +118,10 @@ def read_fast(path: Path, opts: Any) -> tuple[pa.Table, np.ndarray, np.ndarray, 
         roles = ", ".join(f"'{r}'" for r in ROLES)
         nonempty = "length(trim(coalesce(m.content, ''), E' \\t\\n\\r\\f\\v')) > 0"
         extra_sql = " OR ".join(f"m.{k} IS NOT NULL" for k in extras) or "false"
-        fields_sql = ",\n".join(_field_sql(getattr(f, name), types, name) for name in _FIELDS)
+        fields_sql = ",\n".join(
+            _field_sql(f.id_key() if name == "id" else getattr(f, name), types, name)
+            for name in _FIELDS
+        )
         outcome_sql = (
             (
                 "to_json({"

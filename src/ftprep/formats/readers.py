@@ -131,7 +131,7 @@ class _Rows:
         self.picks: list[tuple[str, str]] = [
             (name, key)
             for name, key in (
-                ("id", f.id),
+                ("id", f.id_key()),
                 ("group", f.group),
                 ("collected_at", f.collected_at),
                 ("spec_version", f.spec_version),
@@ -811,25 +811,24 @@ def _finish(
             i = table.column_names.index(name)
             table = table.set_column(i, name, pc.fill_null(table.column(name), str(default)))
     table = table.append_column("source", pa.array([opts.source] * table.num_rows, pa.string()))
-    table = _assign_ids(table, rejects, opts.source)
+    table = _assign_ids(table, rejects, opts.source, declared=opts.fields.id is not None)
     rejects.sort(key=lambda r: (r.file, r.line))
     return ReadResult(Dataset(table.select(list(SCHEMA.names)).cast(SCHEMA)), rejects, n, formats)
 
 
-def _assign_ids(table: pa.Table, rejects: list[Reject], source: str) -> pa.Table:
+def _assign_ids(
+    table: pa.Table, rejects: list[Reject], source: str, declared: bool = True
+) -> pa.Table:
     """Fill missing ids with ``source:hash`` (``#k`` for repeated content); reject duplicate
-    explicit ids (the ledger needs unique ids). Groups default to the id."""
+    ids of a ``declared`` id field (the ledger needs unique ids), number those of the
+    undeclared ``id`` key like repeated content (``#k``: nothing is lost on a guess). Groups
+    default to the id."""
     ids = table.column("id").to_pylist()
     hashes = table.column("content_hash").to_pylist()
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     drop: list[int] = []
     for i, v in enumerate(ids):
-        if v is None:
-            base = f"{source}:{hashes[i][:16]}"
-            k = seen.get(base, 0)
-            seen[base] = k + 1
-            ids[i] = base if k == 0 else f"{base}#{k + 1}"
-        elif v in seen:
+        if v is not None and v in taken and declared:
             drop.append(i)
             rejects.append(
                 Reject(
@@ -840,8 +839,14 @@ def _assign_ids(table: pa.Table, rejects: list[Reject], source: str) -> pa.Table
                     f"id {v!r} already used at an earlier record",
                 )
             )
-        else:
-            seen[v] = 1
+            continue
+        base = f"{source}:{hashes[i][:16]}" if v is None else v
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}#{k}"
+        ids[i] = name
+        taken.add(name)
     id_arr = pa.array(ids, pa.string())
     table = table.set_column(table.column_names.index("id"), "id", id_arr)
     gi = table.column_names.index("group")

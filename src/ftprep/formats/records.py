@@ -70,6 +70,12 @@ class FieldMap:
     output: str | None = None
     system: str | None = None
 
+    def id_key(self) -> str:
+        """The field the example id is read from: the declared one, else a top-level ``id``
+        (ShareGPT dumps, Hugging Face exports and most logs carry one; records without it get
+        a content-hash id). Repeats of an undeclared ``id`` are numbered, not rejected."""
+        return self.id or "id"
+
 
 def get_path(rec: dict[str, Any], path: str) -> Any:
     """``a.b`` looks up nested keys; a plain key is a plain lookup."""
