@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from ftprep.distribution.estimate import estimate_coverage
 from ftprep.distribution.labelshift import LabelShiftParams, is_label_set
 from ftprep.distribution.regions import RegionParams, examples_needed
 from ftprep.distribution.shift import MIN_PER_SIDE, ShiftParams, classifier_test
+from ftprep.distribution.template import TemplateLine, TemplateParams, strip_templates
 from ftprep.distribution.weights import (
     WeightParams,
     effective_sample_size,
@@ -56,8 +58,34 @@ def _require(n_train: int, n_prod: int, min_train: int, min_prod: int, what: str
         )
 
 
-def _embed(ctx: Context, ds: Dataset, model: str | None) -> np.ndarray:
-    return np.asarray(ctx.embeddings(ds, "prompt", model=model), dtype=np.float32)
+@dataclass(slots=True)
+class _Inputs:
+    """Training and production inputs as the distribution checks compare them: template lines
+    taken out (``template.py``), embedded; ``train``/``prod`` keep the texts as they are, for
+    display."""
+
+    train: list[str]
+    prod: list[str]
+    train_cmp: list[str]
+    prod_cmp: list[str]
+    xt: np.ndarray
+    xp: np.ndarray
+    templates: list[TemplateLine]
+
+
+def _inputs(ctx: Context, params: dict[str, Any], model: str | None) -> _Inputs:
+    from ftprep.signals.cache import cached_embeddings
+
+    assert ctx.production is not None
+    train, prod = ctx.train.texts("prompt"), ctx.production.texts("prompt")
+    t_cmp, p_cmp, found = strip_templates(train, prod, TemplateParams.from_dict(params))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        m = model or ctx.project.embeddings
+        x = cached_embeddings(ctx.workspace, texts, m, progress=ctx.progress)
+        return np.asarray(x, dtype=np.float32)
+
+    return _Inputs(train, prod, t_cmp, p_cmp, embed(t_cmp), embed(p_cmp), found)
 
 
 AUTO_LABEL_FIELDS = (
@@ -207,8 +235,8 @@ class Coverage(Check):
         )
         train, prod = ctx.train, ctx.production
         _require(len(train), len(prod), MIN_TRAIN, MIN_PROD, "the coverage estimate")
-        t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
-        xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
+        inp = _inputs(ctx, self.params, model)
+        t_texts, p_texts, xt, xp = inp.train, inp.prod, inp.xt, inp.xp
         with ctx.progress("distribution: coverage", None):
             lp = LabelShiftParams.from_dict(
                 {
@@ -221,7 +249,7 @@ class Coverage(Check):
             label_field, labels, label_note = training_labels(
                 train, str(self.param("labels", "auto")), lp
             )
-            est = estimate_coverage(xt, xp, t_texts, p_texts, labels, cp, rp, wp, lp)
+            est = estimate_coverage(xt, xp, inp.train_cmp, inp.prod_cmp, labels, cp, rp, wp, lp)
         cov, regions, weights, ls = est.cov, est.regions, est.weights, est.label_shift
         shift = ls if ls is not None and ls.usable else None  # the estimate, when it was made
         p_ids, t_ids = prod.ids, train.ids
@@ -278,6 +306,8 @@ class Coverage(Check):
             "examples_needed": int(sum(r.needed for r in regions if not r.within)),
             "n_training": len(t_ids),
             "n_production": n_p,
+            # lines repeated verbatim by many inputs, compared without (template.py)
+            "template_lines": len(inp.templates),
             "embeddings": model or ctx.project.embeddings,
             "label_field": label_field,
             "n_labels": len(ls.labels) if ls is not None else 0,
@@ -426,6 +456,7 @@ class Coverage(Check):
             "labels": label_rows,
         }
         art["coverage"] = {k: v for k, v in values.items()}
+        art["template_lines"] = [t.to_dict() for t in inp.templates]
         art["regions"] = region_dicts
         art["collection_list"] = [
             {
@@ -648,8 +679,10 @@ class Shift(Check):
         "surface features): out-of-fold AUC with a permutation p-value, compared with the same "
         "test between two halves of training; per-item shift scores; the surface features "
         "(length, bracketed alternatives, placeholders, conditionals, questions, language, "
-        "code) and words that explain it, with effect sizes and a prevalence floor. WARN when "
-        "the AUC exceeds the training baseline by more than 0.15 (p <= 0.05)."
+        "code) and words that explain it, with effect sizes and a prevalence floor. Lines "
+        "repeated verbatim by many inputs (a prompt template) are compared without and "
+        "reported. WARN when the AUC exceeds the training baseline by more than 0.15 "
+        "(p <= 0.05), or when a template line is carried by one side only."
     )
     requires = ("production",)
     default_conditions = (
@@ -660,6 +693,13 @@ class Shift(Check):
             Status.WARN,
             "AUC above the training-vs-training baseline (0 unless p <= alpha)",
         ),
+        Condition(
+            "template_lines_differing",
+            ">",
+            0,
+            Status.WARN,
+            "lines repeated verbatim by many inputs of one side and not the other (a template)",
+        ),
     )
 
     def run(self, ctx: Context) -> CheckResult:
@@ -669,10 +709,12 @@ class Shift(Check):
         alpha = float(self.param("alpha", 0.05))
         train, prod = ctx.train, ctx.production
         _require(len(train), len(prod), MIN_PER_SIDE, MIN_PER_SIDE, "the shift test")
-        t_texts, p_texts = train.texts("prompt"), prod.texts("prompt")
-        xt, xp = _embed(ctx, train, model), _embed(ctx, prod, model)
+        inp = _inputs(ctx, self.params, model)
         with ctx.progress("distribution: shift test", None):
-            r = classifier_test(t_texts, xt, p_texts, xp, sp_)
+            r = classifier_test(inp.train_cmp, inp.xt, inp.prod_cmp, inp.xp, sp_)
+        # a template one side carries and the other lacks (a wrapper both share is no difference)
+        tp = TemplateParams.from_dict(self.params)
+        differing = [t for t in inp.templates if t.differs(tp.min_share)]
         explains = [f for f in r.features if f["explains"]]
         values = {
             "auc": r.auc,
@@ -683,6 +725,8 @@ class Shift(Check):
             "explaining_features": [f["feature"] for f in explains],
             "n_training": r.n_train,
             "n_production": r.n_production,
+            "template_lines": [t.to_dict() for t in inp.templates],
+            "template_lines_differing": len(differing),
         }
         res = self.result(
             values=values,
@@ -693,8 +737,37 @@ class Shift(Check):
                     if explains
                     else ""
                 )
+                + (
+                    f"; compared without {len(differing)} template line(s) one side lacks"
+                    if differing
+                    else ""
+                )
             ),
         )
+        for t in differing:
+            side = "training" if t.training_share > t.production_share else "production"
+            res.findings.append(
+                Finding(
+                    severity="info",
+                    code="template_line",
+                    message=(
+                        f"a line repeated verbatim by {t.training_share:.0%} of training and "
+                        f"{t.production_share:.0%} of production inputs: {t.line[:120]!r}; a "
+                        f"template {side} carries and the other side does not, so both "
+                        "distribution checks compare the inputs without it (strip_templates: "
+                        "false to keep it)"
+                    ),
+                    metrics={
+                        "training_share": t.training_share,
+                        "production_share": t.production_share,
+                    },
+                    threshold=tp.min_share,
+                    action=(
+                        "fine-tune on the inputs production sends: drop the template from the "
+                        "training prompts, or make sure production wraps inputs the same way"
+                    ),
+                )
+            )
         p_ids = prod.ids
         order = np.argsort(-r.prod_scores, kind="stable")
         top = [int(r.prod_items[j]) for j in order[: min(200, len(order))]]
@@ -777,7 +850,8 @@ class Shift(Check):
                     "examples",
                     {
                         "items": [
-                            {"id": p_ids[i], "fields": {"input": p_texts[i][:300]}} for i in top[:8]
+                            {"id": p_ids[i], "fields": {"input": inp.prod[i][:300]}}
+                            for i in top[:8]
                         ]
                     },
                 ),

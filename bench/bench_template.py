@@ -1,0 +1,114 @@
+"""Benchmark: training inputs wrapped in a prompt template that production inputs lack (issue 7).
+
+    PYTHONPATH=src python bench/bench_template.py [--choices 3] [--datasets clinc,hwu]
+
+SFT records often wrap the input in an instruction (Alpaca ``instruction`` + ``input``) while the
+production log holds bare queries. Each case runs the real ``ftprep.audit`` (the distribution
+checks) three times on the same data: training as bare queries (``plain``, the reference),
+training wrapped in a fixed instruction and compared as it is (``strip_templates: false``, what
+ftprep did before), and wrapped with the default (template lines taken out,
+``ftprep.distribution.template``). Training = 7 of 10 domains, answers = the intent names
+(labels are detected), production = the test split of all domains (+ CLINC150's out-of-scope
+queries); uncovered = missing domains + out-of-scope. Reports the uncovered flags' recall and
+false alarms, the AUROC of ``uncovered_scores``, the shift test's AUC and its WARN, and seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sklearn.metrics import roc_auc_score
+
+import ftprep
+from bench_distribution import clinc_rows
+from bench_distribution_labels import LOADERS, MISSING
+
+INSTRUCTION = (
+    "Classify the customer's request into one of the supported intents and answer with the "
+    "intent name only."
+)
+MODES = {
+    "plain": ("", ""),
+    "wrapped, compared as is": (
+        INSTRUCTION,
+        "distribution.coverage: {strip_templates: false}\n"
+        "  distribution.shift: {strip_templates: false}\n",
+    ),
+    "wrapped, templates stripped": (INSTRUCTION, ""),
+}
+
+
+def run(root: Path, train: list, prod: list, instruction: str, checks: str) -> dict:
+    (root / "data").mkdir(parents=True)
+    with open(root / "data/train.jsonl", "w", encoding="utf-8") as f:
+        for i, (x, lab, _) in enumerate(train):
+            rec = {"id": f"t{i}", "instruction": instruction or x, "output": lab}
+            if instruction:
+                rec["input"] = x
+            f.write(json.dumps(rec) + "\n")
+    with open(root / "data/prod.jsonl", "w", encoding="utf-8") as f:
+        for i, (x, _, _) in enumerate(prod):
+            f.write(json.dumps({"id": f"p{i}", "text": x}) + "\n")
+    (root / "ftprep.yaml").write_text(
+        "name: bench\nsources:\n  - name: main\n    path: data/train.jsonl\n"
+        "production:\n  path: data/prod.jsonl\n  fields: {input: text}\n"
+        + (f"checks:\n  {checks}" if checks else ""),
+        encoding="utf-8",
+    )
+    t0 = time.perf_counter()
+    ftprep.audit(root, only=["distribution"])
+    secs = time.perf_counter() - t0
+    art = json.loads((root / "out/audit/artifacts/distribution.json").read_text())
+    checks_out = {
+        c["check"]: c for c in json.loads((root / "out/audit/findings.json").read_text())["checks"]
+    }
+    return {"art": art, "shift": checks_out["distribution.shift"], "secs": secs}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--choices", type=int, default=3)
+    ap.add_argument("--datasets", default="clinc,hwu")
+    a = ap.parse_args()
+    print(
+        "| case | mode | flags recall / false alarms | AUROC | shift AUC (WARN) | seconds |\n"
+        "|---|---|---|---|---|---|"
+    )
+    for name in a.datasets.split(","):
+        tr, te = clinc_rows() if name == "clinc" else LOADERS[name]()
+        for missing in MISSING[name][: a.choices]:
+            train = [r for r in tr if r[2] not in missing]
+            y = np.array([r[2] in [*missing, "oos"] for r in te])
+            ids = [f"p{i}" for i in range(len(te))]
+            with tempfile.TemporaryDirectory() as tmp:
+                for mode, (instruction, checks) in MODES.items():
+                    out = run(
+                        Path(tmp) / mode.split(",")[0].replace(" ", "_") / str(len(mode)),
+                        train,
+                        te,
+                        instruction,
+                        checks,
+                    )
+                    art = out["art"]
+                    fl = set(art["uncovered_production_ids"])
+                    f = np.array([i in fl for i in ids])
+                    s = np.array([art["uncovered_scores"][i] for i in ids])
+                    sh = out["shift"]
+                    print(
+                        f"| {name} without {', '.join(missing)} | {mode} | "
+                        f"{f[y].mean():.3f} / {f[~y].mean():.3f} | {roc_auc_score(y, s):.3f} | "
+                        f"{sh['values']['auc']:.3f} ({sh['status']}) | {out['secs']:.0f} |",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()

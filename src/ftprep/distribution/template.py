@@ -1,0 +1,116 @@
+"""Template lines: text that many inputs repeat verbatim, removed before training and production
+inputs are compared.
+
+SFT inputs are often wrapped in a template that production inputs do not carry: an Alpaca record
+``{"instruction": "Classify the customer's request…", "input": <query>}`` becomes the prompt
+``instruction + "\\n\\n" + query``, while the production log holds the bare query. Compared as they
+are, every training input looks shifted (the shift test separates the two at AUC 1.0 and names
+length as the explanation), and the fixed instruction pulls all training embeddings toward one
+point, so production queries of covered topics look far and missing ones less so (CLINC150 with 3
+domains missing: false alarms 0.067 -> 0.117, docs/benchmarks.md). The comparison is about what
+varies between inputs, so lines repeated verbatim by many inputs are taken out first.
+
+A *template line* is a line (stripped of surrounding white space, non-empty) that occurs in at
+least ``min_share`` of one side's inputs, counting only inputs of two or more non-empty lines (a
+one-line input that happens to be frequent, "yes" or "hi", is content, not a wrapper), and in at
+least ``min_count`` of them. It is removed from the inputs of both sides; an input made of
+nothing but template lines is kept as it is. The lines found, with their share on each side, are
+reported, so a template that only one side has is stated, not hidden.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+SHOWN_CHARS = 200  # characters of a template line kept in the artifact and findings
+
+
+@dataclass(slots=True)
+class TemplateParams:
+    enabled: bool = True
+    min_share: float = 0.2  # of one side's inputs (multi-line ones carry it)
+    min_count: int = 5
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TemplateParams:
+        out = cls()
+        if "strip_templates" in d:
+            out.enabled = bool(d["strip_templates"])
+        if "template_min_share" in d:
+            share = float(d["template_min_share"])
+            if not 0 < share <= 1:
+                raise ValueError("template_min_share: expected a share in (0, 1]")
+            out.min_share = share
+        return out
+
+
+@dataclass(slots=True)
+class TemplateLine:
+    line: str
+    training_share: float  # of all training inputs that hold it
+    production_share: float
+
+    def differs(self, by: float) -> bool:
+        """Its shares on the two sides differ by at least ``by``: a template one side carries
+        and the other (mostly) lacks, not a wrapper both share."""
+        return abs(self.training_share - self.production_share) >= by
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line[:SHOWN_CHARS],
+            "training_share": round(self.training_share, 4),
+            "production_share": round(self.production_share, 4),
+        }
+
+
+def _lines(text: str) -> list[str]:
+    return [s for s in (x.strip() for x in text.splitlines()) if s]
+
+
+def _frequent(texts: list[str], p: TemplateParams) -> set[str]:
+    """Lines of multi-line inputs held by at least ``min_share`` of ``texts`` (``min_count``)."""
+    df: Counter[str] = Counter()
+    for t in texts:
+        lines = _lines(t)
+        if len(lines) > 1:
+            df.update(set(lines))
+    need = max(p.min_count, p.min_share * len(texts))
+    return {line for line, n in df.items() if n >= need}
+
+
+def strip_templates(
+    train: list[str], prod: list[str], params: TemplateParams | None = None
+) -> tuple[list[str], list[str], list[TemplateLine]]:
+    """``(training inputs, production inputs, template lines)`` with the template lines taken
+    out of every input that has other content (lines joined by a newline)."""
+    p = params or TemplateParams()
+    if not p.enabled:
+        return train, prod, []
+    found = _frequent(train, p) | _frequent(prod, p)
+    if not found:
+        return train, prod, []
+
+    def strip(texts: list[str]) -> tuple[list[str], Counter[str]]:
+        out, held = [], Counter[str]()
+        for t in texts:
+            lines = _lines(t)
+            hit = found.intersection(lines)
+            if not hit:
+                out.append(t)
+                continue
+            held.update(hit)
+            kept = [s for s in lines if s not in found]
+            out.append("\n".join(kept) if kept else t)
+        return out, held
+
+    (t_out, t_held), (p_out, p_held) = strip(train), strip(prod)
+    lines = sorted(
+        (
+            TemplateLine(s, t_held[s] / max(len(train), 1), p_held[s] / max(len(prod), 1))
+            for s in found
+        ),
+        key=lambda x: (-max(x.training_share, x.production_share), x.line),
+    )
+    return t_out, p_out, lines
