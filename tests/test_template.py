@@ -125,3 +125,13 @@ def test_audit_compares_inputs_without_a_training_only_instruction(tmp_path: Pat
     assert shift["status"] == "WARN" and shift["values"]["template_lines_differing"] == 1
     plain = [f["code"] for f in c0["distribution.shift"]["findings"]]
     assert [f["code"] for f in shift["findings"]] == ["template_line", *plain]
+
+
+def test_a_repeated_slot_or_alternatives_line_is_a_surface_change_not_a_template() -> None:
+    # production drafts carrying "[Client Name]" / "[shall/may]" on a line of their own: the shift
+    # test must see them, so they are never stripped as a wrapper
+    prod = [f"renew contract {i}\n[Client Name]" for i in range(20)]
+    prod += [f"sign lease {i}\n[shall/may] apply" for i in range(20)] + ["plain"] * 20
+    train = [f"renew contract {i}" for i in range(40)]
+    _, p, found = strip_templates(train, prod)
+    assert found == [] and p == prod

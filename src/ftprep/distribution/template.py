@@ -13,8 +13,10 @@ varies between inputs, so lines repeated verbatim by many inputs are taken out f
 A *template line* is a line (stripped of surrounding white space, non-empty) that occurs in at
 least ``min_share`` of one side's inputs, counting only inputs of two or more non-empty lines (a
 one-line input that happens to be frequent, "yes" or "hi", is content, not a wrapper), and in at
-least ``min_count`` of them. It is removed from the inputs of both sides; an input made of
-nothing but template lines is kept as it is. The lines found, with their share on each side, are
+least ``min_count`` of them, and holds no template slot or bracketed alternatives (``[Client
+Name]`` or ``[shall/may]`` on a line of its own is the surface change the shift test must name,
+not a wrapper). It is removed from the inputs of both sides; an input made of nothing but
+template lines is kept as it is. The lines found, with their share on each side, are
 reported, so a template that only one side has is stated, not hidden.
 """
 
@@ -23,6 +25,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+from ftprep.distribution.text import has_slot_or_alternatives
 
 SHOWN_CHARS = 200  # characters of a template line kept in the artifact and findings
 
@@ -77,7 +81,7 @@ def _frequent(texts: list[str], p: TemplateParams) -> set[str]:
         if len(lines) > 1:
             df.update(set(lines))
     need = max(p.min_count, p.min_share * len(texts))
-    return {line for line, n in df.items() if n >= need}
+    return {line for line, n in df.items() if n >= need and not has_slot_or_alternatives(line)}
 
 
 def strip_templates(

@@ -48,6 +48,12 @@ _CODE = re.compile(
 _URL = re.compile(r"https?://|www\.\S+|\S+@\S+\.\w+")
 
 
+def has_slot_or_alternatives(text: str) -> bool:
+    """The text holds a template slot or bracketed alternatives: surface forms the shift test
+    names, so ``template.py`` never takes such a line out as a wrapper."""
+    return bool(_PLACEHOLDER.search(text) or _BRACKET_ALT.search(text))
+
+
 def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
