@@ -2,12 +2,12 @@
 
     PYTHONPATH=src python bench/bench_template.py [--choices 3] [--datasets clinc,hwu]
 
-SFT records often wrap the input in an instruction (Alpaca ``instruction`` + ``input``) while the
+SFT records often wrap the input in a template production inputs lack: an instruction (Alpaca
+``instruction`` + ``input``), or a field label and a cue line (``Query: <q>\nIntent:``), while the
 production log holds bare queries. Each case runs the real ``ftprep.audit`` (the distribution
-checks) three times on the same data: training as bare queries (``plain``, the reference),
-training wrapped in a fixed instruction and compared as it is (``strip_templates: false``, what
-ftprep did before), and wrapped with the default (template lines taken out,
-``ftprep.distribution.template``). Training = 7 of 10 domains, answers = the intent names
+checks) on the same data in five ways: training as bare queries (``plain``, the reference), and
+each template compared as it is (``strip_templates: false``, what ftprep did before) and with the
+default (template lines and labels taken out, ``ftprep.distribution.template``). Training = 7 of 10 domains, answers = the intent names
 (labels are detected), production = the test split of all domains (+ CLINC150's out-of-scope
 queries); uncovered = missing domains + out-of-scope. Reports the uncovered flags' recall and
 false alarms, the AUROC of ``uncovered_scores``, the shift test's AUC and its WARN, and seconds.
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,25 +36,38 @@ INSTRUCTION = (
     "Classify the customer's request into one of the supported intents and answer with the "
     "intent name only."
 )
+NO_STRIP = "distribution.coverage: {strip_templates: false}\n  distribution.shift: {strip_templates: false}\n"
+
+
+def alpaca(x: str, lab: str) -> dict:
+    """The query under a fixed instruction (``instruction`` + ``input``)."""
+    return {"instruction": INSTRUCTION, "input": x, "output": lab}
+
+
+def labelled(x: str, lab: str) -> dict:
+    """A prompt/completion record whose prompt labels the query's line and ends in a cue line."""
+    return {"prompt": f"Query: {x}\nIntent:", "completion": f" {lab}"}
+
+
+def bare(x: str, lab: str) -> dict:
+    return {"instruction": x, "output": lab}
+
+
+# mode: (record maker, extra check settings)
 MODES = {
-    "plain": ("", ""),
-    "wrapped, compared as is": (
-        INSTRUCTION,
-        "distribution.coverage: {strip_templates: false}\n"
-        "  distribution.shift: {strip_templates: false}\n",
-    ),
-    "wrapped, templates stripped": (INSTRUCTION, ""),
+    "plain": (bare, ""),
+    "instruction, compared as is": (alpaca, NO_STRIP),
+    "instruction, templates stripped": (alpaca, ""),
+    "'Query: …' + 'Intent:' line, compared as is": (labelled, NO_STRIP),
+    "'Query: …' + 'Intent:' line, templates stripped": (labelled, ""),
 }
 
 
-def run(root: Path, train: list, prod: list, instruction: str, checks: str) -> dict:
+def run(root: Path, train: list, prod: list, make: Any, checks: str) -> dict:
     (root / "data").mkdir(parents=True)
     with open(root / "data/train.jsonl", "w", encoding="utf-8") as f:
         for i, (x, lab, _) in enumerate(train):
-            rec = {"id": f"t{i}", "instruction": instruction or x, "output": lab}
-            if instruction:
-                rec["input"] = x
-            f.write(json.dumps(rec) + "\n")
+            f.write(json.dumps({"id": f"t{i}", **make(x, lab)}) + "\n")
     with open(root / "data/prod.jsonl", "w", encoding="utf-8") as f:
         for i, (x, _, _) in enumerate(prod):
             f.write(json.dumps({"id": f"p{i}", "text": x}) + "\n")
@@ -89,14 +103,8 @@ def main() -> None:
             y = np.array([r[2] in [*missing, "oos"] for r in te])
             ids = [f"p{i}" for i in range(len(te))]
             with tempfile.TemporaryDirectory() as tmp:
-                for mode, (instruction, checks) in MODES.items():
-                    out = run(
-                        Path(tmp) / mode.split(",")[0].replace(" ", "_") / str(len(mode)),
-                        train,
-                        te,
-                        instruction,
-                        checks,
-                    )
+                for k, (mode, (make, checks)) in enumerate(MODES.items()):
+                    out = run(Path(tmp) / str(k), train, te, make, checks)
                     art = out["art"]
                     fl = set(art["uncovered_production_ids"])
                     f = np.array([i in fl for i in ids])

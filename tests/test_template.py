@@ -52,10 +52,26 @@ def test_below_the_share_or_switched_off_nothing_changes() -> None:
     assert strip_templates(train, train, off) == (train, train, [])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     st.lists(
-        st.lists(st.sampled_from(["a", "b", "c", "", "  a ", "hello there", "x y"]), max_size=4),
+        st.lists(
+            st.sampled_from(
+                [
+                    "a",
+                    "b",
+                    "",
+                    "  a ",
+                    "hello there",
+                    "x y",
+                    "Query: a",
+                    "Query: b c",
+                    "Q:",
+                    "10:30 ok",
+                ]
+            ),
+            max_size=4,
+        ),
         min_size=1,
         max_size=40,
     ),
@@ -66,15 +82,32 @@ def test_stripping_keeps_every_input_and_only_removes_template_lines(
 ) -> None:
     texts = ["\n".join(d) for d in docs]
     t, p, found = strip_templates(texts, texts[::-1], TemplateParams(min_share=share, min_count=1))
-    lines = {x.line for x in found}
+    whole = {x.line for x in found if x.kind == "line"}
+    labels = {x.line for x in found if x.kind == "prefix"}
+    assert "10:30" not in labels and "Q:" not in labels  # no content after it: not a label
     assert len(t) == len(texts) and len(p) == len(texts)
     for before, after in zip(texts, t, strict=True):
-        kept = [s.strip() for s in before.splitlines() if s.strip()]
         if after == before:
             continue
-        # what is left is the non-template lines, in order, and never nothing
-        assert after.splitlines() == [s for s in kept if s not in lines]
+        # what is left is the non-template lines, in order, less their label, and never nothing
+        kept = [s.strip() for s in before.splitlines() if s.strip() and s.strip() not in whole]
+        expect = [
+            next((s[len(lab) :].strip() for lab in labels if s.startswith(lab + " ")), s)
+            for s in kept
+        ]
+        assert after.splitlines() == expect
         assert after.strip()
+
+
+def test_a_field_label_opening_the_line_is_a_template_too() -> None:
+    queries = [f"where is parcel {i}" for i in range(50)]
+    train = [f"Query: {q}\nIntent:" for q in queries]
+    t, p, found = strip_templates(train, queries)
+    assert t == queries and p == queries
+    assert {(x.line, x.kind, x.training_share, x.production_share) for x in found} == {
+        ("Intent:", "line", 1.0, 0.0),
+        ("Query:", "prefix", 1.0, 0.0),
+    }
 
 
 def test_audit_compares_inputs_without_a_training_only_instruction(tmp_path: Path) -> None:

@@ -751,7 +751,8 @@ class Shift(Check):
                     severity="info",
                     code="template_line",
                     message=(
-                        f"a line repeated verbatim by {t.training_share:.0%} of training and "
+                        f"{'a line' if t.kind == 'line' else 'a label opening lines'} "
+                        f"repeated verbatim by {t.training_share:.0%} of training and "
                         f"{t.production_share:.0%} of production inputs: {t.line[:120]!r}; a "
                         f"template {side} carries and the other side does not, so both "
                         "distribution checks compare the inputs without it (strip_templates: "

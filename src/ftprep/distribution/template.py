@@ -22,6 +22,7 @@ reported, so a template that only one side has is stated, not hidden.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,9 @@ from typing import Any
 from ftprep.distribution.text import has_slot_or_alternatives
 
 SHOWN_CHARS = 200  # characters of a template line kept in the artifact and findings
+# a field label opening a line: "Query: …", "### Input: …", "Customer said: …" (a letter first, up
+# to 30 characters, a colon, white space, then content; "10:30" and "http://" are not labels)
+_LABEL = re.compile(r"^((?:[#>*-]+\s*)?[^\W\d_][\w'’ -]{0,30}?:)\s+(?=\S)")
 
 
 @dataclass(slots=True)
@@ -55,6 +59,7 @@ class TemplateLine:
     line: str
     training_share: float  # of all training inputs that hold it
     production_share: float
+    kind: str = "line"  # "line": a whole line; "prefix": a field label opening lines
 
     def differs(self, by: float) -> bool:
         """Its shares on the two sides differ by at least ``by``: a template one side carries
@@ -64,6 +69,7 @@ class TemplateLine:
     def to_dict(self) -> dict[str, Any]:
         return {
             "line": self.line[:SHOWN_CHARS],
+            "kind": self.kind,
             "training_share": round(self.training_share, 4),
             "production_share": round(self.production_share, 4),
         }
@@ -73,48 +79,76 @@ def _lines(text: str) -> list[str]:
     return [s for s in (x.strip() for x in text.splitlines()) if s]
 
 
-def _frequent(texts: list[str], p: TemplateParams) -> set[str]:
-    """Lines of multi-line inputs held by at least ``min_share`` of ``texts`` (``min_count``)."""
-    df: Counter[str] = Counter()
+def _label(line: str) -> str | None:
+    m = _LABEL.match(line)
+    return m.group(1) if m else None
+
+
+def _frequent(texts: list[str], p: TemplateParams) -> tuple[set[str], set[str]]:
+    """(whole lines, line-opening labels) held by at least ``min_share`` of ``texts`` (and
+    ``min_count``): lines counted in inputs of two or more lines only, labels in every input."""
+    lines_df: Counter[str] = Counter()
+    labels_df: Counter[str] = Counter()
     for t in texts:
         lines = _lines(t)
         if len(lines) > 1:
-            df.update(set(lines))
+            lines_df.update(set(lines))
+        labels_df.update({lab for lab in map(_label, lines) if lab})
     need = max(p.min_count, p.min_share * len(texts))
-    return {line for line, n in df.items() if n >= need and not has_slot_or_alternatives(line)}
+
+    def keep(df: Counter[str]) -> set[str]:
+        return {x for x, n in df.items() if n >= need and not has_slot_or_alternatives(x)}
+
+    return keep(lines_df), keep(labels_df)
 
 
 def strip_templates(
     train: list[str], prod: list[str], params: TemplateParams | None = None
 ) -> tuple[list[str], list[str], list[TemplateLine]]:
-    """``(training inputs, production inputs, template lines)`` with the template lines taken
-    out of every input that has other content (lines joined by a newline)."""
+    """``(training inputs, production inputs, template lines)`` with the template lines and
+    labels taken out of every input that has other content (lines joined by a newline)."""
     p = params or TemplateParams()
     if not p.enabled:
         return train, prod, []
-    found = _frequent(train, p) | _frequent(prod, p)
-    if not found:
+    (tl, tp), (pl, pp) = _frequent(train, p), _frequent(prod, p)
+    whole, labels = tl | pl, (tp | pp) - tl - pl
+    if not whole and not labels:
         return train, prod, []
 
     def strip(texts: list[str]) -> tuple[list[str], Counter[str]]:
         out, held = [], Counter[str]()
         for t in texts:
             lines = _lines(t)
-            hit = found.intersection(lines)
+            hit: set[str] = set()
+            kept = []
+            for line in lines:
+                if line in whole:
+                    hit.add(line)
+                    continue
+                lab = _label(line) if labels else None
+                if lab in labels:
+                    assert lab is not None
+                    hit.add(lab)
+                    line = line[len(lab) :].strip()
+                kept.append(line)
             if not hit:
                 out.append(t)
                 continue
             held.update(hit)
-            kept = [s for s in lines if s not in found]
             out.append("\n".join(kept) if kept else t)
         return out, held
 
     (t_out, t_held), (p_out, p_held) = strip(train), strip(prod)
-    lines = sorted(
+    found = sorted(
         (
-            TemplateLine(s, t_held[s] / max(len(train), 1), p_held[s] / max(len(prod), 1))
-            for s in found
+            TemplateLine(
+                s,
+                t_held[s] / max(len(train), 1),
+                p_held[s] / max(len(prod), 1),
+                "line" if s in whole else "prefix",
+            )
+            for s in whole | labels
         ),
-        key=lambda x: (-max(x.training_share, x.production_share), x.line),
+        key=lambda x: (-max(x.training_share, x.production_share), x.kind, x.line),
     )
-    return t_out, p_out, lines
+    return t_out, p_out, found
