@@ -39,7 +39,7 @@ _LABEL = re.compile(r"^((?:[#>*-]+\s*)?[^\W\d_][\w'’ -]{0,30}?:)\s+(?=\S)")
 class TemplateParams:
     enabled: bool = True
     min_share: float = 0.2  # of one side's inputs (multi-line ones carry it)
-    min_count: int = 5
+    min_count: int = 10
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TemplateParams:
@@ -84,22 +84,29 @@ def _label(line: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _frequent(texts: list[str], p: TemplateParams) -> tuple[set[str], set[str]]:
-    """(whole lines, line-opening labels) held by at least ``min_share`` of ``texts`` (and
-    ``min_count``): lines counted in inputs of two or more lines only, labels in every input."""
-    lines_df: Counter[str] = Counter()
-    labels_df: Counter[str] = Counter()
+def _common(df: Counter[str], n: int, p: TemplateParams) -> set[str]:
+    need = max(p.min_count, p.min_share * n)
+    return {x for x, c in df.items() if c >= need and not has_slot_or_alternatives(x)}
+
+
+def _frequent_lines(texts: list[str], p: TemplateParams) -> set[str]:
+    """Lines held by at least ``min_share`` of ``texts`` (and ``min_count``), counted in inputs
+    of two or more lines only."""
+    df: Counter[str] = Counter()
     for t in texts:
         lines = _lines(t)
         if len(lines) > 1:
-            lines_df.update(set(lines))
-        labels_df.update({lab for lab in map(_label, lines) if lab})
-    need = max(p.min_count, p.min_share * len(texts))
+            df.update(set(lines))
+    return _common(df, len(texts), p)
 
-    def keep(df: Counter[str]) -> set[str]:
-        return {x for x, n in df.items() if n >= need and not has_slot_or_alternatives(x)}
 
-    return keep(lines_df), keep(labels_df)
+def _frequent_labels(texts: list[str], whole: set[str], p: TemplateParams) -> set[str]:
+    """Labels opening lines (other than the template lines ``whole``) of at least ``min_share``
+    of ``texts`` (and ``min_count``), counted in every input."""
+    df: Counter[str] = Counter()
+    for t in texts:
+        df.update({lab for s in _lines(t) if s not in whole and (lab := _label(s))})
+    return _common(df, len(texts), p)
 
 
 def strip_templates(
@@ -110,8 +117,8 @@ def strip_templates(
     p = params or TemplateParams()
     if not p.enabled:
         return train, prod, []
-    (tl, tp), (pl, pp) = _frequent(train, p), _frequent(prod, p)
-    whole, labels = tl | pl, (tp | pp) - tl - pl
+    whole = _frequent_lines(train, p) | _frequent_lines(prod, p)
+    labels = _frequent_labels(train, whole, p) | _frequent_labels(prod, whole, p)
     if not whole and not labels:
         return train, prod, []
 
