@@ -88,21 +88,28 @@ MODES = {
 }
 
 
-def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarray, float]:
+def write_project(root: Path, train: list[dict], prod: list, checks: str = "") -> None:
+    """A project of ``train`` records (ids t0, t1, …), production = the texts of ``prod``
+    (rows ``(text, …)``; ids p0, p1, …) and ``checks`` (YAML lines under ``checks:``)."""
     shutil.rmtree(root, ignore_errors=True)
     (root / "data").mkdir(parents=True)
     with open(root / "data/train.jsonl", "w", encoding="utf-8") as f:
-        for i, (x, lab, _) in enumerate(train):
-            f.write(json.dumps({"id": f"t{i}", "prompt": x, "completion": lab}) + "\n")
+        for i, rec in enumerate(train):
+            f.write(json.dumps({"id": f"t{i}", **rec}) + "\n")
     with open(root / "data/prod.jsonl", "w", encoding="utf-8") as f:
-        for i, (x, _, _) in enumerate(prod):
-            f.write(json.dumps({"id": f"p{i}", "text": x}) + "\n")
+        for i, row in enumerate(prod):
+            f.write(json.dumps({"id": f"p{i}", "text": row[0]}) + "\n")
     (root / "ftprep.yaml").write_text(
         "name: bench\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
         "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
-        f"checks:\n  distribution.coverage: {{{MODES[labels]}}}\n",
+        + (f"checks:\n{checks}" if checks else ""),
         encoding="utf-8",
     )
+
+
+def run_case(root: Path, train: list, prod: list, labels: str) -> tuple[np.ndarray, float]:
+    recs = [{"prompt": x, "completion": lab} for x, lab, _ in train]
+    write_project(root, recs, prod, f"  distribution.coverage: {{{MODES[labels]}}}\n")
     t0 = time.perf_counter()
     ftprep.audit(root, only=["distribution.coverage"])
     secs = time.perf_counter() - t0

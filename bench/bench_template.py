@@ -30,13 +30,16 @@ from sklearn.metrics import roc_auc_score
 
 import ftprep
 from bench_distribution import clinc_rows
-from bench_distribution_labels import LOADERS, MISSING
+from bench_distribution_labels import LOADERS, MISSING, write_project
 
 INSTRUCTION = (
     "Classify the customer's request into one of the supported intents and answer with the "
     "intent name only."
 )
-NO_STRIP = "distribution.coverage: {strip_templates: false}\n  distribution.shift: {strip_templates: false}\n"
+NO_STRIP = (
+    "  distribution.coverage: {strip_templates: false}\n"
+    "  distribution.shift: {strip_templates: false}\n"
+)
 
 
 def alpaca(x: str, lab: str) -> dict:
@@ -64,19 +67,7 @@ MODES = {
 
 
 def run(root: Path, train: list, prod: list, make: Any, checks: str) -> dict:
-    (root / "data").mkdir(parents=True)
-    with open(root / "data/train.jsonl", "w", encoding="utf-8") as f:
-        for i, (x, lab, _) in enumerate(train):
-            f.write(json.dumps({"id": f"t{i}", **make(x, lab)}) + "\n")
-    with open(root / "data/prod.jsonl", "w", encoding="utf-8") as f:
-        for i, (x, _, _) in enumerate(prod):
-            f.write(json.dumps({"id": f"p{i}", "text": x}) + "\n")
-    (root / "ftprep.yaml").write_text(
-        "name: bench\nsources:\n  - name: main\n    path: data/train.jsonl\n"
-        "production:\n  path: data/prod.jsonl\n  fields: {input: text}\n"
-        + (f"checks:\n  {checks}" if checks else ""),
-        encoding="utf-8",
-    )
+    write_project(root, [make(x, lab) for x, lab, _ in train], prod, checks)
     t0 = time.perf_counter()
     ftprep.audit(root, only=["distribution"])
     secs = time.perf_counter() - t0

@@ -564,16 +564,20 @@ def test_identical_lengths_explain_nothing() -> None:
     assert not any(r["explains"] for r in rows.values())
 
 
-def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
-    import ftprep
-
-    train = _requests(300, 10)
+def audit_inputs() -> tuple[list[str], list[str]]:
+    """(training requests, production = other requests + 84 novel ones) of the audit tests."""
     novel = [
         f"how do i {v} my {o} abroad"
         for v in ("insure", "register", "export")
         for o in ("boat", "drone", "horse", "piano", "tractor", "camper", "trailer")
     ] * 4
-    prod = _requests(150, 11) + novel
+    return _requests(300, 10), _requests(150, 11) + novel
+
+
+def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
+    import ftprep
+
+    train, prod = audit_inputs()
     _write(
         tmp_path / "data/train.jsonl",
         [

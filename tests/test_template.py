@@ -114,15 +114,9 @@ def test_audit_compares_inputs_without_a_training_only_instruction(tmp_path: Pat
     """The same training queries with and without an Alpaca instruction give the same coverage
     flags and shift test; the wrapped run names the template and warns."""
     import ftprep
-    from test_distribution import _requests
+    from test_distribution import audit_inputs
 
-    queries = _requests(300, 10)
-    novel = [
-        f"how do i {v} my {o} abroad"
-        for v in ("insure", "register", "export")
-        for o in ("boat", "drone", "horse", "piano", "tractor", "camper", "trailer")
-    ] * 4
-    prod = _requests(150, 11) + novel
+    queries, prod = audit_inputs()
     out = {}
     for name, instruction in (("plain", ""), ("wrapped", INSTRUCTION)):
         root = tmp_path / name
