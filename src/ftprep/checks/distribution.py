@@ -754,9 +754,9 @@ class Shift(Check):
                         f"{'a line' if t.kind == 'line' else 'a label opening lines'} "
                         f"repeated verbatim by {t.training_share:.0%} of training and "
                         f"{t.production_share:.0%} of production inputs: {t.line[:120]!r}; a "
-                        f"template {side} carries and the other side does not, so both "
-                        "distribution checks compare the inputs without it (strip_templates: "
-                        "false to keep it)"
+                        f"template (or text many inputs share) {side} carries and the other "
+                        "side does not, so both distribution checks compare the inputs without "
+                        "it (strip_templates: false to keep it)"
                     ),
                     metrics={
                         "training_share": t.training_share,

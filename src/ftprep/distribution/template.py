@@ -13,7 +13,8 @@ varies between inputs, so lines repeated verbatim by many inputs are taken out f
 A *template line* is a line (stripped of surrounding white space, non-empty) that occurs in at
 least ``min_share`` of one side's inputs, counting only inputs of two or more non-empty lines (a
 one-line input that happens to be frequent, "yes" or "hi", is content, not a wrapper), and in at
-least ``min_count`` of them, and holds no template slot or bracketed alternatives (``[Client
+least ``min_count`` of them, of at most ``max_words`` words (a longer line many inputs repeat is a
+passage several questions share, content), and holds no template slot or bracketed alternatives (``[Client
 Name]`` or ``[shall/may]`` on a line of its own is the surface change the shift test must name,
 not a wrapper). It is removed from the inputs of both sides; an input made of nothing but
 template lines is kept as it is. The lines found, with their share on each side, are
@@ -40,6 +41,8 @@ class TemplateParams:
     enabled: bool = True
     min_share: float = 0.2  # of one side's inputs (multi-line ones carry it)
     min_count: int = 10
+    # longer lines are content (a passage many questions share), never a template
+    max_words: int = 40
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TemplateParams:
@@ -86,7 +89,11 @@ def _label(line: str) -> str | None:
 
 def _common(df: Counter[str], n: int, p: TemplateParams) -> set[str]:
     need = max(p.min_count, p.min_share * n)
-    return {x for x, c in df.items() if c >= need and not has_slot_or_alternatives(x)}
+    return {
+        x
+        for x, c in df.items()
+        if c >= need and len(x.split()) <= p.max_words and not has_slot_or_alternatives(x)
+    }
 
 
 def _frequent_lines(texts: list[str], p: TemplateParams) -> set[str]:
