@@ -682,7 +682,7 @@ class Shift(Check):
         "code) and words that explain it, with effect sizes and a prevalence floor. Lines "
         "repeated verbatim by many inputs (a prompt template) are compared without and "
         "reported. WARN when the AUC exceeds the training baseline by more than 0.15 "
-        "(p <= 0.05), or when a template line is carried by one side only."
+        "(p <= 0.05), or when one side carries a template line the other lacks."
     )
     requires = ("production",)
     default_conditions = (

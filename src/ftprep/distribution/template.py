@@ -3,22 +3,27 @@ inputs are compared.
 
 SFT inputs are often wrapped in a template that production inputs do not carry: an Alpaca record
 ``{"instruction": "Classify the customer's request…", "input": <query>}`` becomes the prompt
-``instruction + "\\n\\n" + query``, while the production log holds the bare query. Compared as they
-are, every training input looks shifted (the shift test separates the two at AUC 1.0 and names
-length as the explanation), and the fixed instruction pulls all training embeddings toward one
-point, so production queries of covered topics look far and missing ones less so (CLINC150 with 3
-domains missing: false alarms 0.067 -> 0.117, docs/benchmarks.md). The comparison is about what
-varies between inputs, so lines repeated verbatim by many inputs are taken out first.
+``instruction + "\\n\\n" + query``, or a prompt/completion record reads ``Query: <query>\\nIntent:``,
+while the production log holds the bare query. Compared as they are, every training input looks
+shifted (the shift test separates the two at AUC 1.0 and names length as the explanation), and
+the fixed text pulls all training embeddings toward one point, so production queries of covered
+topics look far (CLINC150 and hwu64 with 3 domains missing: false alarms 0.062–0.092 for bare
+queries, 0.148–0.174 under an instruction; ``bench/bench_template.py``, docs/benchmarks.md). The
+comparison is about what varies between inputs, so text repeated verbatim by many inputs is taken
+out first.
 
 A *template line* is a line (stripped of surrounding white space, non-empty) that occurs in at
 least ``min_share`` of one side's inputs, counting only inputs of two or more non-empty lines (a
 one-line input that happens to be frequent, "yes" or "hi", is content, not a wrapper), and in at
-least ``min_count`` of them, of at most ``max_words`` words (a longer line many inputs repeat is a
-passage several questions share, content), and holds no template slot or bracketed alternatives (``[Client
-Name]`` or ``[shall/may]`` on a line of its own is the surface change the shift test must name,
-not a wrapper). It is removed from the inputs of both sides; an input made of nothing but
-template lines is kept as it is. The lines found, with their share on each side, are
-reported, so a template that only one side has is stated, not hidden.
+least ``min_count`` of them; it has at most ``max_words`` words (a longer line many inputs repeat
+is a passage several questions share, content) and holds no template slot or bracketed
+alternatives (``[Client Name]`` or ``[shall/may]`` on a line of its own is the surface change the
+shift test must name, not a wrapper). A *label* is a field label opening lines (``Query:``,
+``### Input:``) held by as many inputs, counted over every input and the lines that are not
+template lines. Template lines are removed from the inputs of both sides and labels taken off
+their lines (the content after them stays); an input made of nothing but template lines is kept as
+it is. What was found, with its share on each side, is reported, so a template that only one side
+has is stated, not hidden.
 """
 
 from __future__ import annotations
