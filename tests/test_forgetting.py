@@ -238,3 +238,30 @@ def test_replay_that_leaks_a_benchmark_is_left_out(tmp_path: Path) -> None:
     assert c["values"]["replay_left_out"] == {"leaks_benchmark_near": 1}
     b = ftprep.build(root)
     assert "r-leak" not in b.manifest["replay"]["ids"]
+
+
+def test_a_template_every_training_prompt_repeats_does_not_change_probe_coverage(
+    tmp_path: Path,
+) -> None:
+    """Probes are bare requests; training prompts under a fixed instruction line are compared
+    without it (``distribution/template.py``), so the verdicts are those of bare prompts."""
+    out = {}
+    for name, wrap in (("plain", ""), ("wrapped", "Answer the customer below politely.\n\n")):
+        rng = random.Random(0)
+        recs = [_support(i, rng) for i in range(300)]
+        for r in recs:
+            r["messages"][0]["content"] = wrap + r["messages"][0]["content"]
+        root = make_project(
+            tmp_path / name,
+            recs,
+            extra_yaml="capabilities: capabilities.yaml\n",
+            fields="{id: id, group: thread}",
+        )
+        (root / "capabilities.yaml").write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
+        c = _check(ftprep.audit(root, only=["forgetting"]), "forgetting.capabilities")
+        out[name] = (
+            c["values"]["neighbour_radius"],
+            [(p["name"], p["probes_covered"], p["covered"]) for p in c["values"]["per_capability"]],
+        )
+    assert out["wrapped"] == out["plain"]
+    assert out["plain"][1][0][2] is True  # support is covered, the others are not

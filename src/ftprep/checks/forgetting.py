@@ -84,18 +84,25 @@ class CapabilityCoverageCheck(Check):
         path = ctx.resolve(ctx.project.capabilities)
         assert path is not None
         inv = load_inventory(path)
-        ds = ctx.train
-        texts = ds.texts("prompt")
-        full = ds.texts("full")
-        train_emb = ctx.embeddings(ds, "prompt")
-        radius = train_radius(train_emb, seed=int(self.param("seed", 0)))
+        from ftprep.distribution.template import TemplateParams, strip_templates
+        from ftprep.signals.cache import cached_embeddings
 
+        ds = ctx.train
+        full = ds.texts("full")
         probes: list[str] = []
         probe_cap: list[int] = []
         for j, cap in enumerate(inv.capabilities):
             probes += cap.probes
             probe_cap += [j] * len(cap.probes)
-        from ftprep.signals.cache import cached_embeddings
+        # training prompts compared without a template they all repeat (an instruction line):
+        # probes are bare requests, as production inputs are (distribution/template.py)
+        texts, _, _ = strip_templates(
+            ds.texts("prompt"), probes, TemplateParams.from_dict(self.params)
+        )
+        train_emb = cached_embeddings(
+            ctx.workspace, texts, ctx.project.embeddings, progress=ctx.progress
+        )
+        radius = train_radius(train_emb, seed=int(self.param("seed", 0)))
 
         probe_emb = (
             cached_embeddings(ctx.workspace, probes, ctx.project.embeddings)
