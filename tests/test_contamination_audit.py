@@ -132,3 +132,30 @@ def test_production_holdout_leaks_and_validation_realism(tmp_path: Path) -> None
     vr = by["contamination.realism"]
     assert str(vr.status) in ("PASS", "WARN"), vr.error
     assert "realism_gap" in vr.values and vr.sections[0].kind == "lines"
+
+
+def test_validation_realism_ignores_a_template_training_prompts_repeat(tmp_path: Path) -> None:
+    """Validation drawn from training prompts that all carry an instruction line production
+    inputs lack is compared with production without it: the same values as bare prompts."""
+    from ftprep.api import audit
+
+    prod = [
+        {"id": f"p{i}", "text": f"The {TOPICS[i % 8]} app crashes on day {i}, please help"}
+        for i in range(60)
+    ]
+    values = {}
+    for name, wrap in (("plain", ""), ("wrapped", "Answer the user's question below.\n\n")):
+        root = tmp_path / name
+        recs = _records()
+        for r in recs:
+            r["messages"][1]["content"] = wrap + r["messages"][1]["content"]
+        write_jsonl(root / "prod.jsonl", prod)
+        make_project(
+            root,
+            recs,
+            extra_yaml="production:\n  path: prod.jsonl\n  fields: {id: id, input: text}\n",
+        )
+        res = audit(root, only=["contamination.realism"])
+        values[name] = res.results[0].values
+    assert values["plain"]["eval_examples"] > 0
+    assert values["wrapped"] == values["plain"]

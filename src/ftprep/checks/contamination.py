@@ -641,9 +641,25 @@ class ValidationRealism(Check):
             prod = ctx.production
         if len(eval_ds) == 0 or len(tr) == 0 or len(prod) == 0:
             return self.result(summary="no validation/test examples to compare", values={})
-        e_ev = ctx.embeddings(eval_ds, "prompt")
-        e_tr = ctx.embeddings(tr, "prompt")
-        e_pr = ctx.embeddings(prod, "prompt")
+        from ftprep.distribution.template import TemplateParams, strip_templates
+        from ftprep.signals.cache import cached_embeddings
+
+        # compared without the template lines the inputs repeat (an instruction line training
+        # prompts carry and production inputs lack would make validation look like training
+        # whatever its content: distribution/template.py)
+        t_ev = eval_ds.texts("prompt")
+        left, right, _ = strip_templates(
+            t_ev + tr.texts("prompt"),
+            prod.texts("prompt"),
+            TemplateParams.from_dict(self.params),
+        )
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return cached_embeddings(
+                ctx.workspace, texts, ctx.project.embeddings, progress=ctx.progress
+            )
+
+        e_ev, e_tr, e_pr = embed(left[: len(t_ev)]), embed(left[len(t_ev) :]), embed(right)
         ev_tr = _nn(e_ev, e_tr)
         ev_pr = _nn(e_ev, e_pr)
         pr_tr = _nn(e_pr, e_tr)
