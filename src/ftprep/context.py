@@ -90,14 +90,17 @@ class Context:
         self, dataset: Dataset, field: str = "prompt", model: str | None = None
     ) -> np.ndarray:
         """Embeddings of ``dataset.texts(field)``, cached by text hash and model."""
+        return self.text_embeddings(dataset.texts(field), model)
+
+    def text_embeddings(self, texts: list[str], model: str | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` (default: the project's model), cached by text hash and
+        model, as float32."""
         from ftprep.signals.cache import cached_embeddings
 
-        return cached_embeddings(
-            self.workspace,
-            dataset.texts(field),
-            model or self.project.embeddings,
-            progress=self.progress,
+        x = cached_embeddings(
+            self.workspace, texts, model or self.project.embeddings, progress=self.progress
         )
+        return np.asarray(x, dtype=np.float32)
 
     def token_counts(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(total tokens, assistant tokens) per example, cached by content hash."""

@@ -642,7 +642,6 @@ class ValidationRealism(Check):
         if len(eval_ds) == 0 or len(tr) == 0 or len(prod) == 0:
             return self.result(summary="no validation/test examples to compare", values={})
         from ftprep.distribution.template import TemplateParams, strip_templates
-        from ftprep.signals.cache import cached_embeddings
 
         # compared without the template lines the inputs repeat (an instruction line training
         # prompts carry and production inputs lack would make validation look like training
@@ -653,12 +652,7 @@ class ValidationRealism(Check):
             prod.texts("prompt"),
             TemplateParams.from_dict(self.params),
         )
-
-        def embed(texts: list[str]) -> np.ndarray:
-            return cached_embeddings(
-                ctx.workspace, texts, ctx.project.embeddings, progress=ctx.progress
-            )
-
+        embed = ctx.text_embeddings
         e_ev, e_tr, e_pr = embed(left[: len(t_ev)]), embed(left[len(t_ev) :]), embed(right)
         ev_tr = _nn(e_ev, e_tr)
         ev_pr = _nn(e_ev, e_pr)

@@ -74,18 +74,11 @@ class _Inputs:
 
 
 def _inputs(ctx: Context, params: dict[str, Any], model: str | None) -> _Inputs:
-    from ftprep.signals.cache import cached_embeddings
-
     assert ctx.production is not None
     train, prod = ctx.train.texts("prompt"), ctx.production.texts("prompt")
     t_cmp, p_cmp, found = strip_templates(train, prod, TemplateParams.from_dict(params))
-
-    def embed(texts: list[str]) -> np.ndarray:
-        m = model or ctx.project.embeddings
-        x = cached_embeddings(ctx.workspace, texts, m, progress=ctx.progress)
-        return np.asarray(x, dtype=np.float32)
-
-    return _Inputs(train, prod, t_cmp, p_cmp, embed(t_cmp), embed(p_cmp), found)
+    xt, xp = ctx.text_embeddings(t_cmp, model), ctx.text_embeddings(p_cmp, model)
+    return _Inputs(train, prod, t_cmp, p_cmp, xt, xp, found)
 
 
 AUTO_LABEL_FIELDS = (

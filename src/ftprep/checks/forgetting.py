@@ -85,7 +85,6 @@ class CapabilityCoverageCheck(Check):
         assert path is not None
         inv = load_inventory(path)
         from ftprep.distribution.template import TemplateParams, strip_templates
-        from ftprep.signals.cache import cached_embeddings
 
         ds = ctx.train
         full = ds.texts("full")
@@ -99,13 +98,11 @@ class CapabilityCoverageCheck(Check):
         texts, _, _ = strip_templates(
             ds.texts("prompt"), probes, TemplateParams.from_dict(self.params)
         )
-        train_emb = cached_embeddings(
-            ctx.workspace, texts, ctx.project.embeddings, progress=ctx.progress
-        )
+        train_emb = ctx.text_embeddings(texts)
         radius = train_radius(train_emb, seed=int(self.param("seed", 0)))
 
         probe_emb = (
-            cached_embeddings(ctx.workspace, probes, ctx.project.embeddings)
+            ctx.text_embeddings(probes)
             if probes
             else np.zeros((0, train_emb.shape[1] if train_emb.ndim == 2 else 1), np.float32)
         )
