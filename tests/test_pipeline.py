@@ -296,3 +296,20 @@ def test_build_resamples_the_training_mix_toward_production(tmp_path: Path) -> N
 
     with pytest.raises(StaleAuditError, match="importance weights"):
         ftprep.build(project, resample="production")
+
+
+def test_reviewer_decisions_on_ids_no_longer_read_are_reported(project: Path) -> None:
+    """A reviewer's decision whose example is gone (the record removed, or its id changed) cannot
+    be applied: the audit lists it in findings.json and the CLI summary warns."""
+    from ftprep.api import open_workspace
+
+    res = ftprep.audit(project)
+    assert res.findings["decisions"]["orphaned_human"] == []
+    _, ledger = open_workspace(res.project)
+    ledger.decide("ex5", "manual", Action.EXCLUDE, "alice", reason="wrong_answer")
+    ledger.decide("main:0123456789abcdef", "manual", Action.EXCLUDE, "alice", reason="x")
+    again = ftprep.audit(project)
+    assert again.findings["decisions"]["orphaned_human"] == ["main:0123456789abcdef"]
+    out = CliRunner().invoke(main, ["audit", "-p", str(project)])
+    assert "1 reviewer decision(s) match no example in the data" in out.output
+    assert "main:0123456789abcdef" in out.output

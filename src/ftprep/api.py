@@ -70,6 +70,11 @@ class Ingested:
     replay: Dataset | None = None  # the replay pool (ftprep.yaml: replay.sources)
     replay_capability: dict[str, str] = field(default_factory=dict)  # id -> declared capability
 
+    def all_ids(self) -> set[str]:
+        """Ids of every example read: training, production, benchmarks and replay."""
+        sets = [self.train, self.production, self.replay, *self.benchmarks.values()]
+        return {i for ds in sets if ds is not None for i in ds.ids}
+
     @property
     def n_records(self) -> int:
         return sum(s.records for s in self.sources if s.role == "train")
@@ -86,6 +91,9 @@ class AuditResult:
     findings_path: Path | None = None
     report_path: Path | None = None
     findings: dict[str, Any] = field(default_factory=dict)
+    # ids of reviewers' decisions that match no example in the data (records removed, or ids
+    # that changed: the build cannot apply them)
+    orphaned_human: list[str] = field(default_factory=list)
 
 
 def fingerprint(path: Path) -> str:
@@ -364,7 +372,10 @@ def audit(
         ledger.replace_auto(r.check, [d for d in r.decisions if d.example_id in train_ids], run_id)
     status = _overall(results)
     code = exit_code_for(status, fail_on)
+    known = ing.all_ids()
+    human = {e.example_id for e in ledger.entries() if e.actor_kind == "human"}
     res = AuditResult(project, run_id, results, ing, status, code)
+    res.orphaned_human = sorted(human - known)
     res.findings = findings_document(res)
     if write:
         _write_outputs(res, ctx)
@@ -402,7 +413,11 @@ def findings_document(res: AuditResult) -> dict[str, Any]:
         },
         "rejects": [r.to_dict() for r in ing.rejects],
         "checks": [r.to_dict() for r in res.results],
-        "decisions": {"counts": counts, "items": decisions},
+        "decisions": {
+            "counts": counts,
+            "items": decisions,
+            "orphaned_human": res.orphaned_human,
+        },
     }
 
 

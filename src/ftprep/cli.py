@@ -263,6 +263,14 @@ def _print_summary(res: Any) -> None:
         f"{f['totals']['rejects']} rejected; decisions: "
         + ", ".join(f"{k} {v}" for k, v in f["decisions"]["counts"].items())
     )
+    if res.orphaned_human:
+        n = len(res.orphaned_human)
+        console.print(
+            f"[yellow]{n} reviewer decision(s) match no example in the data[/] (records removed "
+            f"or their ids changed; the build cannot apply them): "
+            f"{escape(', '.join(res.orphaned_human[:5]))}{' …' if n > 5 else ''} "
+            "(decisions.orphaned_human in findings.json)"
+        )
     for inp in f["inputs"]:  # production, benchmarks…: their rejects are not in the totals
         if inp["role"] != "train" and inp["rejects"]:
             console.print(
