@@ -1013,6 +1013,41 @@ def test_auto_labels_take_a_declared_domain_when_answers_are_free_text() -> None
     assert field == "meta.domain" and labels is not None and set(labels) == set(doms), note
 
 
+def test_auto_labels_mask_numbers_of_templated_answers() -> None:
+    """Answers that name the class and carry a running number are a label set once the numbers
+    are masked (``response#``; unmasked they are all distinct); answers that differ only by a
+    number are no label set."""
+    from ftprep.checks.distribution import training_labels
+    from ftprep.distribution.labelshift import LabelShiftParams
+    from ftprep.examples import Dataset, Example
+
+    intents = ["refund", "track_order", "change_address", "cancel"]
+
+    def ds(answer: str) -> Dataset:
+        return Dataset.from_examples(
+            [
+                Example(
+                    id=f"e{i}",
+                    messages=[
+                        {"role": "user", "content": f"request {i}"},
+                        {"role": "assistant", "content": answer.format(i=i, c=intents[i % 4])},
+                    ],
+                )
+                for i in range(80)
+            ]
+        )
+
+    field, labels, _ = training_labels(
+        ds("Routing your {c} request (case {i}, score 0.{i})."), "auto", LabelShiftParams()
+    )
+    assert field == "response#" and labels is not None
+    assert sorted(set(labels)) == sorted(
+        f"Routing your {c} request (case #, score #)." for c in intents
+    )
+    field, labels, _ = training_labels(ds("Answer {i}: it depends."), "auto", LabelShiftParams())
+    assert field is None and labels is None  # one masked value: no label set
+
+
 def test_calibration_undoes_overconfidence_and_label_bias() -> None:
     """Posteriors distorted by a temperature and a per-label bias (the miscalibration of a
     classifier fitted with few examples of a label) are mapped back close to the true ones."""

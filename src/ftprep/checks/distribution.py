@@ -11,6 +11,7 @@ and words that explain the shift. Method and parameters: ``docs/distribution.md`
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -91,10 +92,19 @@ AUTO_LABEL_FIELDS = (
     "meta.topic",
     "meta.domain",
     "meta.task",
+    # last, the most heuristic: the final answers with every number masked (templated answers
+    # that carry the class and a running number, "Routing your refund request (case 48213).")
+    "response#",
 )
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
 def _label_values(ds: Dataset, field: str) -> list[str]:
+    """The values of ``field`` per training example; ``<field>#``: with every number masked."""
+    if field.endswith("#"):
+        return [_NUMBER.sub("#", v) for v in _label_values(ds, field[:-1])]
     if field in ("label", "response", "source", "area"):
         return [str(v or "").strip() for v in ds.column(field)]
     if field.startswith("meta."):
@@ -105,7 +115,8 @@ def _label_values(ds: Dataset, field: str) -> list[str]:
             out.append("" if v is None else str(v).strip())
         return out
     raise ValueError(
-        f"labels: expected auto, none, label, response, source, area or meta.<key>, not {field!r}"
+        "labels: expected auto, none, label, response, source, area or meta.<key> (a # after "
+        f"any of them masks numbers), not {field!r}"
     )
 
 
