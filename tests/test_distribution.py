@@ -1228,3 +1228,46 @@ def test_a_large_production_file_read_whole_suggests_a_sample(
 
     assert "production_not_sampled" in codes("")
     assert "production_not_sampled" not in codes("  sample: 40\n")
+
+
+def test_map_is_a_tsne_layout_with_uncovered_regions_named(tmp_path: Path) -> None:
+    """The report's map: t-SNE by default (PCA on request), every shown input a point, the
+    largest uncovered clusters named at their inputs; region names are data text, escaped."""
+    import ftprep
+    from ftprep.report import svg
+
+    train, prod = audit_inputs()
+    _write(tmp_path / "data/train.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(train)])
+    _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prod)])
+    base = (
+        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n"
+        "    fields: {input: text, output: text}\n"
+        "production:\n  path: data/prod.jsonl\n  fields: {input: text}\n"
+    )
+    maps = {}
+    for method in ("tsne", "pca"):
+        (tmp_path / "ftprep.yaml").write_text(
+            base + f"checks:\n  distribution.coverage: {{map: {method}}}\n", encoding="utf-8"
+        )
+        res = ftprep.audit(tmp_path, only=["distribution.coverage"])
+        sec = res.results[0].sections[0]
+        assert sec.kind == "scatter" and ("t-SNE" if method == "tsne" else "PCA") in sec.title
+        assert len(sec.data["points"]) == len(train) + len(prod)
+        maps[method] = sec.data
+    names = maps["tsne"]["labels"]
+    art = json.loads((tmp_path / "out/audit/artifacts/distribution.json").read_text())
+    uncovered = {r["label"] for r in art["regions"] if r["status"] == "uncovered"}
+    assert names and {n[2] for n in names} <= uncovered
+    assert maps["tsne"]["points"] != maps["pca"]["points"]
+    (tmp_path / "ftprep.yaml").write_text(
+        base + "checks:\n  distribution.coverage: {map: umap}\n", encoding="utf-8"
+    )
+    bad = ftprep.audit(tmp_path, only=["distribution.coverage"]).results[0]
+    assert str(bad.status) == "ERROR" and "map: expected one of tsne, pca" in (bad.error or "")
+    # labels are escaped, and one that would overlap another is moved or left out
+    out = svg.scatter(
+        [[0, 0, "a"], [1, 1, "b"]],
+        labels=[[0.5, 0.5, "<b>x</b>"]] + [[0.5, 0.5, "same place"]] * 6,
+    )
+    assert "<b>" not in out and "&lt;b&gt;x&lt;/b&gt;" in out
+    assert 2 <= out.count('class="tick maplabel"') <= 5

@@ -180,6 +180,26 @@ def _pca2(x: np.ndarray) -> np.ndarray:
     return c @ vt[:2].T
 
 
+MAPS = {"tsne": "t-SNE", "pca": "PCA"}
+
+
+def _map2(x: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """2-D layout of the (centred, unit) embeddings for the report's map. ``tsne`` (default):
+    neighbours stay together, so topics form islands and a missing topic shows as an island of
+    production only (~3 s for the 3,000 points shown, 2 cores); ``pca``: the two directions of
+    largest variance, faster, but topics overlap in one cloud. Fewer than 50 points: PCA."""
+    if method not in MAPS:
+        raise ValueError(f"map: expected one of {', '.join(MAPS)}, not {method!r}")
+    if method == "pca" or len(x) < 50:
+        return _pca2(x)
+    from sklearn.manifold import TSNE
+
+    c = x - x.mean(axis=0)
+    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    tsne = TSNE(2, init="pca", perplexity=30.0, max_iter=500, random_state=seed)
+    return np.asarray(tsne.fit_transform(c.astype(np.float32)))
+
+
 def _artifact(ctx: Context) -> dict[str, Any]:
     art = ctx.artifacts.setdefault(ARTIFACT, {"version": ARTIFACT_VERSION})
     assert isinstance(art, dict)
@@ -555,7 +575,8 @@ class Coverage(Check):
         n_map = int(self.param("map_points", 1500))
         ti = np.sort(rng.choice(len(xt), size=min(n_map, len(xt)), replace=False))
         pi = np.sort(rng.choice(len(xp), size=min(n_map, len(xp)), replace=False))
-        xy = _pca2(np.concatenate([xt[ti], xp[pi]]))
+        method = str(self.param("map", "tsne"))
+        xy = _map2(np.concatenate([xt[ti], xp[pi]]), method, seed)
         unc = np.zeros(len(xp), dtype=bool)
         for r in regions:
             if r.status == "uncovered":
@@ -567,18 +588,38 @@ class Coverage(Check):
             [round(float(a), 4), round(float(b), 4), g]
             for (a, b), g in zip(xy, groups, strict=True)
         ]
+        # the largest uncovered clusters named where their shown inputs lie (median position)
+        at = {int(i): k for k, i in enumerate(pi)}
+        names = []
+        top = [r for r in regions if r.status == "uncovered" and r.kind == "cluster"]
+        for r in sorted(top, key=lambda r: -len(r.prod_items))[: int(self.param("map_labels", 8))]:
+            rows = [len(ti) + at[int(i)] for i in r.prod_items if int(i) in at]
+            if len(rows) >= 3:
+                mx, my = np.median(xy[rows], axis=0)
+                names.append([round(float(mx), 4), round(float(my), 4), r.label])
         shown = [d for d in region_dicts if d["status"] != "covered"][:12]
+        name = MAPS[method]
         sections = [
             Section(
-                "Production vs training inputs (PCA of embeddings)",
+                f"Production vs training inputs ({name} of embeddings)",
                 "scatter",
                 {
                     "points": points,
                     "highlight": ["production (uncovered region)"],
-                    "xlabel": "PC1",
-                    "ylabel": "PC2",
+                    "labels": names,
+                    "xlabel": f"{name} 1",
+                    "ylabel": f"{name} 2",
                 },
-                note="Highlighted: production inputs in regions the training data does not cover.",
+                note=(
+                    "Highlighted: production inputs in regions the training data does not "
+                    "cover; the largest such regions are named by their distinguishing words. "
+                    + (
+                        "t-SNE keeps neighbours together: islands are topics, distances between "
+                        "islands mean little (map: pca for the linear projection)."
+                        if method == "tsne"
+                        else ""
+                    )
+                ),
             ),
             Section(
                 "Coverage per production region",

@@ -75,6 +75,7 @@ def _render_section(s: Section) -> Markup:
                 d.get("xlabel", ""),
                 d.get("ylabel", ""),
                 d.get("highlight", []),
+                d.get("labels", []),
             )
         )
     tmpl = (

@@ -183,8 +183,10 @@ def scatter(
     xlabel: str = "",
     ylabel: str = "",
     highlight: Sequence[Any] = (),
+    labels: Sequence[Sequence[Any]] = (),
 ) -> str:
-    """points: [x, y, group] (group optional). Groups in ``highlight`` are drawn larger, on top."""
+    """points: [x, y, group] (group optional). Groups in ``highlight`` are drawn larger, on top.
+    labels: [x, y, text] written at those coordinates (escaped, cut to 32 characters)."""
     if not points:
         return ""
     xs = [float(p[0]) for p in points]
@@ -210,9 +212,29 @@ def scatter(
         parts.append(
             f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{r}" fill="{color}" fill-opacity="0.7"/>'
         )
-    for k, g in enumerate(groups[:12]):
+    placed: list[tuple[float, float, float]] = []  # (x, y, half width) of labels written
+    for lx, ly, text in labels:
+        label = str(text)[:32]
+        half = 3.2 * len(label)  # ~6.4 px a character at 11 px
+        px = PAD_L + pw * (float(lx) - x0) / ((x1 - x0) or 1)
+        py = h - PAD_B - ph * (float(ly) - y0) / ((y1 - y0) or 1)
+        for _ in range(4):  # moved down a line while it would overlap one already written
+            if not any(abs(px - a) < half + w and abs(py - b) < 12 for a, b, w in placed):
+                break
+            py += 12
+        else:
+            continue  # no room near its inputs: left out rather than written over another
+        placed.append((px, py, half))
         parts.append(
-            f'<text x="{W - PAD_R - 4}" y="{PAD_T + 12 * (k + 1)}" text-anchor="end" '
-            f'fill="{PALETTE[k % len(PALETTE)]}" class="tick">{escape(g[:30])}</text>'
+            f'<text x="{px:.1f}" y="{py:.1f}" text-anchor="middle" class="tick maplabel">'
+            f"{escape(label)}</text>"
+        )
+    for k, g in enumerate(groups[:12]):
+        color = PALETTE[k % len(PALETTE)]
+        y = PAD_T + 12 * (k + 1)
+        parts.append(
+            f'<circle cx="{W - PAD_R - 4}" cy="{y - 3.5}" r="3.5" fill="{color}"/>'
+            f'<text x="{W - PAD_R - 12}" y="{y}" text-anchor="end" class="tick">'
+            f"{escape(g[:30])}</text>"
         )
     return _frame("".join(parts), xlabel, ylabel, h=h)
