@@ -13,6 +13,16 @@ PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 12, 48
 PALETTE = ["#3b6fb6", "#d9822b", "#3a9a5b", "#b63b3b", "#7b5ea7", "#8c6d31", "#c04f8f", "#5f7a8a"]
 
 
+def _legend(k: int, name: str, color: str, step: int = 14) -> str:
+    """Legend entry ``k``: a colour swatch and the (escaped) name, right-aligned at the top. The
+    swatch carries the colour: the stylesheet sets every ``.tick`` text's fill."""
+    y = PAD_T + step * (k + 1)
+    return (
+        f'<circle cx="{W - PAD_R - 4}" cy="{y - 3.5}" r="3.5" fill="{color}"/>'
+        f'<text x="{W - PAD_R - 12}" y="{y}" text-anchor="end" class="tick">{escape(name)}</text>'
+    )
+
+
 def _fmt(v: float) -> str:
     if v == 0:
         return "0"
@@ -78,9 +88,7 @@ def bars(
                 f'fill="{color}"><title>{escape(tip)}: {escape(_fmt(float(v)))}</title></rect>'
             )
         if name:
-            parts.append(
-                f'<text x="{W - PAD_R - 4}" y="{PAD_T + 14 * (g + 1)}" text-anchor="end" fill="{color}" class="tick">{escape(str(name))}</text>'
-            )
+            parts.append(_legend(g, str(name), color))
     if n <= 30:
         for i, lab in enumerate(labels):
             x = PAD_L + i * bw
@@ -166,9 +174,7 @@ def lines(
         parts.append(
             f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="2"/>'
         )
-        parts.append(
-            f'<text x="{W - PAD_R - 4}" y="{PAD_T + 14 * (k + 1)}" text-anchor="end" fill="{color}" class="tick">{escape(str(name))}</text>'
-        )
+        parts.append(_legend(k, str(name), color))
     step = max(1, n // 8)
     for i in range(0, n, step):
         px = PAD_L + pw * (i / max(n - 1, 1))
@@ -230,11 +236,5 @@ def scatter(
             f"{escape(label)}</text>"
         )
     for k, g in enumerate(groups[:12]):
-        color = PALETTE[k % len(PALETTE)]
-        y = PAD_T + 12 * (k + 1)
-        parts.append(
-            f'<circle cx="{W - PAD_R - 4}" cy="{y - 3.5}" r="3.5" fill="{color}"/>'
-            f'<text x="{W - PAD_R - 12}" y="{y}" text-anchor="end" class="tick">'
-            f"{escape(g[:30])}</text>"
-        )
+        parts.append(_legend(k, g[:30], PALETTE[k % len(PALETTE)], step=12))
     return _frame("".join(parts), xlabel, ylabel, h=h)
