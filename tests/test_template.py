@@ -24,6 +24,7 @@ def test_a_training_only_instruction_is_found_and_removed() -> None:
     assert [(x.line, x.training_share, x.production_share) for x in found] == [
         (INSTRUCTION, 1.0, 0.0)
     ]
+    assert found[0].training_items == list(range(20)) and found[0].production_items == []
     assert found[0].differs(0.2)
 
 
@@ -150,6 +151,7 @@ def test_audit_compares_inputs_without_a_training_only_instruction(tmp_path: Pat
     assert [t["line"] for t in a1["template_lines"]] == [INSTRUCTION]
     shift = c1["distribution.shift"]
     assert shift["status"] == "WARN" and shift["values"]["template_lines_differing"] == 1
+    assert shift["findings"][0]["example_ids"] == [f"t{i}" for i in range(20)]
     plain = [f["code"] for f in c0["distribution.shift"]["findings"]]
     assert [f["code"] for f in shift["findings"]] == ["template_line", *plain]
 

@@ -808,6 +808,11 @@ class Shift(Check):
                         "production_share": t.production_share,
                     },
                     threshold=tp.min_share,
+                    example_ids=(
+                        [train.ids[i] for i in t.training_items]
+                        if side == "training"
+                        else [prod.ids[i] for i in t.production_items]
+                    ),
                     action=(
                         "fine-tune on the inputs production sends: drop the template from the "
                         "training prompts, or make sure production wraps inputs the same way"

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ftprep.distribution.text import has_slot_or_alternatives
 
 SHOWN_CHARS = 200  # characters of a template line kept in the artifact and findings
+SHOWN_ITEMS = 20  # inputs carrying it kept per side (example ids of the findings)
 # a field label opening a line: "Query: …", "### Input: …", "Customer said: …" (a letter first, up
 # to 30 characters, a colon, white space, then content; "10:30" and "http://" are not labels)
 _LABEL = re.compile(r"^((?:[#>*-]+\s*)?[^\W\d_][\w'’ -]{0,30}?:)\s+(?=\S)")
@@ -68,6 +69,9 @@ class TemplateLine:
     training_share: float  # of all training inputs that hold it
     production_share: float
     kind: str = "line"  # "line": a whole line; "prefix": a field label opening lines
+    # the first inputs of each side that carry it (indices), for the findings' examples
+    training_items: list[int] = field(default_factory=list)
+    production_items: list[int] = field(default_factory=list)
 
     def differs(self, by: float) -> bool:
         """Its shares on the two sides differ by at least ``by``: a template one side carries
@@ -134,9 +138,9 @@ def strip_templates(
     if not whole and not labels:
         return train, prod, []
 
-    def strip(texts: list[str]) -> tuple[list[str], Counter[str]]:
-        out, held = [], Counter[str]()
-        for t in texts:
+    def strip(texts: list[str]) -> tuple[list[str], Counter[str], dict[str, list[int]]]:
+        out, held, first = [], Counter[str](), dict[str, list[int]]()
+        for n, t in enumerate(texts):
             lines = _lines(t)
             hit: set[str] = set()
             kept = []
@@ -154,10 +158,13 @@ def strip_templates(
                 out.append(t)
                 continue
             held.update(hit)
+            for x in hit:
+                if len(items := first.setdefault(x, [])) < SHOWN_ITEMS:
+                    items.append(n)
             out.append("\n".join(kept) if kept else t)
-        return out, held
+        return out, held, first
 
-    (t_out, t_held), (p_out, p_held) = strip(train), strip(prod)
+    (t_out, t_held, t_first), (p_out, p_held, p_first) = strip(train), strip(prod)
     found = sorted(
         (
             TemplateLine(
@@ -165,6 +172,8 @@ def strip_templates(
                 t_held[s] / max(len(train), 1),
                 p_held[s] / max(len(prod), 1),
                 "line" if s in whole else "prefix",
+                t_first.get(s, []),
+                p_first.get(s, []),
             )
             for s in whole | labels
         ),
