@@ -500,6 +500,37 @@ def test_shift_test_detects_and_names_a_surface_change() -> None:
     assert shifted.prod_scores[changed].mean() > shifted.prod_scores[~changed].mean()
 
 
+_SPANISH = {
+    "cancel": "cancelar",
+    "change": "cambiar",
+    "check": "revisar",
+    "book": "reservar",
+    "pay": "pagar",
+    "update": "actualizar",
+    "find": "encontrar",
+    "track": "seguir",
+}
+
+
+def test_shift_test_names_a_language_change() -> None:
+    """A third of production in Spanish: named by ``non_english`` (function words), which no
+    English input carries."""
+    rng = np.random.default_rng(5)
+    train = _requests(400, 0)
+    prod = []
+    for t in _requests(400, 1):
+        if rng.random() < 0.33:
+            verb = t.split()[1]
+            t = f"por favor quiero {_SPANISH[verb]} mi pedido de la tienda {t.split()[-1]}"
+        prod.append(t)
+    p = ShiftParams(permutations=5, folds=3, seed=0)
+    res = classifier_test(train, _embed(train), prod, _embed(prod), p)
+    feats = {f["feature"]: f for f in res.features}
+    assert feats["non_english"]["explains"] and feats["non_english"]["training"] == 0.0
+    assert 0.25 < feats["non_english"]["production"] < 0.4
+    assert surface_features(train)["non_english"].sum() == 0
+
+
 def _write(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -79,6 +79,38 @@ def _script_share(text: str) -> tuple[float, float]:
     return non_ascii / len(letters), non_latin / len(letters)
 
 
+# function words of the most common Latin-script languages: an input is in another language than
+# English when it holds at least two of one list's words and more than twice as many as of English's
+_FUNCTION_WORDS: dict[str, frozenset[str]] = {
+    lang: frozenset(words.split())
+    for lang, words in {
+        "en": "the a an is are was to of and in for my i you it what how can do please on with "
+        "this that me be have not your at from will there where when why which as so if or but "
+        "get like",
+        "es": "el la los las de del que y en un una es por para con mi mis no se lo cómo qué "
+        "puedo quiero está hay al me su sus mi tengo necesito cuándo dónde",
+        "fr": "le la les de des du et en un une est pour que qui je mon ma mes pas ne vous il "
+        "dans sur avec au aux comment quel quelle puis-je veux suis",
+        "de": "der die das und ist ich nicht ein eine zu mit den dem von für auf mein meine wie "
+        "was bitte kann es sie wir ihr mir mich wo wann warum",
+        "pt": "o os de do da dos das que e em um uma é para com não meu minha como por se eu "
+        "posso quero está tem você",
+        "it": "il lo gli le di che e è un una per con non mio mia come cosa sono ho posso "
+        "voglio del della dei nel",
+        "nl": "de het een en is van ik niet dat met voor op mijn hoe wat kan te zijn wil je naar",
+    }.items()
+}
+
+
+def _other_language(tokens_: list[str]) -> bool:
+    """The tokens read as a Latin-script language other than English (by function words)."""
+    if len(tokens_) < 3:
+        return False
+    counts = {lang: sum(t in words for t in tokens_) for lang, words in _FUNCTION_WORDS.items()}
+    lang = max(counts, key=lambda k: (counts[k], k == "en"))
+    return lang != "en" and counts[lang] >= 2 and counts[lang] > 2 * counts["en"]
+
+
 # name -> (kind, description); kind "binary" features are prevalence-filtered
 SURFACE_FEATURES: dict[str, tuple[str, str]] = {
     "chars": ("numeric", "length in characters"),
@@ -93,6 +125,11 @@ SURFACE_FEATURES: dict[str, tuple[str, str]] = {
         "more than 20% of letters outside ASCII (accents, other languages)",
     ),
     "non_latin_script": ("binary", "more than 20% of letters outside Latin scripts"),
+    "non_english": (
+        "binary",
+        "in a Latin-script language other than English (Spanish, French, German, Portuguese, "
+        "Italian, Dutch; by function words)",
+    ),
     "code": ("binary", "code (backticks, def / class / import syntax, SELECT … FROM, braces, ==)"),
     "digits": ("binary", "contains digits"),
     "upper_case": ("binary", "more than 30% of letters upper case"),
@@ -119,6 +156,7 @@ def surface_features(texts: Sequence[str]) -> dict[str, np.ndarray]:
         na, nl = _script_share(t)
         out["non_ascii_letters"][i] = na > 0.2
         out["non_latin_script"][i] = nl > 0.2
+        out["non_english"][i] = nl <= 0.2 and _other_language(tokens(t))
         out["code"][i] = bool(_CODE.search(t))
         out["digits"][i] = any(ch.isdigit() for ch in t)
         letters = [ch for ch in t if ch.isalpha()]
