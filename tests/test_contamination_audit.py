@@ -159,3 +159,28 @@ def test_validation_realism_ignores_a_template_training_prompts_repeat(tmp_path:
         values[name] = res.results[0].values
     assert values["plain"]["eval_examples"] > 0
     assert values["wrapped"] == values["plain"]
+
+
+def test_split_clusters_ignore_an_instruction_every_prompt_repeats(tmp_path: Path) -> None:
+    """An instruction line over every prompt makes all records look alike; the near-duplicate
+    clusters that keep splits apart are those of the bare prompts (before: one cluster of all)."""
+    import random
+
+    from ftprep.api import audit
+
+    rng = random.Random(0)
+    vocab = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ro", "su", "ti") for b in "aeiou"]
+    queries = [" ".join(rng.choice(vocab) for _ in range(8)) for _ in range(60)]
+    instruction = (
+        "You are a careful assistant for the support team of our shop; read the customer's "
+        "message below and answer it briefly, politely and with the facts you have."
+    )
+    links = {}
+    for name, wrap in (("plain", ""), ("wrapped", instruction + "\n\n")):
+        recs = [
+            chat(i, user=wrap + q, answer=f"noted {q.split()[0]}") for i, q in enumerate(queries)
+        ]
+        root = make_project(tmp_path / name, recs)
+        res = audit(root, only=["contamination.splits"])
+        links[name] = res.results[0].values["clustered_examples"]
+    assert links["wrapped"] == links["plain"] == 0

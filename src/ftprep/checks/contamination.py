@@ -436,12 +436,16 @@ class SplitLeakage(Check):
         policy = ctx.project.split
         train = ctx.train
         ids = train.ids
-        # the conversation without its system prompt: a system prompt shared by every example
-        # says nothing about whether two examples are copies of each other
-        content = [
-            f"{p}\n\n{r}"
-            for p, r in zip(train.texts("prompt"), train.texts("response"), strict=True)
-        ]
+        # the conversation without its system prompt and without the template lines its
+        # prompts repeat: a system prompt or an instruction shared by every example says nothing
+        # about whether two examples are copies of each other (an Alpaca instruction over every
+        # CLINC150 query linked 10,458 of 10,500 examples into one cluster: no split possible)
+        from ftprep.distribution.template import TemplateParams, strip_templates
+
+        tp = TemplateParams.from_dict(self.params)
+        prompts, _, _ = strip_templates(train.texts("prompt"), [], tp)
+        responses, _, _ = strip_templates(train.texts("response"), [], tp)
+        content = [f"{p}\n\n{r}" for p, r in zip(prompts, responses, strict=True)]
         tokens = tokenize(content)
         clusters, info = duplicate_clusters(tokens, cp)
         links = [[ids[i] for i in c] for c in clusters]
