@@ -530,7 +530,19 @@ def test_labels_agreement_not_run_without_annotations(tmp_path: Path) -> None:
     assert str(res.results[0].status) == "NOT_RUN"
 
 
-def test_consistency_check_flags_conflicting_outputs(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        "",
+        "You are a patient and friendly teacher at a public library. Read the request below, "
+        "think about what the student already knows, and answer in plain words, with one short "
+        "example and without jargon, in at most three paragraphs.\n\n",
+    ],
+    ids=["bare", "under-an-instruction"],
+)
+def test_consistency_check_flags_conflicting_outputs(tmp_path: Path, wrap: str) -> None:
+    """The same conflict is found with and without an instruction line over every prompt (it
+    is compared without it: else every pair of inputs looks near-identical)."""
     topics = [
         "tides",
         "volcanoes",
@@ -557,7 +569,7 @@ def test_consistency_check_flags_conflicting_outputs(tmp_path: Path) -> None:
         {
             "id": f"g{i}",
             "messages": [
-                {"role": "user", "content": f"Explain {t} to a curious student."},
+                {"role": "user", "content": f"{wrap}Explain {t} to a curious student."},
                 {
                     "role": "assistant",
                     "content": f"Here is a careful explanation of {t}, step by step.",
@@ -571,7 +583,7 @@ def test_consistency_check_flags_conflicting_outputs(tmp_path: Path) -> None:
         {
             "id": "dup",
             "messages": [
-                {"role": "user", "content": "Explain volcanoes to a curious student!"},
+                {"role": "user", "content": f"{wrap}Explain volcanoes to a curious student!"},
                 {"role": "assistant", "content": "No. I refuse; bananas are purple on Tuesdays."},
             ],
         }

@@ -51,7 +51,11 @@ def _embedders(ctx: Context, text_field: str) -> tuple[Any, Any, str]:
         return None, None, f"{type(e).__name__}: {e}"
 
     def ex() -> np.ndarray:
-        return ctx.embeddings(ctx.train, text_field)
+        # without the template lines every input repeats (an instruction over every prompt
+        # would make all inputs near-identical and every area equally near)
+        from ftprep.distribution.template import without_templates
+
+        return ctx.text_embeddings(without_templates(ctx.train.texts(text_field)))
 
     def texts(t: list[str]) -> np.ndarray:
         return cached_embeddings(None, t, ctx.project.embeddings)

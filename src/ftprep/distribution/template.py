@@ -180,3 +180,9 @@ def strip_templates(
         key=lambda x: (-max(x.training_share, x.production_share), x.kind, x.line),
     )
     return t_out, p_out, found
+
+
+def without_templates(texts: list[str], params: TemplateParams | None = None) -> list[str]:
+    """``texts`` with the template lines and labels they repeat taken out (one side: what the
+    near-duplicate and near-identical checks compare)."""
+    return strip_templates(texts, [], params)[0]
