@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftprep.contamination.detect import LeakParams, duplicate_clusters, find_leaks
+from ftprep.contamination.detect import ClusterParams, LeakParams, duplicate_clusters, find_leaks
 from ftprep.contamination.index import ShingleIndex
 from ftprep.contamination.minhash import MinHasher, candidate_probability, choose_bands
 from ftprep.contamination.plant import bury, light_edit
@@ -78,6 +78,31 @@ def test_duplicate_clusters_link_near_duplicates_only() -> None:
         assert frozenset({i, len(QUESTIONS) + i}) in as_sets
     assert all(len(c) == 2 for c in clusters)
     assert info["bands"] * info["rows"] <= info["num_perm"]
+
+
+def test_duplicate_clusters_ignore_shingles_of_a_template_many_records_share() -> None:
+    """Short queries answered by one reply template (class name and a case number) share most of
+    their shingles; the template's (in more than 5% of the records) are no evidence of a copy, so
+    only the real near-copies are linked (with the filter off they chain into one big cluster)."""
+    import random
+
+    rng = random.Random(0)
+    vocab = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ro", "su", "ti") for b in "aeiou"]
+    texts = [
+        " ".join(rng.choice(vocab) for _ in range(6))
+        + f"\n\nSure, I will take care of that {rng.choice(['refund', 'order', 'card'])} "
+        f"request for you right away (case {rng.randint(1000, 99999)})."
+        for _ in range(300)
+    ]
+    texts += [light_edit(t, seed=i) for i, t in enumerate(texts[:5])]
+    clusters, _ = duplicate_clusters(tokenize(texts))
+    planted = {frozenset({i, 300 + i}) for i in range(5)}
+    found = {frozenset(c) for c in clusters}
+    # only planted copies are linked; an edit of one of six content words can drop a pair below
+    # the threshold once the template's shingles no longer count (4 of 5 here)
+    assert found <= planted and len(found) >= 4
+    loose, _ = duplicate_clusters(tokenize(texts), ClusterParams(max_df=0))
+    assert max(len(c) for c in loose) > 20
 
 
 def test_lexical_leaks_found_and_unrelated_clean() -> None:

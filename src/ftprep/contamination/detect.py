@@ -680,6 +680,8 @@ class ClusterParams:
     target_jaccard: float = 0.5
     recall: float = 0.99
     seed: int = 1
+    max_df: float = 0.05  # shingles in more records than this share are a template's (0: off)
+    min_df: int = 50  # ... and in more than this many records
 
 
 def duplicate_clusters(
@@ -692,6 +694,15 @@ def duplicate_clusters(
     n = tokens.n_texts
     bands, rows = choose_bands(p.num_perm, p.target_jaccard, p.recall)
     h, o = ngram_hashes(tokens, p.shingle, short=True)
+    if p.max_df > 0 and len(h):
+        # shingles in more than max_df of the records (at least min_df of them) are a template's
+        # (a reply greeting, "take care of that … request"), not evidence of a copy
+        pairs = np.unique(np.stack([o.astype(np.uint64), h]), axis=1)
+        uh, df = np.unique(pairs[1], return_counts=True)
+        common = uh[df > max(p.min_df, p.max_df * n)]
+        if len(common):
+            keep = ~np.isin(h, common)
+            h, o = h[keep], o[keep]
     sig = MinHasher(p.num_perm, p.seed).signatures(h, o, n)
     keys = band_keys(sig, bands, rows)
     a, b = self_pairs(keys)
