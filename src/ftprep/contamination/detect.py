@@ -697,8 +697,10 @@ def duplicate_clusters(
     if p.max_df > 0 and len(h):
         # shingles in more than max_df of the records (at least min_df of them) are a template's
         # (a reply greeting, "take care of that … request"), not evidence of a copy
-        pairs = np.unique(np.stack([o.astype(np.uint64), h]), axis=1)
-        uh, df = np.unique(pairs[1], return_counts=True)
+        order = np.lexsort((h, o))
+        hs, os_ = h[order], o[order]
+        once = np.r_[True, (hs[1:] != hs[:-1]) | (os_[1:] != os_[:-1])]  # once per record
+        uh, df = np.unique(hs[once], return_counts=True)
         common = uh[df > max(p.min_df, p.max_df * n)]
         if len(common):
             keep = ~np.isin(h, common)
