@@ -372,10 +372,9 @@ def audit(
         ledger.replace_auto(r.check, [d for d in r.decisions if d.example_id in train_ids], run_id)
     status = _overall(results)
     code = exit_code_for(status, fail_on)
-    known = ing.all_ids()
-    human = {e.example_id for e in ledger.entries() if e.actor_kind == "human"}
+    human = {e.example_id for e in ledger.entries(actor_kind="human")}
     res = AuditResult(project, run_id, results, ing, status, code)
-    res.orphaned_human = sorted(human - known)
+    res.orphaned_human = sorted(human - ing.all_ids())
     res.findings = findings_document(res)
     if write:
         _write_outputs(res, ctx)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -17,6 +17,8 @@ from ftprep.examples import Dataset
 from ftprep.formats.readers import Reject
 from ftprep.project import Project
 from ftprep.store import Workspace
+
+T = TypeVar("T")
 
 # progress(description, total) -> context manager yielding advance(n)
 ProgressFactory = Callable[
@@ -49,6 +51,8 @@ class Context:
     artifacts: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
     strict: bool = False  # --strict: any rejected record fails the audit
+    # work several checks of one run share (``memo``)
+    _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ config
     def params(self, check: str) -> dict[str, Any]:
@@ -91,6 +95,27 @@ class Context:
     ) -> np.ndarray:
         """Embeddings of ``dataset.texts(field)``, cached by text hash and model."""
         return self.text_embeddings(dataset.texts(field), model)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per run for ``key``: work several checks share."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def train_texts_without_templates(self, field: str, params: dict[str, Any]) -> list[str]:
+        """``train.texts(field)`` without the template lines and labels they repeat
+        (``distribution/template.py``; ``params``: a check's, for ``strip_templates`` and
+        ``template_min_share``), computed once per run for the checks that compare training
+        examples with each other (split clusters, label consistency, spec conflicts)."""
+        from dataclasses import astuple
+
+        from ftprep.distribution.template import TemplateParams, without_templates
+
+        tp = TemplateParams.from_dict(params)
+        return self.memo(
+            ("train_texts_without_templates", field, astuple(tp)),
+            lambda: without_templates(self.train.texts(field), tp),
+        )
 
     def text_embeddings(self, texts: list[str], model: str | None = None) -> np.ndarray:
         """Embeddings of ``texts`` (default: the project's model), cached by text hash and

@@ -246,11 +246,14 @@ class Ledger:
         check: str | None = None,
         actions: Iterable[str] | None = None,
         example_ids: Iterable[str] | None = None,
+        actor_kind: str | None = None,
     ) -> list[LedgerEntry]:
         t = decisions_t
         q = sa.select(t)
         if check is not None:
             q = q.where(t.c.check_name == check)
+        if actor_kind is not None:  # "auto" | "human"
+            q = q.where(t.c.actor_kind == actor_kind)
         if actions is not None:
             q = q.where(t.c.action.in_([str(a) for a in actions]))
         if example_ids is not None:

@@ -440,11 +440,8 @@ class SplitLeakage(Check):
         # prompts repeat: a system prompt or an instruction shared by every example says nothing
         # about whether two examples are copies of each other (an Alpaca instruction over every
         # CLINC150 query linked 10,458 of 10,500 examples into one cluster: no split possible)
-        from ftprep.distribution.template import TemplateParams, without_templates
-
-        tp = TemplateParams.from_dict(self.params)
-        prompts = without_templates(train.texts("prompt"), tp)
-        responses = without_templates(train.texts("response"), tp)
+        prompts = ctx.train_texts_without_templates("prompt", self.params)
+        responses = ctx.train_texts_without_templates("response", self.params)
         content = [f"{p}\n\n{r}" for p, r in zip(prompts, responses, strict=True)]
         tokens = tokenize(content)
         clusters, info = duplicate_clusters(tokens, cp)

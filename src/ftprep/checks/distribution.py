@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,14 +72,21 @@ class _Inputs:
     xt: np.ndarray
     xp: np.ndarray
     templates: list[TemplateLine]
+    template_params: TemplateParams
 
 
 def _inputs(ctx: Context, params: dict[str, Any], model: str | None) -> _Inputs:
-    assert ctx.production is not None
-    train, prod = ctx.train.texts("prompt"), ctx.production.texts("prompt")
-    t_cmp, p_cmp, found = strip_templates(train, prod, TemplateParams.from_dict(params))
-    xt, xp = ctx.text_embeddings(t_cmp, model), ctx.text_embeddings(p_cmp, model)
-    return _Inputs(train, prod, t_cmp, p_cmp, xt, xp, found)
+    """Once per run for both distribution checks (same template settings and model)."""
+    tp = TemplateParams.from_dict(params)
+
+    def compute() -> _Inputs:
+        assert ctx.production is not None
+        train, prod = ctx.train.texts("prompt"), ctx.production.texts("prompt")
+        t_cmp, p_cmp, found = strip_templates(train, prod, tp)
+        xt, xp = ctx.text_embeddings(t_cmp, model), ctx.text_embeddings(p_cmp, model)
+        return _Inputs(train, prod, t_cmp, p_cmp, xt, xp, found, tp)
+
+    return ctx.memo(("distribution inputs", astuple(tp), model), compute)
 
 
 AUTO_LABEL_FIELDS = (
@@ -758,7 +765,7 @@ class Shift(Check):
         with ctx.progress("distribution: shift test", None):
             r = classifier_test(inp.train_cmp, inp.xt, inp.prod_cmp, inp.xp, sp_)
         # a template one side carries and the other lacks (a wrapper both share is no difference)
-        tp = TemplateParams.from_dict(self.params)
+        tp = inp.template_params
         differing = [t for t in inp.templates if t.differs(tp.min_share)]
         explains = [f for f in r.features if f["explains"]]
         values = {

@@ -975,19 +975,16 @@ class LabelConsistency(Check):
             # and whitespace) only, O(n)
             pairs = _exact_input_conflicts(ctx, ds, outputs, use_labels, out_sim)
         else:
-            from ftprep.distribution.template import TemplateParams, without_templates
-
             # compared without the template lines they repeat: an instruction over every prompt
             # makes every pair of inputs look near-identical (CLINC150 as Alpaca records: 1,287
             # examples sent to review instead of 12)
-            tp = TemplateParams.from_dict(p)
-            x_in = ctx.text_embeddings(without_templates(ds.texts("prompt"), tp))
+            x_in = ctx.text_embeddings(ctx.train_texts_without_templates("prompt", p))
             if use_labels:
                 uniq = {v: i for i, v in enumerate(sorted(set(outputs)))}
                 x_out = np.zeros((n, len(uniq)), dtype=np.float32)
                 x_out[np.arange(n), [uniq[v] for v in outputs]] = 1.0
             else:
-                x_out = ctx.text_embeddings(without_templates(ds.texts("response"), tp))
+                x_out = ctx.text_embeddings(ctx.train_texts_without_templates("response", p))
             pairs = knn_inconsistency(
                 x_in,
                 x_out,

@@ -40,9 +40,9 @@ QUARANTINE_REASON = "superseded_spec_area"
 CONFLICT_REASON = "mixed_criteria_conflict"
 
 
-def _embedders(ctx: Context, text_field: str) -> tuple[Any, Any, str]:
+def _embedders(ctx: Context, text_field: str, params: dict[str, Any]) -> tuple[Any, Any, str]:
     """(embed examples, embed texts, why unavailable). A project without a usable embedding
-    model still gets areas from fields and rules."""
+    model still gets areas from fields and rules. ``params``: the check's (template lines)."""
     try:
         from ftprep.signals.cache import cached_embeddings, get_embedder_cached
 
@@ -53,9 +53,7 @@ def _embedders(ctx: Context, text_field: str) -> tuple[Any, Any, str]:
     def ex() -> np.ndarray:
         # without the template lines every input repeats (an instruction over every prompt
         # would make all inputs near-identical and every area equally near)
-        from ftprep.distribution.template import without_templates
-
-        return ctx.text_embeddings(without_templates(ctx.train.texts(text_field)))
+        return ctx.text_embeddings(ctx.train_texts_without_templates(text_field, params))
 
     def texts(t: list[str]) -> np.ndarray:
         return cached_embeddings(None, t, ctx.project.embeddings)
@@ -78,7 +76,7 @@ def provenance(ctx: Context) -> dict[str, Any]:
     ex, tx, why = (
         (None, None, "disabled (area_embeddings: false)")
         if not params.get("area_embeddings", True)
-        else _embedders(ctx, text_field)
+        else _embedders(ctx, text_field, params)
     )
     vers = resolve_versions(ctx.project, ctx.train, hist)
     areas = assign_areas(
@@ -416,7 +414,7 @@ class SpecConflicts(Check):
         n_cmp = 0
         emb_used = False
         if self.param("embeddings", True):
-            ex, _, _ = _embedders(ctx, text_field)
+            ex, _, _ = _embedders(ctx, text_field, self.params)
             by_v: dict[str, list[int]] = defaultdict(list)
             for i in idx:
                 by_v[versions[i]].append(i)  # type: ignore[index]
