@@ -287,6 +287,29 @@ def test_thin_regions_are_under_covered_and_missing_ones_uncovered() -> None:
     assert checked == {6, 7}
 
 
+def test_a_topic_training_holds_almost_none_of_is_uncovered_despite_near_strays() -> None:
+    # topic 6 has 5 training inputs for 80 production ones; as with long wordy inputs, whose
+    # averaged embeddings all lie close, its inputs count as having training likes (a likes
+    # threshold every flagged region meets), but training holds ~2 % of its production share
+    xt, _, tt = _clusters({c: 150 for c in range(6)} | {6: 5}, seed=7)
+    xp, yp, tp = _clusters({c: 40 for c in range(6)} | {6: 80}, seed=8)
+    cov = coverage_scores(xt, xp, tt, tp, CoverageParams(seed=0))
+    assert cov.flagged[yp == 6].mean() > 0.9
+
+    def regions(absent_ratio: float) -> dict[int, list[Region]]:
+        p = RegionParams(seed=0, absent_ratio=absent_ratio, likes_max_evidence=10.0)
+        out: dict[int, list[Region]] = {}
+        for r in _unweighted_regions(xp, xt, tp, tt, cov, p, cov.nn_evidence):
+            out.setdefault(int(np.bincount(yp[r.prod_items]).argmax()), []).append(r)
+        return out
+
+    assert {r.status for r in regions(0.0)[6]} == {"under-covered"}  # the likes rule alone
+    on = regions(RegionParams().absent_ratio)
+    assert {r.status for r in on[6]} == {"uncovered"}
+    assert all("almost none" in r.basis and r.ratio >= 20 for r in on[6])
+    assert all(r.status != "uncovered" for c in range(6) for r in on.get(c, []))
+
+
 def test_small_missing_topic_in_a_mixed_uncovered_cluster_gets_a_sub_region() -> None:
     # 3 clusters for 8 production topics: the missing topics 7 (small) and 8 share a cluster with
     # covered ones; the cluster is uncovered, and 7's flagged inputs still form a region of their own

@@ -9,7 +9,11 @@ inputs, just too few of them: when the median over its production inputs of the
 nearest-training-distance evidence (``-log10`` of its p-value under the held-out null, after
 the batch correction, see ``coverage.py``) stays below ``likes_max_evidence``. A thin topic's
 inputs have a training input of their own topic about as near as covered inputs do; a missing
-topic's nearest training inputs are from other topics, farther away.
+topic's nearest training inputs are from other topics, farther away. A flagged region whose
+production/training ratio reaches ``absent_ratio`` stays uncovered whatever its likes: training
+holds almost none of it (long, wordy inputs, whose averaged embeddings all lie close together,
+find near training inputs of other topics), provided the region is large enough that training
+would hold one of its inputs even at that ratio.
 
 Flagged items inside regions that are not flagged as a whole, or that are uncovered, are
 clustered once more: a group of at least ``min_region_size`` of them becomes a *tail* region of
@@ -54,6 +58,12 @@ class RegionParams:
     # uncovered (0.6: the median input's nearest training input is no farther than the held-out
     # slice's 75th percentile; 0: off)
     likes_max_evidence: float = 0.6
+    # ... unless training holds almost none of it: a flagged region whose production/training
+    # share ratio reaches this is uncovered whatever its likes (a topic kept at 10 % of its share
+    # has a ratio near 10; at 20, training holds under 5 % of what production calls for: a few
+    # strays, not a thin topic; only in a region large enough that training would hold one of
+    # its inputs even at this ratio; 0: off)
+    absent_ratio: float = 20.0
     target_coverage: float = 1.0  # collection target: this share of the production proportion
     min_examples: int = 20  # at least this many new examples per uncovered region
     label_terms: int = 4
@@ -199,13 +209,28 @@ def build_regions(
             else ""
         )
         likes = p.likes_max_evidence > 0 and ev < p.likes_max_evidence  # False for NaN
+        # training holds almost none of it: the ratio reaches absent_ratio, in a region large
+        # enough that even that ratio would leave it a training input (a 2-input cluster without
+        # one says nothing)
+        absent = (
+            p.absent_ratio > 0
+            and ratio >= p.absent_ratio  # inf without training inputs
+            and prod_share * n_t / p.absent_ratio >= 1.0
+        )
         if unc >= p.uncovered_share:
-            status = "under-covered" if likes else "uncovered"
-            basis = f"{unc:.0%} of its inputs flagged; " + (
-                f"training has inputs like them, too few{farther}"
-                if likes
-                else f"their nearest training inputs are far{farther}"
-            )
+            status = "under-covered" if likes and not absent else "uncovered"
+            basis = f"{unc:.0%} of its inputs flagged; "
+            if likes and absent:
+                have = f"{n_train} training input{'s' if n_train != 1 else ''}"
+                basis += (
+                    f"training has almost none of them: {have} for {len(members)} production "
+                    f"inputs (production/training ratio {'∞' if not n_train else f'{ratio:.0f}'}"
+                    f" ≥ {p.absent_ratio:g}), though the nearest are not far{farther}"
+                )
+            elif likes:
+                basis += f"training has inputs like them, too few{farther}"
+            else:
+                basis += f"their nearest training inputs are far{farther}"
         elif ratio >= p.under_ratio:
             status = "under-covered"
             basis = f"production/training ratio {ratio:.1f}"
