@@ -9,11 +9,11 @@ inputs, just too few of them: when the median over its production inputs of the
 nearest-training-distance evidence (``-log10`` of its p-value under the held-out null, after
 the batch correction, see ``coverage.py``) stays below ``likes_max_evidence``. A thin topic's
 inputs have a training input of their own topic about as near as covered inputs do; a missing
-topic's nearest training inputs are from other topics, farther away. A flagged region whose
-production/training ratio reaches ``absent_ratio`` stays uncovered whatever its likes: training
-holds almost none of it (long, wordy inputs, whose averaged embeddings all lie close together,
-find near training inputs of other topics), provided the region is large enough that training
-would hold one of its inputs even at that ratio.
+topic's nearest training inputs are from other topics, farther away. A flagged region stays
+uncovered whatever its likes when training holds almost none of it: under 1/``absent_ratio`` of
+the training inputs it would hold at the rate of the regions not mostly flagged, and that share
+at least one input (long, wordy inputs, whose averaged embeddings all lie close together, find
+near training inputs of other topics).
 
 Flagged items inside regions that are not flagged as a whole, or that are uncovered, are
 clustered once more: a group of at least ``min_region_size`` of them becomes a *tail* region of
@@ -58,11 +58,11 @@ class RegionParams:
     # uncovered (0.6: the median input's nearest training input is no farther than the held-out
     # slice's 75th percentile; 0: off)
     likes_max_evidence: float = 0.6
-    # ... unless training holds almost none of it: a flagged region whose production/training
-    # share ratio reaches this is uncovered whatever its likes (a topic kept at 10 % of its share
-    # has a ratio near 10; at 20, training holds under 5 % of what production calls for: a few
-    # strays, not a thin topic; only in a region large enough that training would hold one of
-    # its inputs even at this ratio; 0: off)
+    # ... unless training holds almost none of it: a flagged region holding under 1/absent_ratio
+    # of the training inputs it would hold at the rate of the regions not mostly flagged is
+    # uncovered whatever its likes (a topic kept at 10 % of its share holds ~1/10; under 1/20:
+    # a few strays, not a thin topic); only where 1/absent_ratio of that is at least one input;
+    # 0: off
     absent_ratio: float = 20.0
     target_coverage: float = 1.0  # collection target: this share of the production proportion
     min_examples: int = 20  # at least this many new examples per uncovered region
@@ -121,14 +121,42 @@ class Region:
         }
 
 
+# words that open or join a sentence of any topic, beyond the function words: after every content
+# word in a region's label, as are one-letter tokens (an option letter "B.", the "s" of "'s")
+_FILLERS = frozenset(
+    [
+        "because",
+        "according",
+        "above",
+        "below",
+        "following",
+        "known",
+        "whether",
+        "therefore",
+        "however",
+        "although",
+        "since",
+        "which",
+        "true",
+        "false",
+        "statement",
+        "statements",
+    ]
+)
+
+
+def _filler(word: str) -> bool:
+    return len(word) < 2 or word in STOP_WORDS or word in _FILLERS
+
+
 def distinguishing_terms(
     member_sets: list[set[str]], df_all: dict[str, int], n_all: int, top: int, min_prevalence: float
 ) -> list[str]:
     """Words frequent in the region and rare elsewhere: prevalence x log lift. Common English
-    function words ("the", "my", "what") come after every content word that qualifies: they are
-    often over-represented in a region of questions or requests, but say little about its topic
-    ("the, gym, from, app" reads "gym, app, ..."); they still name a region that has nothing
-    else."""
+    function words ("the", "my", "what", "because") and one-letter tokens come after every content
+    word that qualifies: they are often over-represented in a region of questions or requests,
+    but say little about its topic ("the, gym, from, app" reads "gym, app, ..."); they still name
+    a region that has nothing else."""
     n = len(member_sets)
     if n == 0:
         return []
@@ -142,7 +170,7 @@ def distinguishing_terms(
         rest = (df_all.get(w, 0) - c + 1) / (n_all - n + 2)
         scored.append((prev * math.log(prev / rest), w))
     scored = [t for t in scored if t[0] > 0]
-    scored.sort(key=lambda t: (t[1] in STOP_WORDS, -t[0], t[1]))
+    scored.sort(key=lambda t: (_filler(t[1]), -t[0], t[1]))
     return [w for _, w in scored[:top]]
 
 
@@ -191,6 +219,14 @@ def build_regions(
     df_all = doc_freq(prod_sets)
     df_all.update(doc_freq(train_sets))
     n_all = n_p + n_t
+    # training inputs per production input over the clusters not mostly flagged: the rate at
+    # which training holds what it covers (with topics missing from training, covered regions
+    # hold more than their production share, so the raw ratio understates what is absent)
+    p_counts = np.bincount(pc, minlength=n_c)
+    f_counts = np.bincount(pc, weights=flagged.astype(np.float64), minlength=n_c)
+    base = f_counts < p.uncovered_share * np.maximum(p_counts, 1)
+    p_base, t_base = int(p_counts[base].sum()), int(t_counts[base].sum())
+    rate = t_base / p_base if p_base and t_base else n_t / max(n_p, 1)
 
     def make(rid: str, kind: str, members: np.ndarray, n_train: int, w_sum: float) -> Region:
         prod_share = len(members) / n_p
@@ -209,23 +245,20 @@ def build_regions(
             else ""
         )
         likes = p.likes_max_evidence > 0 and ev < p.likes_max_evidence  # False for NaN
-        # training holds almost none of it: the ratio reaches absent_ratio, in a region large
-        # enough that even that ratio would leave it a training input (a 2-input cluster without
-        # one says nothing)
-        absent = (
-            p.absent_ratio > 0
-            and ratio >= p.absent_ratio  # inf without training inputs
-            and prod_share * n_t / p.absent_ratio >= 1.0
-        )
+        # training holds almost none of it: under 1/absent_ratio of the training inputs it would
+        # hold at the covered regions' rate, in a region large enough that even that share is a
+        # training input (a 2-input cluster without one says nothing)
+        fair = len(members) * rate
+        absent = p.absent_ratio > 0 and fair / p.absent_ratio >= max(1.0, n_train)
         if unc >= p.uncovered_share:
             status = "under-covered" if likes and not absent else "uncovered"
             basis = f"{unc:.0%} of its inputs flagged; "
             if likes and absent:
                 have = f"{n_train} training input{'s' if n_train != 1 else ''}"
                 basis += (
-                    f"training has almost none of them: {have} for {len(members)} production "
-                    f"inputs (production/training ratio {'∞' if not n_train else f'{ratio:.0f}'}"
-                    f" ≥ {p.absent_ratio:g}), though the nearest are not far{farther}"
+                    f"training has almost none of them: {have} where the covered regions' rate "
+                    f"would give {fair:.0f} (under 1/{p.absent_ratio:g}), though the nearest are "
+                    f"not far{farther}"
                 )
             elif likes:
                 basis += f"training has inputs like them, too few{farther}"

@@ -221,8 +221,9 @@ def scatter(
     placed: list[tuple[float, float, float]] = []  # (x, y, half width) of labels written
     for lx, ly, text in labels:
         label = str(text)[:32]
-        half = 3.2 * len(label)  # ~6.4 px a character at 11 px
+        half = 3.5 * len(label)  # ~7 px a character at 11 px, bold
         px = PAD_L + pw * (float(lx) - x0) / ((x1 - x0) or 1)
+        px = min(max(px, half + 2), W - half - 2)  # whole inside the frame, not cut at its edge
         py = h - PAD_B - ph * (float(ly) - y0) / ((y1 - y0) or 1)
         for _ in range(4):  # moved down a line while it would overlap one already written
             if not any(abs(px - a) < half + w and abs(py - b) < 12 for a, b, w in placed):
