@@ -3,14 +3,16 @@
     PYTHONPATH=src python bench/bench_template.py [--choices 3] [--datasets clinc,hwu]
 
 SFT records often wrap the input in a template production inputs lack: an instruction (Alpaca
-``instruction`` + ``input``), or a field label and a cue line (``Query: <q>\nIntent:``), while the
+``instruction`` + ``input``), a field label and a cue line (``Query: <q>\nIntent:``), or a
+one-line instruction ending in a colon before the query (``Classify …: <q>``), while the
 production log holds bare queries. Each case runs the real ``ftprep.audit`` (the distribution
-checks) on the same data in five ways: training as bare queries (``plain``, the reference), and
+checks) on the same data in seven ways: training as bare queries (``plain``, the reference), and
 each template compared as it is (``strip_templates: false``, what ftprep did before) and with the
-default (template lines and labels taken out, ``ftprep.distribution.template``). Training = 7 of 10 domains, answers = the intent names
-(labels are detected), production = the test split of all domains (+ CLINC150's out-of-scope
-queries); uncovered = missing domains + out-of-scope. Reports the uncovered flags' recall and
-false alarms, the AUROC of ``uncovered_scores``, the shift test's AUC and its WARN, and seconds.
+default (template lines and labels taken out, ``ftprep.distribution.template``). Training = 7 of
+10 domains, answers = the intent names (labels are detected), production = the test split of all
+domains (+ CLINC150's out-of-scope queries); uncovered = missing domains + out-of-scope. Reports
+the uncovered flags' recall and false alarms, the AUROC of ``uncovered_scores``, the shift test's
+AUC and its WARN, and seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ INSTRUCTION = (
     "Classify the customer's request into one of the supported intents and answer with the "
     "intent name only."
 )
+LEAD = "Classify the intent of the following customer request, answering with its name only:"
 NO_STRIP = (
     "  distribution.coverage: {strip_templates: false}\n"
     "  distribution.shift: {strip_templates: false}\n"
@@ -52,6 +55,11 @@ def labelled(x: str, lab: str) -> dict:
     return {"prompt": f"Query: {x}\nIntent:", "completion": f" {lab}"}
 
 
+def lead(x: str, lab: str) -> dict:
+    """A one-line prompt: an instruction ending in a colon, then the query (session 14)."""
+    return {"prompt": f"{LEAD} {x}", "completion": f" {lab}"}
+
+
 def bare(x: str, lab: str) -> dict:
     return {"instruction": x, "output": lab}
 
@@ -63,6 +71,8 @@ MODES = {
     "instruction, templates stripped": (alpaca, ""),
     "'Query: …' + 'Intent:' line, compared as is": (labelled, NO_STRIP),
     "'Query: …' + 'Intent:' line, templates stripped": (labelled, ""),
+    "one-line instruction + ':' + query, compared as is": (lead, NO_STRIP),
+    "one-line instruction + ':' + query, templates stripped": (lead, ""),
 }
 
 

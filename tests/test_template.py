@@ -111,6 +111,19 @@ def test_a_field_label_opening_the_line_is_a_template_too() -> None:
     }
 
 
+def test_a_one_line_instruction_ending_in_a_colon_is_a_label() -> None:
+    queries = [f"where is parcel {i}, it was due {i % 7} days ago" for i in range(50)]
+    lead = "Classify the intent of the following customer request, then answer briefly:"
+    t, p, found = strip_templates([f"{lead} {q}" for q in queries], queries)
+    assert t == queries and p == queries
+    assert [(x.line, x.kind, x.training_share) for x in found] == [(lead, "prefix", 1.0)]
+    # a colon inside content, times and addresses are not labels; a lead few inputs share stays
+    mixed = [f"at 10:{i:02d} see http://x.org/{i}: {q}" for i, q in enumerate(queries)]
+    assert strip_templates(mixed, queries) == (mixed, queries, [])
+    notes = [f"Note {i}: {q}" for i, q in enumerate(queries)]
+    assert strip_templates(notes, queries)[2] == []
+
+
 def test_audit_compares_inputs_without_a_training_only_instruction(tmp_path: Path) -> None:
     """The same training queries with and without an Alpaca instruction give the same coverage
     flags and shift test; the wrapped run names the template and warns."""

@@ -20,7 +20,8 @@ is a passage several questions share, content) and holds no template slot or bra
 alternatives (``[Client Name]`` or ``[shall/may]`` on a line of its own is the surface change the
 shift test must name, not a wrapper). A *label* is a field label opening lines (``Query:``,
 ``### Input:``) held by as many inputs, counted over every input and the lines that are not
-template lines. Template lines are removed from the inputs of both sides and labels taken off
+template lines; a one-line instruction ending in a colon before the input ("Classify this
+request: <query>") is such a label too. Template lines are removed from the inputs of both sides and labels taken off
 their lines (the content after them stays); an input made of nothing but template lines is kept as
 it is. What was found, with its share on each side, is reported, so a template that only one side
 has is stated, not hidden.
@@ -37,9 +38,11 @@ from ftprep.distribution.text import has_slot_or_alternatives
 
 SHOWN_CHARS = 200  # characters of a template line kept in the artifact and findings
 SHOWN_ITEMS = 20  # inputs carrying it kept per side (example ids of the findings)
-# a field label opening a line: "Query: …", "### Input: …", "Customer said: …" (a letter first, up
-# to 30 characters, a colon, white space, then content; "10:30" and "http://" are not labels)
-_LABEL = re.compile(r"^((?:[#>*-]+\s*)?[^\W\d_][\w'’ -]{0,30}?:)\s+(?=\S)")
+# a field label opening a line: "Query: …", "### Input: …", "Customer said: …", or a one-line
+# instruction before the input, "Classify the intent of this customer request: …" (a letter
+# first, up to 150 characters without a colon, a colon, white space, then content; "10:30" and
+# "http://" are not labels)
+_LABEL = re.compile(r"^((?:[#>*-]+\s*)?[^\W\d_][^:\n]{0,150}?:)\s+(?=\S)")
 
 
 @dataclass(slots=True)
