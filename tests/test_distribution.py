@@ -1045,6 +1045,29 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     assert [x["code"] for x in check["findings"]].count("labels_not_predictable") == 1
     assert not any("training_labels" in r for r in art["regions"])  # yes/no says nothing here
     assert check["values"]["label_information"] < 0.05 and check["values"]["pseudo_labels"] > 0
+    # the same answers beside a declared topic: auto passes over them to the topic
+    _write(
+        tmp_path / "data/train.jsonl",
+        [
+            {"id": f"t{i}", "prompt": x, "completion": y, "topic": t}
+            for i, ((x, t), y) in enumerate(zip(train, noise, strict=True))
+        ],
+    )
+    (tmp_path / "ftprep.yaml").write_text(
+        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n"
+        "    fields: {id: id, meta: [topic]}\n"
+        "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n",
+        encoding="utf-8",
+    )
+    ftprep.audit(tmp_path, only=["distribution.coverage"])
+    check = json.loads((tmp_path / "out/audit/findings.json").read_text())["checks"][0]
+    art = json.loads((tmp_path / "out/audit/artifacts/distribution.json").read_text())
+    ls = art["label_shift"]
+    assert ls["field"] == "meta.topic" and ls["used"], ls["note"]
+    assert "response not predictable from the inputs" in ls["note"]
+    assert "labels_not_predictable" not in [x["code"] for x in check["findings"]]
+    rows = {r["label"]: r for r in ls["labels"]}
+    assert 7 / 1.25 <= rows["password"]["ratio"] <= 7 * 1.25
 
 
 def test_auto_labels_take_a_declared_domain_when_answers_are_free_text() -> None:

@@ -98,6 +98,8 @@ AUTO_LABEL_FIELDS = (
     "meta.class",
     "meta.topic",
     "meta.domain",
+    "meta.scenario",
+    "meta.subject",
     "meta.task",
     # last, the most heuristic: the final answers with every number masked (templated answers
     # that carry the class and a running number, "Routing your refund request (case 48213).")
@@ -148,11 +150,23 @@ def training_labels(
                 ),
             )
         return spec, vals, f"labels from {spec} ({len(set(vals))} labels)"
+    found = auto_label_candidates(ds, lp)
+    if found:
+        field, vals = found[0]
+        return field, vals, f"labels from {field} ({len(set(vals))} labels, detected)"
+    return None, None, "no closed label set among " + ", ".join(AUTO_LABEL_FIELDS)
+
+
+def auto_label_candidates(ds: Dataset, lp: LabelShiftParams) -> list[tuple[str, list[str]]]:
+    """Every field of ``AUTO_LABEL_FIELDS`` whose values form a closed label set, in that order
+    (``labels: auto`` takes the first the inputs predict); a field with the same values as one
+    before it (``response#`` of answers without numbers) is left out."""
+    out: list[tuple[str, list[str]]] = []
     for field in AUTO_LABEL_FIELDS:
         vals = _label_values(ds, field)
-        if is_label_set(vals, lp):
-            return field, vals, f"labels from {field} ({len(set(vals))} labels, detected)"
-    return None, None, "no closed label set among " + ", ".join(AUTO_LABEL_FIELDS)
+        if is_label_set(vals, lp) and all(vals != v for _, v in out):
+            out.append((field, vals))
+    return out
 
 
 def _training_near(d: dict[str, Any]) -> str:
@@ -277,10 +291,25 @@ class Coverage(Check):
                 }
                 | {"seed": cp.seed}
             )
-            label_field, labels, label_note = training_labels(
-                train, str(self.param("labels", "auto")), lp
-            )
+            spec = str(self.param("labels", "auto"))
+            label_field, labels, label_note = training_labels(train, spec, lp)
             est = estimate_coverage(xt, xp, inp.train_cmp, inp.prod_cmp, labels, cp, rp, wp, lp)
+            # auto: a closed set the inputs do not predict (multiple-choice letters, yes/no
+            # answers) gives way to the next detected field, e.g. a declared meta.subject
+            rest = auto_label_candidates(train, lp)[1:] if spec == "auto" and labels else []
+            skipped: list[str] = []
+            while rest and est.label_shift is not None and not est.label_shift.usable:
+                skipped.append(
+                    f"{label_field} not predictable from the inputs "
+                    f"({est.label_shift.information:.1%} of their entropy explained)"
+                )
+                label_field, labels = rest.pop(0)
+                label_note = (
+                    f"labels from {label_field} ({len(set(labels))} labels, detected; "
+                    + "; ".join(skipped)
+                    + ")"
+                )
+                est = estimate_coverage(xt, xp, inp.train_cmp, inp.prod_cmp, labels, cp, rp, wp, lp)
         cov, regions, weights, ls = est.cov, est.regions, est.weights, est.label_shift
         shift = ls if ls is not None and ls.usable else None  # the estimate, when it was made
         p_ids, t_ids = prod.ids, train.ids
