@@ -296,7 +296,8 @@ class Coverage(Check):
             est = estimate_coverage(xt, xp, inp.train_cmp, inp.prod_cmp, labels, cp, rp, wp, lp)
             # auto: a closed set the inputs do not predict (multiple-choice letters, yes/no
             # answers) gives way to the next detected field, e.g. a declared meta.subject
-            rest = auto_label_candidates(train, lp)[1:] if spec == "auto" and labels else []
+            unusable = est.label_shift is not None and not est.label_shift.usable
+            rest = auto_label_candidates(train, lp)[1:] if spec == "auto" and unusable else []
             skipped: list[str] = []
             while rest and est.label_shift is not None and not est.label_shift.usable:
                 skipped.append(

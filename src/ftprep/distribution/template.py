@@ -21,10 +21,10 @@ alternatives (``[Client Name]`` or ``[shall/may]`` on a line of its own is the s
 shift test must name, not a wrapper). A *label* is a field label opening lines (``Query:``,
 ``### Input:``) held by as many inputs, counted over every input and the lines that are not
 template lines; a one-line instruction ending in a colon before the input ("Classify this
-request: <query>") is such a label too. Template lines are removed from the inputs of both sides and labels taken off
-their lines (the content after them stays); an input made of nothing but template lines is kept as
-it is. What was found, with its share on each side, is reported, so a template that only one side
-has is stated, not hidden.
+request: <query>") is such a label too. Template lines are removed from the inputs of both sides
+and labels taken off their lines (the content after them stays); an input made of nothing but
+template lines is kept as it is. What was found, with its share on each side, is reported, so a
+template that only one side has is stated, not hidden.
 """
 
 from __future__ import annotations
