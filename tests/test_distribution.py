@@ -983,9 +983,10 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
     )
     _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prod)])
 
-    def audit(labels: str) -> tuple[dict, dict]:
+    def audit(labels: str, fields: str = "{id: id}") -> tuple[dict, dict]:
         (tmp_path / "ftprep.yaml").write_text(
-            "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n    fields: {id: id}\n"
+            "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n"
+            f"    fields: {fields}\n"
             "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
             f"checks:\n  distribution.coverage: {{labels: {labels}}}\n",
             encoding="utf-8",
@@ -1053,15 +1054,7 @@ def test_audit_detects_labels_and_reports_under_represented_ones(tmp_path: Path)
             for i, ((x, t), y) in enumerate(zip(train, noise, strict=True))
         ],
     )
-    (tmp_path / "ftprep.yaml").write_text(
-        "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n"
-        "    fields: {id: id, meta: [topic]}\n"
-        "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n",
-        encoding="utf-8",
-    )
-    ftprep.audit(tmp_path, only=["distribution.coverage"])
-    check = json.loads((tmp_path / "out/audit/findings.json").read_text())["checks"][0]
-    art = json.loads((tmp_path / "out/audit/artifacts/distribution.json").read_text())
+    check, art = audit("auto", "{id: id, meta: [topic]}")
     ls = art["label_shift"]
     assert ls["field"] == "meta.topic" and ls["used"], ls["note"]
     assert "response not predictable from the inputs" in ls["note"]
