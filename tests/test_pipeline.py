@@ -109,6 +109,20 @@ def test_report_escapes_dataset_text(project: Path) -> None:
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
 
 
+def test_bar_labels_fit_the_plot() -> None:
+    """Bar labels slope down to the left; the plot grows so the longest is not cut off."""
+    import re
+
+    from ftprep.report import svg
+
+    short = svg.bars(["a", "b"], [1, 2])
+    long = svg.bars(["malformed_json", "no_assistant_turn", "x" * 40], [1, 2, 3], xlabel="reason")
+    height = [int(re.search(r'viewBox="0 0 \d+ (\d+)"', out).group(1)) for out in (short, long)]
+    assert height[0] == svg.H and height[1] >= svg.H - svg.PAD_B + 14 + 3.2 * 20 + 6 + 14
+    ticks = re.findall(r'class="tick" transform="[^"]+">([^<]*)</text>', long)
+    assert ticks == ["malformed_json", "no_assistant_turn", "x" * 20]  # cut at 20 characters
+
+
 def test_cli_exit_codes(project: Path, tmp_path: Path) -> None:
     r = CliRunner()
     ok = r.invoke(main, ["audit", "-p", str(project), "-q"])

@@ -89,15 +89,20 @@ def bars(
             )
         if name:
             parts.append(_legend(g, str(name), color))
+    h = H
     if n <= 30:
-        for i, lab in enumerate(labels):
+        cut = [str(lab)[:20] for lab in labels]
+        # the labels slope down to the left (-30°): ~6.4 px a character, half of it downward;
+        # the frame grows so that the longest is not cut at its bottom edge
+        drop = 14 + 3.2 * max((len(c) for c in cut), default=0) + 6 + (14 if xlabel else 0)
+        h = max(H, round(H - PAD_B + drop))
+        for i, c in enumerate(cut):
             x = PAD_L + i * bw
-            lab_s = escape(str(lab)[:14])
             parts.append(
                 f'<text x="{x + bw / 2:.1f}" y="{H - PAD_B + 14}" text-anchor="end" class="tick" '
-                f'transform="rotate(-30 {x + bw / 2:.1f} {H - PAD_B + 14})">{lab_s}</text>'
+                f'transform="rotate(-30 {x + bw / 2:.1f} {H - PAD_B + 14})">{escape(c)}</text>'
             )
-    return _frame("".join(parts), xlabel, ylabel)
+    return _frame("".join(parts), xlabel, ylabel, h=h)
 
 
 def histogram(
