@@ -265,3 +265,31 @@ def test_a_template_every_training_prompt_repeats_does_not_change_probe_coverage
         )
     assert out["wrapped"] == out["plain"]
     assert out["plain"][1][0][2] is True  # support is covered, the others are not
+
+
+def test_a_template_the_production_sample_repeats_does_not_change_its_attribution(
+    tmp_path: Path,
+) -> None:
+    """A production sample logged inside a wrapper (the same lines around every query) is
+    attributed to capabilities as its bare queries are."""
+    shares = {}
+    for name, wrap in (("plain", ""), ("wrapped", "Ticket from the web form\n\nCustomer wrote: ")):
+        rng = random.Random(0)
+        root = make_project(
+            tmp_path / name,
+            [_support(i, rng) for i in range(200)],
+            extra_yaml="capabilities: capabilities.yaml\n"
+            "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n",
+            fields="{id: id, group: thread}",
+        )
+        (root / "capabilities.yaml").write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
+        prod = [_support(1000 + i, rng)["messages"][0]["content"] for i in range(60)]
+        prod += [r["messages"][0]["content"] for r in _replay(30)]
+        write_jsonl(
+            root / "data" / "prod.jsonl",
+            [{"id": f"p{i}", "text": wrap + q} for i, q in enumerate(prod)],
+        )
+        c = _check(ftprep.audit(root, only=["forgetting"]), "forgetting.capabilities")
+        shares[name] = {p["name"]: p["production_share"] for p in c["values"]["per_capability"]}
+    assert shares["wrapped"] == shares["plain"]
+    assert shares["plain"]["support"] > 0.5 and shares["plain"]["json_output"] > 0.2

@@ -23,7 +23,7 @@ from ftprep.capabilities import (
 )
 from ftprep.checks.base import Check, CheckResult, Condition, Finding, Section, Status
 from ftprep.checks.registry import register
-from ftprep.examples import normalize_column
+from ftprep.examples import Dataset, normalize_column
 
 if TYPE_CHECKING:
     from ftprep.context import Context
@@ -84,7 +84,7 @@ class CapabilityCoverageCheck(Check):
         path = ctx.resolve(ctx.project.capabilities)
         assert path is not None
         inv = load_inventory(path)
-        from ftprep.distribution.template import TemplateParams, strip_templates
+        from ftprep.distribution.template import TemplateParams, strip_templates, without_templates
 
         ds = ctx.train
         full = ds.texts("full")
@@ -95,9 +95,8 @@ class CapabilityCoverageCheck(Check):
             probe_cap += [j] * len(cap.probes)
         # training prompts compared without a template they all repeat (an instruction line):
         # probes are bare requests, as production inputs are (distribution/template.py)
-        texts, _, _ = strip_templates(
-            ds.texts("prompt"), probes, TemplateParams.from_dict(self.params)
-        )
+        tp = TemplateParams.from_dict(self.params)
+        texts, _, _ = strip_templates(ds.texts("prompt"), probes, tp)
         train_emb = ctx.text_embeddings(texts)
         radius = train_radius(train_emb, seed=int(self.param("seed", 0)))
 
@@ -118,13 +117,19 @@ class CapabilityCoverageCheck(Check):
             return attribute(emb, probe_emb, pcap, radii, pattern_hits(inv, texts))
 
         a_train = attribute_to(train_emb, full)
+
+        def bare(ds: Dataset) -> np.ndarray:
+            """Embeddings of a sample's prompts without a template it repeats (a wrapper around
+            every logged query, the fixed instruction of a replay set), as training's are."""
+            return ctx.text_embeddings(without_templates(ds.texts("prompt"), tp))
+
         a_prod = None
         if ctx.production is not None and len(ctx.production):
             prod = ctx.production
-            a_prod = attribute_to(ctx.embeddings(prod, "prompt"), prod.texts("prompt"))
+            a_prod = attribute_to(bare(prod), prod.texts("prompt"))
         replay_caps: list[str | None] = []
         if ctx.replay is not None and len(ctx.replay):
-            a_replay = attribute_to(ctx.embeddings(ctx.replay, "prompt"), ctx.replay.texts("full"))
+            a_replay = attribute_to(bare(ctx.replay), ctx.replay.texts("full"))
             replay_caps = self._replay_capabilities(ctx, inv, a_replay)
         coverage: list[CapabilityCoverage] = []
         ids = ds.ids
