@@ -494,6 +494,36 @@ def _embed(texts: list[str]) -> np.ndarray:
     return get_embedder("static").encode(texts)
 
 
+def test_a_log_that_repeats_its_head_queries_is_not_flagged_for_it() -> None:
+    """Production logs repeat their head queries hundreds of times. Counted as points, the copies
+    of a covered query make a pocket of production training "lacks" (its neighbours all
+    production) and the shift test learns to recognise them; both compare each distinct input
+    once, while region shares still count every copy."""
+    from ftprep.distribution.estimate import estimate_coverage
+
+    xt, _, tt = _clusters({c: 150 for c in range(6)}, seed=7)
+    xp, yp, tp = _clusters({c: 40 for c in range(6)}, seed=8)
+    head = int(np.nonzero(yp == 0)[0][0])
+    copies = 400  # more than the rest of production together
+    xr = np.concatenate([xp, np.repeat(xp[head : head + 1], copies, axis=0)])
+    tr = tp + [tp[head].upper() + "  "] * copies  # case and spacing do not make it another text
+    bare = estimate_coverage(xt, xp, tt, tp)
+    logged = estimate_coverage(xt, xr, tt, tr)
+    assert not logged.cov.flagged[len(tp) :].any()
+    assert np.array_equal(logged.cov.flagged[: len(tp)], bare.cov.flagged)
+    assert not [r for r in logged.regions if r.status == "uncovered"]
+    holding = [r for r in logged.regions if len(tp) in r.prod_items and r.kind == "cluster"]
+    assert len(holding) == 1 and len(holding[0].prod_items) > copies
+    assert holding[0].prod_share > copies / len(tr)  # the copies count as traffic
+    p = ShiftParams(permutations=19, folds=3, seed=0)
+    reqs = _requests(400, 0)
+    prod = _requests(400, 1)
+    once = classifier_test(reqs, _embed(reqs), prod, _embed(prod), p)
+    prod_log = prod + [prod[0]] * copies
+    repeated = classifier_test(reqs, _embed(reqs), prod_log, _embed(prod_log), p)
+    assert abs(repeated.auc - once.auc) < 0.02 and repeated.p_value > 0.05
+
+
 def test_permutation_pvalue_is_calibrated_and_reaches_its_minimum() -> None:
     rng = np.random.default_rng(0)
     y = np.tile([0, 1], 200)

@@ -6,13 +6,19 @@ then replaces it, see ``labelshift.py``)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ftprep.distribution.coverage import CoverageParams, CoverageScores, coverage_scores
+from ftprep.distribution.coverage import (
+    MIN_PROD,
+    CoverageParams,
+    CoverageScores,
+    coverage_scores,
+)
 from ftprep.distribution.labelshift import LabelShift, LabelShiftParams, label_shift
 from ftprep.distribution.regions import Region, RegionParams, build_regions
+from ftprep.distribution.text import distinct
 from ftprep.distribution.weights import WeightParams, density_ratio_weights, no_shift_ess
 
 
@@ -28,6 +34,49 @@ class CoverageEstimate:
     ess_no_shift: float = math.nan
 
 
+@dataclass(slots=True)
+class DistinctInputs:
+    """The distinct inputs of a list (case and white space ignored): ``first`` index of each,
+    ``inverse`` (the distinct input of every row), ``counts`` (rows per distinct input)."""
+
+    first: np.ndarray
+    inverse: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def repeated(self) -> bool:
+        return len(self.first) < len(self.inverse)
+
+    def expand_items(self, items: np.ndarray) -> np.ndarray:
+        """Rows of the distinct inputs ``items``, sorted."""
+        return np.nonzero(np.isin(self.inverse, items))[0]
+
+    def expand_scores(self, cov: CoverageScores) -> CoverageScores:
+        """Per-input arrays of ``cov`` (computed over the distinct inputs) for every row; the
+        production neighbours of a row are the first rows of its neighbours' inputs."""
+        inv = self.inverse
+        return replace(
+            cov,
+            score=cov.score[inv],
+            pvalue=cov.pvalue[inv],
+            flagged=cov.flagged[inv],
+            nn_distance=cov.nn_distance[inv],
+            nn_index=cov.nn_index[inv],
+            prod_neighbors=self.first[cov.prod_neighbors[inv]],
+            components={k: v[inv] for k, v in cov.components.items()},
+            nn_evidence=cov.nn_evidence[inv] if len(cov.nn_evidence) else cov.nn_evidence,
+            prod_sets=[cov.prod_sets[j] for j in inv],
+        )
+
+
+def distinct_inputs(texts: list[str]) -> DistinctInputs:
+    first, inverse = distinct(texts)
+    if len(first) < MIN_PROD:  # too few distinct inputs to score: every row as it is
+        rows = np.arange(len(texts))
+        return DistinctInputs(rows, rows, np.ones(len(texts), dtype=np.int64))
+    return DistinctInputs(first, inverse, np.bincount(inverse, minlength=len(first)))
+
+
 def estimate_coverage(
     train_emb: np.ndarray,
     prod_emb: np.ndarray,
@@ -41,7 +90,14 @@ def estimate_coverage(
 ) -> CoverageEstimate:
     cp, rp, wp = cp or CoverageParams(), rp or RegionParams(), wp or WeightParams()
     lp = lp or LabelShiftParams(seed=cp.seed)
-    cov = coverage_scores(train_emb, prod_emb, train_texts, prod_texts, cp, labels, lp)
+    # coverage and regions over the distinct production inputs: a log repeats its head queries
+    # hundreds of times, and as points those copies would make a dense pocket training "lacks"
+    # (all production among their neighbours) although training covers the query; region shares
+    # still count every copy (production traffic), and so do the importance weights below
+    uniq = distinct_inputs(prod_texts)
+    u_texts = [prod_texts[i] for i in uniq.first] if uniq.repeated else prod_texts
+    u_emb = prod_emb[uniq.first] if uniq.repeated else prod_emb
+    cov = coverage_scores(train_emb, u_emb, train_texts, u_texts, cp, labels, lp)
     # with training labels and calibration on (the default) the label-shift weights are the
     # importance weights, so the kNN density ratio is computed only if the labels turn out
     # not to be predictable from the inputs
@@ -49,7 +105,7 @@ def estimate_coverage(
     knn_w = None if calibrated else density_ratio_weights(train_emb, prod_emb, wp)
     weights = np.ones(len(train_texts)) if knn_w is None else knn_w
     regions, _ = build_regions(
-        prod_emb,
+        u_emb,
         train_emb,
         cov.flagged,
         weights,
@@ -58,7 +114,13 @@ def estimate_coverage(
         rp,
         cov.prod_neighbors,
         cov.nn_evidence,
+        counts=uniq.counts if uniq.repeated else None,
     )
+    if uniq.repeated:  # back to every production input
+        cov = uniq.expand_scores(cov)
+        for r in regions:
+            r.prod_items = uniq.expand_items(r.prod_items)
+            r.examples = [int(uniq.first[j]) for j in r.examples]
     ls: LabelShift | None = None
     if labels is not None:
         absent = np.zeros(len(prod_texts), dtype=bool)

@@ -199,6 +199,7 @@ def build_regions(
     params: RegionParams | None = None,
     prod_neighbors: np.ndarray | None = None,
     nn_evidence: np.ndarray | None = None,
+    counts: np.ndarray | None = None,
 ) -> tuple[list[Region], np.ndarray]:
     """Regions (sorted: uncovered first, then by production share) and the cluster of each
     production item. ``prod_neighbors``: each production item's nearest other production items
@@ -206,9 +207,13 @@ def build_regions(
     flagged too (``tail_min_coherence``) can form tail regions. ``nn_evidence``: per production
     item, ``-log10`` of its nearest-training-distance p-value (``CoverageScores.nn_evidence``);
     with it, a flagged region or tail pocket whose inputs have training likes is under-covered
-    (``likes_max_evidence``), not uncovered."""
+    (``likes_max_evidence``), not uncovered. ``counts``: how many production rows each input
+    stands for (distinct inputs of a log that repeats some); shares and ratios count them, the
+    flagged share of a region counts distinct inputs."""
     p = params or RegionParams()
     n_p, n_t = len(prod_emb), len(train_emb)
+    mult = np.ones(n_p) if counts is None else np.asarray(counts, dtype=np.float64)
+    total = float(mult.sum())
     n_c = p.n_clusters or int(np.clip(round(math.sqrt(n_p / 3)), 4, MAX_CLUSTERS))
     n_c = max(1, min(n_c, n_p))
     cent = spherical_kmeans(prod_emb, n_c, iters=15, seed=p.seed, sample=50000)
@@ -225,11 +230,13 @@ def build_regions(
     p_counts = np.bincount(pc, minlength=n_c)
     f_counts = np.bincount(pc, weights=flagged.astype(np.float64), minlength=n_c)
     base = f_counts < p.uncovered_share * np.maximum(p_counts, 1)
-    p_base, t_base = int(p_counts[base].sum()), int(t_counts[base].sum())
-    rate = t_base / p_base if p_base and t_base else n_t / max(n_p, 1)
+    p_base = float(np.bincount(pc, weights=mult, minlength=n_c)[base].sum())
+    t_base = int(t_counts[base].sum())
+    rate = t_base / p_base if p_base and t_base else n_t / max(total, 1.0)
 
     def make(rid: str, kind: str, members: np.ndarray, n_train: int, w_sum: float) -> Region:
-        prod_share = len(members) / n_p
+        rows = float(mult[members].sum())  # production rows the region's inputs stand for
+        prod_share = rows / total
         train_share = n_train / n_t
         ratio = prod_share / train_share if n_train else math.inf
         unc = float(flagged[members].mean()) if len(members) else 0.0
@@ -248,7 +255,7 @@ def build_regions(
         # training holds almost none of it: under 1/absent_ratio of the training inputs it would
         # hold at the covered regions' rate, in a region large enough that even that share is a
         # training input (a 2-input cluster without one says nothing)
-        fair = len(members) * rate
+        fair = rows * rate
         absent = p.absent_ratio > 0 and fair / p.absent_ratio >= max(1.0, n_train)
         if unc >= p.uncovered_share:
             status = "under-covered" if likes and not absent else "uncovered"

@@ -28,9 +28,15 @@ from scipy.stats import rankdata
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from ftprep.distribution.text import SURFACE_FEATURES, doc_freq, surface_features, token_sets
+from ftprep.distribution.text import (
+    SURFACE_FEATURES,
+    distinct,
+    doc_freq,
+    surface_features,
+    token_sets,
+)
 
 MIN_PER_SIDE = 10  # fewer inputs on a side than this: no shift test
 
@@ -87,13 +93,24 @@ def _design(texts: list[str], emb: np.ndarray) -> sp.csr_matrix:
 
 
 def _oof_scores(
-    x: sp.csr_matrix, y: np.ndarray, p: ShiftParams, seed: int
+    x: sp.csr_matrix,
+    y: np.ndarray,
+    p: ShiftParams,
+    seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold decision scores and the fold of each row."""
+    """Out-of-fold decision scores and the fold of each row. With ``groups`` (a text on both
+    sides) every copy of a text is in the same fold: the classifier would otherwise recognise
+    copies it was fitted on, which is memory, not shift."""
     out = np.zeros(len(y))
     fold_of = np.zeros(len(y), dtype=np.int64)
     folds = max(2, min(p.folds, int(np.bincount(y.astype(int)).min())))
-    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    if groups is not None and len(np.unique(groups)) >= folds:
+        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(
+            np.zeros(len(y)), y, groups
+        )
+    else:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
     for f, (tr, te) in enumerate(splits):
         m = LogisticRegression(C=p.c, max_iter=300, class_weight="balanced", solver="liblinear")
         m.fit(x[tr], y[tr])
@@ -147,18 +164,23 @@ def classifier_test(
             f"the shift test needs at least {MIN_PER_SIDE} training and {MIN_PER_SIDE} "
             f"production inputs (got {len(train_texts)}, {len(prod_texts)})"
         )
-    ti = _sample(len(train_texts), p.max_per_side, rng)
-    pi = _sample(len(prod_texts), p.max_per_side, rng)
-    x = _design(
-        [train_texts[i] for i in ti] + [prod_texts[i] for i in pi],
-        np.concatenate([train_emb[ti], prod_emb[pi]]),
-    )
+    # each distinct text once per side: a log repeating its head queries hundreds of times
+    # would otherwise weigh those few texts as hundreds of inputs (and the shift test measure
+    # their frequency, not a change of form); training's repeats likewise
+    t_first, p_first = distinct(train_texts)[0], distinct(prod_texts)[0]
+    ti = t_first[_sample(len(t_first), p.max_per_side, rng)]
+    pi = p_first[_sample(len(p_first), p.max_per_side, rng)]
+    both = [train_texts[i] for i in ti] + [prod_texts[i] for i in pi]
+    x = _design(both, np.concatenate([train_emb[ti], prod_emb[pi]]))
     y = np.concatenate([np.zeros(len(ti)), np.ones(len(pi))])
-    scores, fold_of = _oof_scores(x, y, p, p.seed)
+    groups = distinct(both)[1]
+    scores, fold_of = _oof_scores(
+        x, y, p, p.seed, groups if groups.max(initial=-1) + 1 < len(both) else None
+    )
     auc = float(roc_auc_score(y, scores))
     p_value = permutation_pvalue(scores, y, fold_of, p.permutations, p.seed + 1)
     # null: two random halves of training, same classifier
-    half = rng.permutation(len(train_texts))
+    half = t_first[rng.permutation(len(t_first))]
     m = min(len(half) // 2, p.max_per_side)
     a_idx, b_idx = half[:m], half[m : 2 * m]
     xn = _design(
@@ -177,8 +199,12 @@ def classifier_test(
         prod_items=pi,
         prod_scores=scores[len(ti) :],
     )
-    res.features = explain_features([train_texts[i] for i in ti], [prod_texts[i] for i in pi], p)
-    res.words = explain_words([train_texts[i] for i in ti], [prod_texts[i] for i in pi], p)
+    # the explanations count inputs as they come (a sample of rows, repeats included): "a third
+    # of production is in Spanish" is a share of traffic
+    t_rows = [train_texts[i] for i in _sample(len(train_texts), p.max_per_side, rng)]
+    p_rows = [prod_texts[i] for i in _sample(len(prod_texts), p.max_per_side, rng)]
+    res.features = explain_features(t_rows, p_rows, p)
+    res.words = explain_words(t_rows, p_rows, p)
     return res
 
 

@@ -62,6 +62,21 @@ def token_sets(texts: Sequence[str]) -> list[set[str]]:
     return [set(tokens(t)) for t in texts]
 
 
+def distinct(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: the first row of each distinct text (case and white space ignored)
+    and the distinct text of every row. A production log repeats its head queries; the
+    comparisons with training count each text once."""
+    index: dict[str, int] = {}
+    inverse = np.fromiter(
+        (index.setdefault(" ".join(t.lower().split()), len(index)) for t in texts),
+        np.int64,
+        len(texts),
+    )
+    first = np.zeros(len(index), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(texts) - 1, -1, -1)  # the earliest row of each
+    return first, inverse
+
+
 def doc_freq(sets: Sequence[set[str]]) -> Counter[str]:
     c: Counter[str] = Counter()
     for s in sets:
