@@ -662,6 +662,38 @@ def audit_inputs() -> tuple[list[str], list[str]]:
     return _requests(300, 10), _requests(150, 11) + novel
 
 
+def test_order_numbers_in_production_inputs_are_not_vocabulary_training_lacks(
+    tmp_path: Path,
+) -> None:
+    """Production logs carry order and ticket numbers ("… 48213") that training's requests do
+    not: compared as words they look uncovered; the checks drop runs of 3+ digits first."""
+    import ftprep
+
+    train = _requests(300, 10)
+    rng = np.random.default_rng(4)
+    prod = _requests(300, 11)
+    numbered = set(range(0, len(prod), 3))  # a third of the log carries a number
+    prod = [f"{q} {rng.integers(10000, 99999)}" if i in numbered else q for i, q in enumerate(prod)]
+    _write(
+        tmp_path / "data/train.jsonl",
+        [{"id": f"t{i}", "prompt": t, "completion": "done"} for i, t in enumerate(train)],
+    )
+    _write(tmp_path / "data/prod.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(prod)])
+    flagged = {}
+    for drop in ("true", "false"):
+        (tmp_path / "ftprep.yaml").write_text(
+            "name: t\nsources:\n  - name: main\n    path: data/train.jsonl\n"
+            "production:\n  path: data/prod.jsonl\n  fields: {id: id, input: text}\n"
+            f"checks:\n  distribution.coverage: {{drop_long_numbers: {drop}}}\n",
+            encoding="utf-8",
+        )
+        ftprep.audit(tmp_path, only=["distribution.coverage"])
+        art = json.loads((tmp_path / "out/audit/artifacts/distribution.json").read_text())
+        ids = set(art["uncovered_production_ids"])
+        flagged[drop] = sum(f"p{i}" in ids for i in numbered) / len(numbered)
+    assert flagged["true"] <= 0.1 < flagged["false"], flagged
+
+
 def test_checks_in_an_audit_publish_artifact_and_gate(tmp_path: Path) -> None:
     import ftprep
 

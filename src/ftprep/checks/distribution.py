@@ -35,6 +35,7 @@ from ftprep.distribution.labelshift import LabelShiftParams, is_label_set
 from ftprep.distribution.regions import RegionParams, examples_needed
 from ftprep.distribution.shift import MIN_PER_SIDE, ShiftParams, classifier_test
 from ftprep.distribution.template import TemplateLine, TemplateParams, strip_templates
+from ftprep.distribution.text import drop_long_numbers
 from ftprep.distribution.weights import (
     WeightParams,
     effective_sample_size,
@@ -62,13 +63,16 @@ def _require(n_train: int, n_prod: int, min_train: int, min_prod: int, what: str
 @dataclass(slots=True)
 class _Inputs:
     """Training and production inputs as the distribution checks compare them: template lines
-    taken out (``template.py``), embedded; ``train``/``prod`` keep the texts as they are, for
-    display."""
+    taken out (``template.py``; ``*_cmp``, what the shift test reads), and long numbers too
+    (``*_cov``, what the coverage estimate reads and both embed: ``xt``, ``xp``); ``train`` /
+    ``prod`` keep the texts as they are, for display."""
 
     train: list[str]
     prod: list[str]
     train_cmp: list[str]
     prod_cmp: list[str]
+    train_cov: list[str]
+    prod_cov: list[str]
     xt: np.ndarray
     xp: np.ndarray
     templates: list[TemplateLine]
@@ -76,17 +80,22 @@ class _Inputs:
 
 
 def _inputs(ctx: Context, params: dict[str, Any], model: str | None) -> _Inputs:
-    """Once per run for both distribution checks (same template settings and model)."""
+    """Once per run for both distribution checks (same template settings, number masking and
+    model)."""
     tp = TemplateParams.from_dict(params)
+    drop = bool(params.get("drop_long_numbers", True))
 
     def compute() -> _Inputs:
         assert ctx.production is not None
         train, prod = ctx.train.texts("prompt"), ctx.production.texts("prompt")
         t_cmp, p_cmp, found = strip_templates(train, prod, tp)
-        xt, xp = ctx.text_embeddings(t_cmp, model), ctx.text_embeddings(p_cmp, model)
-        return _Inputs(train, prod, t_cmp, p_cmp, xt, xp, found, tp)
+        # order and ticket numbers: what they are says nothing about coverage
+        t_cov = drop_long_numbers(t_cmp) if drop else t_cmp
+        p_cov = drop_long_numbers(p_cmp) if drop else p_cmp
+        xt, xp = ctx.text_embeddings(t_cov, model), ctx.text_embeddings(p_cov, model)
+        return _Inputs(train, prod, t_cmp, p_cmp, t_cov, p_cov, xt, xp, found, tp)
 
-    return ctx.memo(("distribution inputs", astuple(tp), model), compute)
+    return ctx.memo(("distribution inputs", astuple(tp), drop, model), compute)
 
 
 AUTO_LABEL_FIELDS = (
@@ -293,7 +302,7 @@ class Coverage(Check):
             )
             spec = str(self.param("labels", "auto"))
             label_field, labels, label_note = training_labels(train, spec, lp)
-            est = estimate_coverage(xt, xp, inp.train_cmp, inp.prod_cmp, labels, cp, rp, wp, lp)
+            est = estimate_coverage(xt, xp, inp.train_cov, inp.prod_cov, labels, cp, rp, wp, lp)
             # auto: a closed set the inputs do not predict (multiple-choice letters, yes/no
             # answers) gives way to the next detected field, e.g. a declared meta.subject
             unusable = est.label_shift is not None and not est.label_shift.usable
@@ -310,7 +319,7 @@ class Coverage(Check):
                     + "; ".join(skipped)
                     + ")"
                 )
-                est = estimate_coverage(xt, xp, inp.train_cmp, inp.prod_cmp, labels, cp, rp, wp, lp)
+                est = estimate_coverage(xt, xp, inp.train_cov, inp.prod_cov, labels, cp, rp, wp, lp)
         cov, regions, weights, ls = est.cov, est.regions, est.weights, est.label_shift
         shift = ls if ls is not None and ls.usable else None  # the estimate, when it was made
         p_ids, t_ids = prod.ids, train.ids

@@ -62,13 +62,32 @@ def token_sets(texts: Sequence[str]) -> list[set[str]]:
     return [set(tokens(t)) for t in texts]
 
 
+_LONG_NUMBER = re.compile(r"\d{3,}")
+
+
+def drop_long_numbers(texts: Sequence[str]) -> list[str]:
+    """Runs of 3 or more digits taken out (order, ticket and account numbers, amounts, years):
+    what such a number is says nothing about whether training covers the request ("order 48213"
+    in production, "order 1007" in training), while as a token of its own it looks like
+    vocabulary training lacks and moves a short input's embedding. Short numbers ("at 7",
+    "2 adults") stay."""
+    return [
+        " ".join(_LONG_NUMBER.sub(" ", t).split()) if _LONG_NUMBER.search(t) else t for t in texts
+    ]
+
+
 def distinct(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(first, inverse)``: the first row of each distinct text (case and white space ignored)
-    and the distinct text of every row. A production log repeats its head queries; the
-    comparisons with training count each text once."""
+    """``(first, inverse)``: the first row of each distinct text (case, white space and long
+    numbers ignored: "order 48213" and "order 50177" are one text, see
+    :func:`drop_long_numbers`) and the distinct text of every row. A production log repeats its
+    head queries, often with an order or ticket number in them; the comparisons with training
+    count each text once."""
     index: dict[str, int] = {}
     inverse = np.fromiter(
-        (index.setdefault(" ".join(t.lower().split()), len(index)) for t in texts),
+        (
+            index.setdefault(" ".join(_LONG_NUMBER.sub(" ", t.lower()).split()), len(index))
+            for t in texts
+        ),
         np.int64,
         len(texts),
     )
