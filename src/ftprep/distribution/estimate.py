@@ -36,8 +36,9 @@ class CoverageEstimate:
 
 @dataclass(slots=True)
 class DistinctInputs:
-    """The distinct inputs of a list (case and white space ignored): ``first`` index of each,
-    ``inverse`` (the distinct input of every row), ``counts`` (rows per distinct input)."""
+    """The distinct inputs of a list (``text.distinct``: case, white space and long numbers
+    ignored): ``first`` row of each, ``inverse`` (the distinct input of every row), ``counts``
+    (rows per distinct input)."""
 
     first: np.ndarray
     inverse: np.ndarray
