@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import astuple, dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -159,23 +161,21 @@ def training_labels(
                 ),
             )
         return spec, vals, f"labels from {spec} ({len(set(vals))} labels)"
-    found = auto_label_candidates(ds, lp)
-    if found:
-        field, vals = found[0]
+    for field, vals in auto_label_candidates(ds, lp):
         return field, vals, f"labels from {field} ({len(set(vals))} labels, detected)"
     return None, None, "no closed label set among " + ", ".join(AUTO_LABEL_FIELDS)
 
 
-def auto_label_candidates(ds: Dataset, lp: LabelShiftParams) -> list[tuple[str, list[str]]]:
-    """Every field of ``AUTO_LABEL_FIELDS`` whose values form a closed label set, in that order
-    (``labels: auto`` takes the first the inputs predict); a field with the same values as one
-    before it (``response#`` of answers without numbers) is left out."""
-    out: list[tuple[str, list[str]]] = []
+def auto_label_candidates(ds: Dataset, lp: LabelShiftParams) -> Iterator[tuple[str, list[str]]]:
+    """Each field of ``AUTO_LABEL_FIELDS`` whose values form a closed label set, in that order,
+    read only when asked for (``labels: auto`` takes the first the inputs predict); a field with
+    the same values as one before it (``response#`` of answers without numbers) is left out."""
+    seen: list[list[str]] = []
     for field in AUTO_LABEL_FIELDS:
         vals = _label_values(ds, field)
-        if is_label_set(vals, lp) and all(vals != v for _, v in out):
-            out.append((field, vals))
-    return out
+        if is_label_set(vals, lp) and vals not in seen:
+            seen.append(vals)
+            yield field, vals
 
 
 def _training_near(d: dict[str, Any]) -> str:
@@ -305,21 +305,26 @@ class Coverage(Check):
             est = estimate_coverage(xt, xp, inp.train_cov, inp.prod_cov, labels, cp, rp, wp, lp)
             # auto: a closed set the inputs do not predict (multiple-choice letters, yes/no
             # answers) gives way to the next detected field, e.g. a declared meta.subject
-            unusable = est.label_shift is not None and not est.label_shift.usable
-            rest = auto_label_candidates(train, lp)[1:] if spec == "auto" and unusable else []
-            skipped: list[str] = []
-            while rest and est.label_shift is not None and not est.label_shift.usable:
-                skipped.append(
-                    f"{label_field} not predictable from the inputs "
-                    f"({est.label_shift.information:.1%} of their entropy explained)"
-                )
-                label_field, labels = rest.pop(0)
-                label_note = (
-                    f"labels from {label_field} ({len(set(labels))} labels, detected; "
-                    + "; ".join(skipped)
-                    + ")"
-                )
-                est = estimate_coverage(xt, xp, inp.train_cov, inp.prod_cov, labels, cp, rp, wp, lp)
+            ls = est.label_shift
+            if spec == "auto" and ls is not None and not ls.usable:
+                skipped: list[str] = []
+                for field, vals in islice(auto_label_candidates(train, lp), 1, None):
+                    skipped.append(
+                        f"{label_field} not predictable from the inputs "
+                        f"({ls.information:.1%} of their entropy explained)"
+                    )
+                    label_field, labels = field, vals
+                    label_note = (
+                        f"labels from {field} ({len(set(vals))} labels, detected; "
+                        + "; ".join(skipped)
+                        + ")"
+                    )
+                    est = estimate_coverage(
+                        xt, xp, inp.train_cov, inp.prod_cov, labels, cp, rp, wp, lp
+                    )
+                    ls = est.label_shift
+                    if ls is None or ls.usable:
+                        break
         cov, regions, weights, ls = est.cov, est.regions, est.weights, est.label_shift
         shift = ls if ls is not None and ls.usable else None  # the estimate, when it was made
         p_ids, t_ids = prod.ids, train.ids

@@ -118,10 +118,10 @@ class CapabilityCoverageCheck(Check):
 
         a_train = attribute_to(train_emb, full)
 
-        def bare(ds: Dataset) -> np.ndarray:
+        def bare(sample: Dataset) -> np.ndarray:
             """Embeddings of a sample's prompts without a template it repeats (a wrapper around
             every logged query, the fixed instruction of a replay set), as training's are."""
-            return ctx.text_embeddings(without_templates(ds.texts("prompt"), tp))
+            return ctx.text_embeddings(without_templates(sample.texts("prompt"), tp))
 
         a_prod = None
         if ctx.production is not None and len(ctx.production):

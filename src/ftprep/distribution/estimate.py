@@ -49,8 +49,11 @@ class DistinctInputs:
         return len(self.first) < len(self.inverse)
 
     def expand_items(self, items: np.ndarray) -> np.ndarray:
-        """Rows of the distinct inputs ``items``, sorted."""
-        return np.nonzero(np.isin(self.inverse, items))[0]
+        """Rows of the distinct inputs ``items``, sorted (in time proportional to them)."""
+        order = np.argsort(self.inverse, kind="stable")  # rows grouped by their distinct input
+        starts = np.r_[0, np.cumsum(self.counts)]
+        rows = [order[starts[j] : starts[j + 1]] for j in items]
+        return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
 
     def expand_scores(self, cov: CoverageScores) -> CoverageScores:
         """Per-input arrays of ``cov`` (computed over the distinct inputs) for every row; the
@@ -96,8 +99,10 @@ def estimate_coverage(
     # (all production among their neighbours) although training covers the query; region shares
     # still count every copy (production traffic), and so do the importance weights below
     uniq = distinct_inputs(prod_texts)
-    u_texts = [prod_texts[i] for i in uniq.first] if uniq.repeated else prod_texts
-    u_emb = prod_emb[uniq.first] if uniq.repeated else prod_emb
+    u_texts, u_emb, counts = prod_texts, prod_emb, None
+    if uniq.repeated:
+        u_texts, u_emb = [prod_texts[i] for i in uniq.first], prod_emb[uniq.first]
+        counts = uniq.counts
     cov = coverage_scores(train_emb, u_emb, train_texts, u_texts, cp, labels, lp)
     # with training labels and calibration on (the default) the label-shift weights are the
     # importance weights, so the kNN density ratio is computed only if the labels turn out
@@ -115,7 +120,7 @@ def estimate_coverage(
         rp,
         cov.prod_neighbors,
         cov.nn_evidence,
-        counts=uniq.counts if uniq.repeated else None,
+        counts=counts,
     )
     if uniq.repeated:  # back to every production input
         cov = uniq.expand_scores(cov)

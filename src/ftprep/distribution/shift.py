@@ -99,13 +99,14 @@ def _oof_scores(
     seed: int,
     groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold decision scores and the fold of each row. With ``groups`` (a text on both
-    sides) every copy of a text is in the same fold: the classifier would otherwise recognise
-    copies it was fitted on, which is memory, not shift."""
+    """Out-of-fold decision scores and the fold of each row. With ``groups`` in which some text
+    repeats (a text on both sides) every copy of it is in the same fold: the classifier would
+    otherwise recognise copies it was fitted on, which is memory, not shift."""
     out = np.zeros(len(y))
     fold_of = np.zeros(len(y), dtype=np.int64)
     folds = max(2, min(p.folds, int(np.bincount(y.astype(int)).min())))
-    if groups is not None and len(np.unique(groups)) >= folds:
+    n_groups = len(np.unique(groups)) if groups is not None else len(y)
+    if groups is not None and folds <= n_groups < len(y):
         splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(
             np.zeros(len(y)), y, groups
         )
@@ -173,10 +174,7 @@ def classifier_test(
     both = [train_texts[i] for i in ti] + [prod_texts[i] for i in pi]
     x = _design(both, np.concatenate([train_emb[ti], prod_emb[pi]]))
     y = np.concatenate([np.zeros(len(ti)), np.ones(len(pi))])
-    groups = distinct(both)[1]
-    scores, fold_of = _oof_scores(
-        x, y, p, p.seed, groups if groups.max(initial=-1) + 1 < len(both) else None
-    )
+    scores, fold_of = _oof_scores(x, y, p, p.seed, distinct(both)[1])
     auc = float(roc_auc_score(y, scores))
     p_value = permutation_pvalue(scores, y, fold_of, p.permutations, p.seed + 1)
     # null: two random halves of training, same classifier

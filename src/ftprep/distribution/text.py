@@ -71,9 +71,11 @@ def drop_long_numbers(texts: Sequence[str]) -> list[str]:
     in production, "order 1007" in training), while as a token of its own it looks like
     vocabulary training lacks and moves a short input's embedding. Short numbers ("at 7",
     "2 adults") stay."""
-    return [
-        " ".join(_LONG_NUMBER.sub(" ", t).split()) if _LONG_NUMBER.search(t) else t for t in texts
-    ]
+    return [_without_long_numbers(t) if _LONG_NUMBER.search(t) else t for t in texts]
+
+
+def _without_long_numbers(text: str) -> str:
+    return " ".join(_LONG_NUMBER.sub(" ", text).split())
 
 
 def distinct(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -84,10 +86,7 @@ def distinct(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     count each text once."""
     index: dict[str, int] = {}
     inverse = np.fromiter(
-        (
-            index.setdefault(" ".join(_LONG_NUMBER.sub(" ", t.lower()).split()), len(index))
-            for t in texts
-        ),
+        (index.setdefault(_without_long_numbers(t.lower()), len(index)) for t in texts),
         np.int64,
         len(texts),
     )
